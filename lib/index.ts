@@ -1,0 +1,22 @@
+export * from './storage.module.js';
+export { STORAGE_MODULE_OPTIONS, STORAGE_OPTIONS_TYPE, STORAGE_ASYNC_OPTIONS_TYPE } from './storage.module-definition.js';
+export * from './storage-module-options.interface.js';
+export {
+  resolveStorageOptions,
+  validateStorageOptions,
+  MAX_URL_EXPIRES_IN,
+  type ResolvedStorageOptions,
+  type ResolvedMediaOptions,
+  type ResolvedStaticOptions,
+  type ResolvedConnectionOptions,
+} from './storage-options.validation.js';
+export * from './storage.config.js';
+export * from './storage.constants.js';
+export * from './storage.decorators.js';
+export * from './storage.errors.js';
+export * from './media.storage.js';
+export { ensureBucket, StorageBootstrap, type EnsureBucketResult } from './bucket-bootstrap.js';
+export { createS3Client } from './s3-client.factory.js';
+export { UrlSigner, contentDisposition, encodeKeyPath, type UrlSignerOptions, type SignedUrlOptions, type SigningCredentials, type CredentialSource } from './url-signer.js';
+export { normalizeName, normalizePrefix, MAX_KEY_BYTES } from './key-normalizer.js';
+export { guessContentType } from './content-type.js';

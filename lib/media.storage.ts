@@ -1,0 +1,347 @@
+/**
+ * `MediaStorage`: user uploads (avatars and anything else) in one bucket, private by
+ * default, with signed URLs for the browser.
+ */
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type PutObjectCommandInput,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { guessContentType } from './content-type.js';
+import { alternativeName, fromKey, normalizeName, normalizePrefix, toKey } from './key-normalizer.js';
+import { describeEndpoint } from './s3-client.factory.js';
+import { codeOf, isNotFound, statusOf, toStorageError } from './s3-errors.js';
+import { StorageError } from './storage.errors.js';
+import type { ResolvedMediaOptions } from './storage-options.validation.js';
+import { contentDisposition, encodeKeyPath, type UrlSigner } from './url-signer.js';
+
+/** What `save()` accepts. Strings are stored as UTF-8. */
+export type StorageBody = Buffer | Uint8Array | string | Readable;
+
+/** Per-call options of `save()`. */
+export interface SaveOptions {
+  /** Content-Type; guessed from the name's extension when omitted. */
+  contentType?: string;
+  /** Cache-Control; defaults to `objectParameters.cacheControl`. */
+  cacheControl?: string;
+  /** Content-Disposition; defaults to `objectParameters.contentDisposition`. */
+  contentDisposition?: string;
+  /** User metadata (`x-amz-meta-*`), merged over `objectParameters.metadata`. */
+  metadata?: Record<string, string>;
+  /** Overrides the storage's `overwrite` option for this call. */
+  overwrite?: boolean;
+  /** Cancels the upload; a multipart upload is aborted on the server, nothing is stored. */
+  signal?: AbortSignal;
+  /** Called as bytes are sent (multipart uploads report per part). */
+  onProgress?: (bytesSent: number) => void;
+}
+
+/** What `stat()` returns. */
+export interface ObjectStat {
+  size: number;
+  lastModified: Date;
+  /** The ETag without quotes. */
+  etag: string;
+  contentType?: string;
+  cacheControl?: string;
+  metadata: Record<string, string>;
+}
+
+/** One entry of `list()`. */
+export interface ListEntry {
+  /** Name relative to the storage location (what `save()` returned). */
+  name: string;
+  size: number;
+  lastModified: Date;
+  etag: string;
+}
+
+/** Per-call options of `url()`. */
+export interface UrlOptions {
+  /** Seconds the signed URL stays valid; defaults to `urlExpiresIn`. */
+  expiresIn?: number;
+  /** Makes the browser download the file under this name (RFC 6266, non-ASCII safe). */
+  downloadAs?: string;
+  /** The raw `Content-Disposition` S3 answers with; wins over `downloadAs`. */
+  responseContentDisposition?: string;
+  /** The `Content-Type` S3 answers with. */
+  responseContentType?: string;
+}
+
+/** A conditional write lost to an object that already exists under the name. */
+const PRECONDITION = new Set(['PreconditionFailed', 'ConditionalRequestConflict']);
+const MAX_NAME_ATTEMPTS = 8;
+
+/**
+ * Stores and serves user media. Inject it; the module builds it from `media` options.
+ *
+ * Names are relative to `location` and normalized in one place (see the README): callers
+ * get back the name actually stored, which may differ from the one asked for when
+ * `overwrite` is false and the name was taken.
+ */
+export class MediaStorage {
+  /** The bucket this storage writes to. */
+  readonly bucket: string;
+  private readonly endpointLabel: string;
+
+  constructor(
+    private readonly client: S3Client,
+    private readonly options: ResolvedMediaOptions,
+    private readonly signer: UrlSigner,
+  ) {
+    this.bucket = options.bucket;
+    this.endpointLabel = describeEndpoint(options);
+  }
+
+  /**
+   * Stores `body` under `name` and returns the name stored. Buffers, strings and streams
+   * up to one part are sent in one PutObject; longer streams go up as a multipart upload
+   * with bounded memory (`partSize * queueSize`), aborted on any failure.
+   *
+   * With `overwrite: false` (the default) a taken name is never replaced: the object is
+   * stored under `name_<random>.ext` instead, also when two saves race for one name.
+   */
+  async save(name: string, body: StorageBody, options: SaveOptions = {}): Promise<string> {
+    let stored = normalizeName(name);
+    const overwrite = options.overwrite ?? this.options.overwrite;
+    let source: Awaited<ReturnType<MediaStorage['prepareBody']>>;
+    try {
+      source = await this.prepareBody(body, options.signal);
+    } catch (error) {
+      throw this.wrap('save', error, toKey(this.options.location, stored), options.signal);
+    }
+    if (!overwrite && (await this.exists(stored))) stored = alternativeName(stored, randomBytes);
+
+    for (let attempt = 1; ; attempt++) {
+      const key = toKey(this.options.location, stored);
+      try {
+        if (source.kind === 'buffer') {
+          await this.client.send(new PutObjectCommand(this.putInput(key, stored, source.data, options, overwrite)), {
+            abortSignal: options.signal,
+          });
+          options.onProgress?.(source.data.length);
+        } else {
+          await this.multipart(key, stored, source.stream, options, overwrite);
+        }
+        return stored;
+      } catch (error) {
+        // Only a fully buffered body can be sent again under another name.
+        if (!overwrite && isPreconditionFailure(error) && source.kind === 'buffer' && attempt < MAX_NAME_ATTEMPTS) {
+          stored = alternativeName(normalizeName(name), randomBytes);
+          continue;
+        }
+        throw this.wrap('save', error, key, options.signal);
+      }
+    }
+  }
+
+  /** A readable stream of the object's bytes. @throws ObjectNotFoundError */
+  async open(name: string, options: { signal?: AbortSignal; range?: { start: number; end?: number } } = {}): Promise<Readable> {
+    const key = this.key(name);
+    try {
+      const range = options.range && `bytes=${options.range.start}-${options.range.end ?? ''}`;
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }), {
+        abortSignal: options.signal,
+      });
+      return out.Body as Readable;
+    } catch (error) {
+      throw this.wrap('open', error, key, options.signal);
+    }
+  }
+
+  /** The object's bytes in one Buffer. Use `open()` for large objects. @throws ObjectNotFoundError */
+  async read(name: string, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
+    const stream = await this.open(name, options);
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of stream) chunks.push(chunk as Buffer);
+    } catch (error) {
+      throw this.wrap('read', error, this.key(name), options.signal);
+    }
+    return Buffer.concat(chunks);
+  }
+
+  /** Whether the object exists. A 404 is `false`; access errors throw. */
+  async exists(name: string): Promise<boolean> {
+    const key = this.key(name);
+    try {
+      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return true;
+    } catch (error) {
+      if (isNotFound(error)) return false;
+      throw this.wrap('exists', error, key);
+    }
+  }
+
+  /** Size, dates, ETag, type and metadata of the object. @throws ObjectNotFoundError */
+  async stat(name: string): Promise<ObjectStat> {
+    const key = this.key(name);
+    try {
+      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      return {
+        size: out.ContentLength ?? 0,
+        lastModified: out.LastModified ?? new Date(0),
+        etag: unquote(out.ETag),
+        contentType: out.ContentType,
+        cacheControl: out.CacheControl,
+        metadata: out.Metadata ?? {},
+      };
+    } catch (error) {
+      throw this.wrap('stat', error, key);
+    }
+  }
+
+  /** Deletes the object. Deleting a missing object is a no-op. */
+  async delete(name: string): Promise<void> {
+    const key = this.key(name);
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+    } catch (error) {
+      if (isNotFound(error)) return;
+      throw this.wrap('delete', error, key);
+    }
+  }
+
+  /**
+   * Every object under `prefix` (relative to `location`), in key order, fetched a page of
+   * 1,000 at a time as the loop asks for more.
+   */
+  async *list(prefix?: string, options: { signal?: AbortSignal } = {}): AsyncIterable<ListEntry> {
+    const normalized = normalizePrefix(prefix);
+    const location = this.options.location;
+    const fullPrefix = location ? `${location}/${normalized}` : normalized;
+    let token: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: fullPrefix || undefined, ContinuationToken: token, MaxKeys: 1000 }),
+          { abortSignal: options.signal },
+        );
+      } catch (error) {
+        throw this.wrap('list', error, undefined, options.signal);
+      }
+      for (const item of page.Contents ?? []) {
+        if (item.Key === undefined) continue;
+        yield {
+          name: fromKey(location, item.Key),
+          size: item.Size ?? 0,
+          lastModified: item.LastModified ?? new Date(0),
+          etag: unquote(item.ETag),
+        };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  /**
+   * A URL the browser can fetch. Signed (SigV4, for `publicEndpoint` when set) and valid
+   * `urlExpiresIn` seconds by default; plain when `signedUrls` is false or `customDomain`
+   * is set. No network call.
+   */
+  async url(name: string, options: UrlOptions = {}): Promise<string> {
+    const key = this.key(name);
+    const { customDomain, signedUrls } = this.options;
+    if (customDomain !== undefined) return `${customDomain}/${encodeKeyPath(key)}`;
+    if (!signedUrls) return this.signer.unsignedUrl(key);
+    return this.signer.sign(key, {
+      expiresIn: options.expiresIn ?? this.options.urlExpiresIn,
+      responseContentDisposition:
+        options.responseContentDisposition ?? (options.downloadAs === undefined ? undefined : contentDisposition(options.downloadAs)),
+      responseContentType: options.responseContentType,
+    });
+  }
+
+  /** The full S3 key for a name (location prefix included). @throws InvalidKeyError */
+  key(name: string): string {
+    return toKey(this.options.location, normalizeName(name));
+  }
+
+  private putInput(key: string, name: string, body: Buffer | Readable, options: SaveOptions, overwrite: boolean): PutObjectCommandInput {
+    const defaults = this.options.objectParameters;
+    const metadata = { ...defaults.metadata, ...options.metadata };
+    return {
+      Bucket: this.bucket,
+      Key: key,
+      Body: body,
+      ContentType: options.contentType ?? guessContentType(name),
+      CacheControl: options.cacheControl ?? defaults.cacheControl,
+      ContentDisposition: options.contentDisposition ?? defaults.contentDisposition,
+      Metadata: Object.keys(metadata).length > 0 ? metadata : undefined,
+      ACL: this.options.acl,
+      IfNoneMatch: overwrite ? undefined : '*',
+    };
+  }
+
+  private async multipart(key: string, name: string, stream: Readable, options: SaveOptions, overwrite: boolean): Promise<void> {
+    const upload = new Upload({
+      client: this.client,
+      params: this.putInput(key, name, stream, options, overwrite),
+      partSize: this.options.partSize,
+      queueSize: this.options.queueSize,
+      leavePartsOnError: false,
+    });
+    if (options.onProgress) upload.on('httpUploadProgress', (p) => options.onProgress?.(p.loaded ?? 0));
+    const abort = (): void => void upload.abort();
+    options.signal?.addEventListener('abort', abort, { once: true });
+    try {
+      await upload.done();
+    } finally {
+      options.signal?.removeEventListener('abort', abort);
+    }
+  }
+
+  /**
+   * Reads up to one part of a stream: a body that fits is sent in one PutObject (and can be
+   * retried under another name); a longer one continues as a multipart stream.
+   */
+  private async prepareBody(
+    body: StorageBody,
+    signal: AbortSignal | undefined,
+  ): Promise<{ kind: 'buffer'; data: Buffer } | { kind: 'stream'; stream: Readable }> {
+    if (typeof body === 'string') return { kind: 'buffer', data: Buffer.from(body, 'utf8') };
+    if (Buffer.isBuffer(body)) return { kind: 'buffer', data: body };
+    if (body instanceof Uint8Array) return { kind: 'buffer', data: Buffer.from(body.buffer, body.byteOffset, body.byteLength) };
+    if (!(body instanceof Readable)) {
+      throw new StorageError(`save(): body must be a Buffer, Uint8Array, string or Readable, got ${typeof body}`);
+    }
+    signal?.throwIfAborted();
+    const limit = this.options.partSize;
+    const head: Buffer[] = [];
+    let size = 0;
+    const iterator = body[Symbol.asyncIterator]();
+    while (size <= limit) {
+      const next = await iterator.next();
+      if (next.done) return { kind: 'buffer', data: Buffer.concat(head, size) };
+      const chunk = typeof next.value === 'string' ? Buffer.from(next.value) : (next.value as Buffer);
+      head.push(chunk);
+      size += chunk.length;
+    }
+    async function* rest(): AsyncGenerator<Buffer> {
+      yield* head;
+      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value as Buffer;
+    }
+    return { kind: 'stream', stream: Readable.from(rest(), { objectMode: false }) };
+  }
+
+  private wrap(operation: string, error: unknown, key: string | undefined, signal?: AbortSignal): StorageError {
+    return toStorageError(operation, error, { bucket: this.bucket, key, endpoint: this.endpointLabel }, signal);
+  }
+}
+
+function isPreconditionFailure(error: unknown): boolean {
+  const code = codeOf(error);
+  return statusOf(error) === 412 || (code !== undefined && PRECONDITION.has(code));
+}
+
+function unquote(etag: string | undefined): string {
+  return (etag ?? '').replace(/^"|"$/g, '');
+}
+

@@ -1,0 +1,46 @@
+/**
+ * The one place S3 clients are built. Services receive a client; they never build one.
+ */
+import { S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { Agent as HttpAgent } from 'node:http';
+import { Agent as HttpsAgent } from 'node:https';
+import type { ResolvedConnectionOptions } from './storage-options.validation.js';
+
+/**
+ * Builds an S3 client for one bucket's connection options: path-style and the
+ * `WHEN_REQUIRED` checksum policy by default on custom endpoints, keep-alive agents with a
+ * bounded socket pool, and the configured timeouts and retry attempts.
+ */
+export function createS3Client(options: ResolvedConnectionOptions): S3Client {
+  const agentOptions = { keepAlive: true, maxSockets: options.maxSockets, maxFreeSockets: Math.min(options.maxSockets, 16) };
+  const checksum = options.checksums === 'when-required' ? 'WHEN_REQUIRED' : 'WHEN_SUPPORTED';
+  const config: S3ClientConfig = {
+    endpoint: options.endpoint,
+    region: options.region,
+    credentials: options.credentials,
+    forcePathStyle: options.forcePathStyle,
+    maxAttempts: options.maxAttempts,
+    requestChecksumCalculation: checksum,
+    responseChecksumValidation: checksum,
+    requestHandler: {
+      requestTimeout: options.requestTimeout,
+      connectionTimeout: options.connectionTimeout,
+      httpAgent: new HttpAgent(agentOptions),
+      httpsAgent: new HttpsAgent(agentOptions),
+    },
+  };
+  return new S3Client(config);
+}
+
+/** An endpoint for messages: the URL without user-info, or "AWS S3 (region)" when unset. */
+export function describeEndpoint(options: Pick<ResolvedConnectionOptions, 'endpoint' | 'region'>): string {
+  if (!options.endpoint) return `AWS S3 (${options.region ?? 'default region'})`;
+  try {
+    const url = new URL(options.endpoint);
+    url.username = '';
+    url.password = '';
+    return url.toString().replace(/\/$/, '');
+  } catch {
+    return '(invalid endpoint)';
+  }
+}

@@ -1,0 +1,114 @@
+/**
+ * Turns AWS SDK and network errors into the module's typed errors. The SDK error is kept as
+ * `cause`; the message is built only from its name, code and HTTP status, never from
+ * request details that could carry credentials.
+ */
+import {
+  ObjectNotFoundError,
+  StorageAbortedError,
+  StorageError,
+  StorageOperationError,
+  StorageTimeoutError,
+  type StorageErrorContext,
+} from './storage.errors.js';
+
+/** The parts of an AWS SDK / Node error this module looks at. */
+export interface S3ErrorShape {
+  name?: string;
+  code?: string;
+  Code?: string;
+  $metadata?: { httpStatusCode?: number };
+  $response?: { statusCode?: number };
+}
+
+/** The HTTP status of an SDK error, if the server answered. */
+export function statusOf(error: unknown): number | undefined {
+  const e = error as S3ErrorShape | undefined;
+  return e?.$metadata?.httpStatusCode ?? e?.$response?.statusCode;
+}
+
+/** The S3 error code (`NoSuchKey`, `AccessDenied`, …) or Node error code (`ECONNREFUSED`). */
+export function codeOf(error: unknown): string | undefined {
+  const e = error as S3ErrorShape | undefined;
+  const code = e?.Code ?? e?.code ?? e?.name;
+  return code && code !== 'Error' && code !== 'UnknownError' ? code : undefined;
+}
+
+const NETWORK_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EPIPE',
+  'ETIMEDOUT',
+  'ECONNABORTED',
+]);
+
+/** True for errors where the server never answered (refused, reset, DNS, unreachable). */
+export function isNetworkError(error: unknown): boolean {
+  return networkCode(error) !== undefined;
+}
+
+/** True for a timeout of the SDK's request handler or of an operation deadline. */
+export function isTimeout(error: unknown): boolean {
+  const e = error as S3ErrorShape | undefined;
+  return e?.name === 'TimeoutError' || e?.code === 'ETIMEDOUT' || e?.name === 'RequestTimeout';
+}
+
+/** True for "the object is not there". */
+export function isNotFound(error: unknown): boolean {
+  const code = codeOf(error);
+  return statusOf(error) === 404 || code === 'NoSuchKey' || code === 'NotFound';
+}
+
+/**
+ * Wraps `error` from `operation` in the matching typed error. A caller's abort becomes
+ * {@link StorageAbortedError}; a 404 on an object {@link ObjectNotFoundError}.
+ */
+export function toStorageError(
+  operation: string,
+  error: unknown,
+  context: StorageErrorContext & { bucket: string },
+  signal?: AbortSignal,
+): StorageError {
+  if (error instanceof StorageError) return error;
+  const status = statusOf(error);
+  const s3Code = codeOf(error);
+  const ctx = { ...context, cause: error, status, s3Code };
+  if (signal?.aborted) return new StorageAbortedError(operation, 'aborted by the caller', ctx);
+  if (isTimeout(error)) {
+    return new StorageTimeoutError(operation, 'the server did not answer in time (requestTimeout / timeout)', ctx);
+  }
+  if ((error as S3ErrorShape | undefined)?.name === 'AbortError') {
+    return new StorageAbortedError(operation, 'the request was aborted', ctx);
+  }
+  if (context.key !== undefined && (s3Code === 'NoSuchKey' || (status === 404 && s3Code !== 'NoSuchBucket'))) {
+    return new ObjectNotFoundError({ ...context, key: context.key, cause: error });
+  }
+  return new StorageOperationError(operation, describe(error, status, s3Code), ctx);
+}
+
+function describe(error: unknown, status: number | undefined, s3Code: string | undefined): string {
+  if (s3Code === 'NoSuchBucket') return 'the bucket does not exist (create it, or use ensureBucket: "create")';
+  if (status === 403) {
+    return `access denied${s3Code ? ` (${s3Code})` : ''}: check the access key, secret key and the bucket policy`;
+  }
+  if (isNetworkError(error)) {
+    const code = networkCode(error);
+    return `the endpoint is unreachable${code ? ` (${code})` : ''}`;
+  }
+  const parts = [s3Code, status === undefined ? undefined : `HTTP ${status}`].filter(Boolean);
+  return parts.length > 0 ? parts.join(', ') : 'unknown error';
+}
+
+function networkCode(error: unknown): string | undefined {
+  let e: unknown = error;
+  for (let depth = 0; e && depth < 5; depth++) {
+    const code = (e as S3ErrorShape).code;
+    if (code && NETWORK_CODES.has(code)) return code;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}

@@ -1,0 +1,219 @@
+/**
+ * The options of `StorageModule.forRoot()` / `forRootAsync()`. Every option is validated
+ * once, at module initialisation; one error lists every problem found.
+ */
+
+/** Static credentials. Omit them to use the AWS SDK's default provider chain (env, profile, IAM role). */
+export interface StorageCredentials {
+  /** Access key id. Env: `MEDIA_S3_ACCESS_KEY` / `AWS_ACCESS_KEY_ID`. */
+  accessKeyId: string;
+  /** Secret access key. Never logged, never quoted in an error. Env: `MEDIA_S3_SECRET_KEY` / `AWS_SECRET_ACCESS_KEY`. */
+  secretAccessKey: string;
+  /** Session token for temporary credentials. */
+  sessionToken?: string;
+}
+
+/**
+ * Canned ACLs. Send one only when you need it: buckets created on AWS since April 2023
+ * have ACLs disabled and reject every ACL but `bucket-owner-full-control`.
+ */
+export type StorageCannedAcl =
+  | 'private'
+  | 'public-read'
+  | 'public-read-write'
+  | 'authenticated-read'
+  | 'aws-exec-read'
+  | 'bucket-owner-read'
+  | 'bucket-owner-full-control';
+
+/**
+ * Flexible checksums. `'when-required'` sends checksums only for operations that need
+ * them (what MinIO, Ceph and most S3-compatible servers accept); `'when-supported'` is the
+ * AWS SDK's default (CRC32 on every upload, aws-chunked trailers on streams).
+ */
+export type StorageChecksumMode = 'when-required' | 'when-supported';
+
+/** What the start-up hook does about the bucket. */
+export type EnsureBucketMode = 'create' | 'check' | 'off';
+
+/** How to reach one bucket. Shared by media and static storage. */
+export interface S3ConnectionOptions {
+  /** Bucket name. Required. Env: `MEDIA_S3_BUCKET_NAME` (media), `AWS_STORAGE_BUCKET_NAME` (static). */
+  bucket: string;
+  /**
+   * The S3 API endpoint the server-side client talks to, e.g. `http://minio:9000` inside
+   * docker compose. Leave unset for AWS S3 (the SDK picks the regional endpoint).
+   * Env: `MEDIA_S3_ENDPOINT_URL` (media), `AWS_S3_ENDPOINT_URL` (static).
+   * @default undefined (AWS)
+   */
+  endpoint?: string;
+  /**
+   * Region. Env: `MEDIA_S3_REGION` (media), `AWS_S3_REGION` (static).
+   * @default 'us-east-1' when `endpoint` is set; otherwise the SDK's own resolution (AWS_REGION, profile)
+   */
+  region?: string;
+  /**
+   * Static credentials.
+   * @default undefined (the AWS SDK default credential provider chain)
+   */
+  credentials?: StorageCredentials;
+  /**
+   * Path-style addressing (`https://host/bucket/key`) instead of virtual-hosted
+   * (`https://bucket.host/key`).
+   * @default true when `endpoint` is set, false otherwise
+   */
+  forcePathStyle?: boolean;
+  /**
+   * Flexible checksums for requests and response validation.
+   * @default 'when-required' when `endpoint` is set, 'when-supported' otherwise
+   */
+  checksums?: StorageChecksumMode;
+  /**
+   * Milliseconds a single HTTP request may take to answer (socket idle time) before it
+   * is failed and, where safe, retried.
+   * @default 30000
+   */
+  requestTimeout?: number;
+  /**
+   * Milliseconds to establish a TCP/TLS connection.
+   * @default 5000
+   */
+  connectionTimeout?: number;
+  /**
+   * Attempts per request including the first (the SDK's standard retry policy:
+   * throttling, 5xx and connection errors, with jittered backoff).
+   * @default 3
+   */
+  maxAttempts?: number;
+  /**
+   * Upper bound on concurrent sockets to the endpoint (keep-alive agent). Requests beyond
+   * it queue instead of opening more connections.
+   * @default 64
+   */
+  maxSockets?: number;
+}
+
+/** Parameters applied to every object the storage writes, unless a call overrides them. */
+export interface ObjectParameters {
+  /** `Cache-Control` header stored with each object, e.g. `'max-age=86400'`. */
+  cacheControl?: string;
+  /** `Content-Disposition` stored with each object. */
+  contentDisposition?: string;
+  /** User metadata (`x-amz-meta-*`) stored with each object. */
+  metadata?: Record<string, string>;
+}
+
+/** Options of the media storage (user uploads). */
+export interface MediaStorageOptions extends S3ConnectionOptions {
+  /**
+   * The endpoint the browser uses, when it differs from `endpoint` (MinIO in docker
+   * compose: the app talks to `http://minio:9000`, the browser to `http://localhost:9000`).
+   * URLs are signed for this host; they are never rewritten after signing.
+   * Env: `MEDIA_S3_URL_ENDPOINT_URL`.
+   * @default undefined (URLs use `endpoint`, or the AWS endpoint)
+   */
+  publicEndpoint?: string;
+  /**
+   * A key prefix under which every name is stored (`'media'` stores `a.png` at `media/a.png`).
+   * Names can never escape it.
+   * @default '' (bucket root)
+   */
+  location?: string;
+  /**
+   * A canned ACL sent with each upload. Objects are private by default without it.
+   * @default undefined (no ACL header; objects stay private)
+   */
+  acl?: StorageCannedAcl;
+  /**
+   * Whether `save()` may replace an existing object. When false, saving to a taken name
+   * stores under a new unique name (`photo_k3J9a0Qx.png`) and returns it.
+   * @default false
+   */
+  overwrite?: boolean;
+  /**
+   * Lifetime of signed URLs in seconds (at most 604800, SigV4's limit).
+   * @default 3600
+   */
+  urlExpiresIn?: number;
+  /**
+   * Sign URLs. Set false for public-read buckets or a CDN in front: `url()` then returns
+   * plain URLs.
+   * @default true (false when `customDomain` is set)
+   */
+  signedUrls?: boolean;
+  /**
+   * A CDN or custom domain base for unsigned URLs, e.g. `'https://cdn.example.com'` or
+   * `'cdn.example.com/media'` (https is assumed).
+   * @default undefined
+   */
+  customDomain?: string;
+  /** Headers stored with every object. */
+  objectParameters?: ObjectParameters;
+  /**
+   * Part size in bytes for multipart uploads of large or unknown-length bodies (min 5 MiB).
+   * Bodies up to one part are sent in a single PutObject.
+   * @default 8388608 (8 MiB)
+   */
+  partSize?: number;
+  /**
+   * Parts uploaded in parallel per multipart upload. Memory per upload is bounded by
+   * `partSize * queueSize`.
+   * @default 4
+   */
+  queueSize?: number;
+}
+
+/** Options of the static-files storage (hashed names, `staticfiles.json` manifest). */
+export interface StaticStorageOptions extends S3ConnectionOptions {
+  /**
+   * Key prefix for static files.
+   * @default 'static'
+   */
+  location?: string;
+  /**
+   * A CDN or custom domain base for static URLs.
+   * @default undefined (URLs on `publicEndpoint`, `endpoint` or the AWS endpoint)
+   */
+  customDomain?: string;
+  /**
+   * The browser-facing endpoint when it differs from `endpoint`.
+   * @default undefined
+   */
+  publicEndpoint?: string;
+  /**
+   * Name of the manifest object, under `location`.
+   * @default 'staticfiles.json'
+   */
+  manifestName?: string;
+  /**
+   * Throw on names missing from the manifest (Django's `manifest_strict`).
+   * @default true
+   */
+  manifestStrict?: boolean;
+  /**
+   * Uploads run in parallel by `collectstatic`.
+   * @default 16
+   */
+  concurrency?: number;
+}
+
+/** Options of `StorageModule.forRoot()`. */
+export interface StorageModuleOptions {
+  /** User media: avatars and any other upload. Required. */
+  media: MediaStorageOptions;
+  /** Static files on S3 with hashed names. When absent, `StaticManifestStorage` is not usable. */
+  static?: StaticStorageOptions;
+  /**
+   * What the `OnApplicationBootstrap` hook does about each configured bucket: `'create'`
+   * creates it when missing, `'check'` fails start-up when it is missing, `'off'` skips
+   * the check.
+   * @default 'create'
+   */
+  ensureBucket?: EnsureBucketMode;
+  /**
+   * Milliseconds the start-up bucket check may take in all (retries included) before
+   * start-up fails with an error naming the endpoint and bucket.
+   * @default 10000
+   */
+  bootstrapTimeout?: number;
+}

@@ -1,0 +1,403 @@
+/**
+ * Validates module options once, with class-validator, and fills in the defaults.
+ * Every problem is collected; one {@link StorageConfigurationError} names each bad option
+ * and how to fix it. Values of credentials are never quoted.
+ */
+import 'reflect-metadata';
+import {
+  IsBoolean,
+  IsIn,
+  IsInt,
+  IsNotEmpty,
+  IsObject,
+  IsOptional,
+  IsString,
+  Matches,
+  Max,
+  Min,
+  ValidateNested,
+  validateSync,
+  type ValidationError,
+} from 'class-validator';
+import { StorageConfigurationError } from './storage.errors.js';
+import type {
+  EnsureBucketMode,
+  MediaStorageOptions,
+  ObjectParameters,
+  S3ConnectionOptions,
+  StaticStorageOptions,
+  StorageCannedAcl,
+  StorageChecksumMode,
+  StorageCredentials,
+  StorageModuleOptions,
+} from './storage-module-options.interface.js';
+
+const MIB = 1024 * 1024;
+/** SigV4 presigned URLs live at most seven days. */
+export const MAX_URL_EXPIRES_IN = 604_800;
+
+const ACLS: StorageCannedAcl[] = [
+  'private',
+  'public-read',
+  'public-read-write',
+  'authenticated-read',
+  'aws-exec-read',
+  'bucket-owner-read',
+  'bucket-owner-full-control',
+];
+const URL_PATTERN = /^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/;
+const URL_HINT = 'must be an http(s) URL such as "http://minio:9000" or "https://s3.eu-west-1.amazonaws.com"';
+const BUCKET_PATTERN = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+const BUCKET_HINT =
+  'must be a valid S3 bucket name: 3-63 characters, lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit';
+
+class CredentialsSchema implements StorageCredentials {
+  @IsString({ message: 'must be a string (the access key id)' })
+  @IsNotEmpty({ message: 'must not be empty: set MEDIA_S3_ACCESS_KEY, or omit credentials to use the AWS provider chain' })
+  accessKeyId!: string;
+
+  @IsString({ message: 'must be a string' })
+  @IsNotEmpty({ message: 'must not be empty: set MEDIA_S3_SECRET_KEY, or omit credentials to use the AWS provider chain' })
+  secretAccessKey!: string;
+
+  @IsOptional()
+  @IsString({ message: 'must be a string' })
+  sessionToken?: string;
+}
+
+class ObjectParametersSchema implements ObjectParameters {
+  @IsOptional()
+  @IsString({ message: 'must be a Cache-Control header value such as "max-age=86400"' })
+  cacheControl?: string;
+
+  @IsOptional()
+  @IsString({ message: 'must be a Content-Disposition header value' })
+  contentDisposition?: string;
+
+  @IsOptional()
+  @IsObject({ message: 'must be an object of string values' })
+  metadata?: Record<string, string>;
+}
+
+class ConnectionSchema implements S3ConnectionOptions {
+  @IsString({ message: `is required and ${BUCKET_HINT}` })
+  @Matches(BUCKET_PATTERN, { message: `${BUCKET_HINT} (got $value)` })
+  bucket!: string;
+
+  @IsOptional()
+  @Matches(URL_PATTERN, { message: `${URL_HINT} (got $value)` })
+  endpoint?: string;
+
+  @IsOptional()
+  @Matches(/^[a-z0-9-]+$/, { message: 'must be a region name such as "us-east-1" (got $value)' })
+  region?: string;
+
+  @IsOptional()
+  @ValidateNested()
+  credentials?: StorageCredentials;
+
+  @IsOptional()
+  @IsBoolean({ message: 'must be true or false' })
+  forcePathStyle?: boolean;
+
+  @IsOptional()
+  @IsIn(['when-required', 'when-supported'], { message: 'must be "when-required" or "when-supported" (got $value)' })
+  checksums?: StorageChecksumMode;
+
+  @IsOptional()
+  @IsInt({ message: 'must be a whole number of milliseconds' })
+  @Min(1, { message: 'must be at least 1 ms' })
+  requestTimeout?: number;
+
+  @IsOptional()
+  @IsInt({ message: 'must be a whole number of milliseconds' })
+  @Min(1, { message: 'must be at least 1 ms' })
+  connectionTimeout?: number;
+
+  @IsOptional()
+  @IsInt({ message: 'must be a whole number' })
+  @Min(1, { message: 'must be at least 1 (1 means no retries)' })
+  @Max(20, { message: 'must be at most 20' })
+  maxAttempts?: number;
+
+  @IsOptional()
+  @IsInt({ message: 'must be a whole number' })
+  @Min(1, { message: 'must be at least 1' })
+  maxSockets?: number;
+}
+
+class MediaSchema extends ConnectionSchema implements MediaStorageOptions {
+  @IsOptional()
+  @Matches(URL_PATTERN, { message: `${URL_HINT}; it is the host the browser uses, e.g. "http://localhost:9000" (got $value)` })
+  publicEndpoint?: string;
+
+  @IsOptional()
+  @IsString({ message: 'must be a key prefix string such as "media"' })
+  location?: string;
+
+  @IsOptional()
+  @IsIn(ACLS, { message: `must be one of ${ACLS.join(', ')}, or omitted to keep objects private (got $value)` })
+  acl?: StorageCannedAcl;
+
+  @IsOptional()
+  @IsBoolean({ message: 'must be true or false' })
+  overwrite?: boolean;
+
+  @IsOptional()
+  @IsInt({ message: 'must be a whole number of seconds' })
+  @Min(1, { message: 'must be at least 1 second' })
+  @Max(MAX_URL_EXPIRES_IN, { message: `must be at most ${MAX_URL_EXPIRES_IN} seconds (7 days, the SigV4 limit)` })
+  urlExpiresIn?: number;
+
+  @IsOptional()
+  @IsBoolean({ message: 'must be true or false' })
+  signedUrls?: boolean;
+
+  @IsOptional()
+  @Matches(/^(https?:\/\/)?[^\s/?#]+(\/[^\s?#]*)?$/, {
+    message: 'must be a host or base URL such as "cdn.example.com" or "https://cdn.example.com/media" (got $value)',
+  })
+  customDomain?: string;
+
+  @IsOptional()
+  @ValidateNested()
+  objectParameters?: ObjectParameters;
+
+  @IsOptional()
+  @IsInt({ message: 'must be a whole number of bytes' })
+  @Min(5 * MIB, { message: 'must be at least 5242880 bytes (5 MiB, the S3 minimum part size)' })
+  @Max(5 * 1024 * MIB, { message: 'must be at most 5 GiB (the S3 maximum part size)' })
+  partSize?: number;
+
+  @IsOptional()
+  @IsInt({ message: 'must be a whole number' })
+  @Min(1, { message: 'must be at least 1' })
+  @Max(64, { message: 'must be at most 64' })
+  queueSize?: number;
+}
+
+class StaticSchema extends ConnectionSchema implements StaticStorageOptions {
+  @IsOptional()
+  @IsString({ message: 'must be a key prefix string such as "static"' })
+  location?: string;
+
+  @IsOptional()
+  @Matches(/^(https?:\/\/)?[^\s/?#]+(\/[^\s?#]*)?$/, {
+    message: 'must be a host or base URL such as "cdn.example.com" (got $value)',
+  })
+  customDomain?: string;
+
+  @IsOptional()
+  @Matches(URL_PATTERN, { message: `${URL_HINT} (got $value)` })
+  publicEndpoint?: string;
+
+  @IsOptional()
+  @Matches(/^[^/\\\s][^\\\s]*$/, { message: 'must be a file name such as "staticfiles.json"' })
+  manifestName?: string;
+
+  @IsOptional()
+  @IsBoolean({ message: 'must be true or false' })
+  manifestStrict?: boolean;
+
+  @IsOptional()
+  @IsInt({ message: 'must be a whole number' })
+  @Min(1, { message: 'must be at least 1' })
+  @Max(256, { message: 'must be at most 256' })
+  concurrency?: number;
+}
+
+class ModuleSchema {
+  @IsObject({ message: 'is required: pass { media: { bucket: "..." } } (or set MEDIA_S3_BUCKET_NAME with storageConfig)' })
+  @ValidateNested()
+  media!: MediaStorageOptions;
+
+  @IsOptional()
+  @IsObject({ message: 'must be an object such as { bucket: "assets" }' })
+  @ValidateNested()
+  static?: StaticStorageOptions;
+
+  @IsOptional()
+  @IsIn(['create', 'check', 'off'], { message: 'must be "create", "check" or "off" (got $value)' })
+  ensureBucket?: EnsureBucketMode;
+
+  @IsOptional()
+  @IsInt({ message: 'must be a whole number of milliseconds' })
+  @Min(1, { message: 'must be at least 1 ms' })
+  bootstrapTimeout?: number;
+}
+
+/** Connection options with every default applied. */
+export interface ResolvedConnectionOptions {
+  bucket: string;
+  endpoint?: string;
+  region?: string;
+  credentials?: StorageCredentials;
+  forcePathStyle: boolean;
+  checksums: StorageChecksumMode;
+  requestTimeout: number;
+  connectionTimeout: number;
+  maxAttempts: number;
+  maxSockets: number;
+}
+
+/** Media options with every default applied. */
+export interface ResolvedMediaOptions extends ResolvedConnectionOptions {
+  publicEndpoint?: string;
+  location: string;
+  acl?: StorageCannedAcl;
+  overwrite: boolean;
+  urlExpiresIn: number;
+  signedUrls: boolean;
+  customDomain?: string;
+  objectParameters: ObjectParameters;
+  partSize: number;
+  queueSize: number;
+}
+
+/** Static options with every default applied. */
+export interface ResolvedStaticOptions extends ResolvedConnectionOptions {
+  location: string;
+  customDomain?: string;
+  publicEndpoint?: string;
+  manifestName: string;
+  manifestStrict: boolean;
+  concurrency: number;
+}
+
+/** Module options after validation, with every default applied. */
+export interface ResolvedStorageOptions {
+  media: ResolvedMediaOptions;
+  static?: ResolvedStaticOptions;
+  ensureBucket: EnsureBucketMode;
+  bootstrapTimeout: number;
+}
+
+/**
+ * Validates `options` and returns them with defaults applied.
+ * @throws StorageConfigurationError listing every problem.
+ */
+export function resolveStorageOptions(options: StorageModuleOptions): ResolvedStorageOptions {
+  const problems = validateStorageOptions(options);
+  if (problems.length > 0) throw new StorageConfigurationError(problems);
+
+  const media = options.media;
+  const resolvedMedia: ResolvedMediaOptions = {
+    ...resolveConnection(media),
+    publicEndpoint: trimSlash(media.publicEndpoint),
+    location: trimPrefix(media.location ?? ''),
+    acl: media.acl,
+    overwrite: media.overwrite ?? false,
+    urlExpiresIn: media.urlExpiresIn ?? 3600,
+    signedUrls: media.signedUrls ?? media.customDomain === undefined,
+    customDomain: normalizeDomain(media.customDomain),
+    objectParameters: { ...media.objectParameters },
+    partSize: media.partSize ?? 8 * MIB,
+    queueSize: media.queueSize ?? 4,
+  };
+  const st = options.static;
+  const resolvedStatic: ResolvedStaticOptions | undefined = st && {
+    ...resolveConnection(st),
+    location: trimPrefix(st.location ?? 'static'),
+    customDomain: normalizeDomain(st.customDomain),
+    publicEndpoint: trimSlash(st.publicEndpoint),
+    manifestName: st.manifestName ?? 'staticfiles.json',
+    manifestStrict: st.manifestStrict ?? true,
+    concurrency: st.concurrency ?? 16,
+  };
+  return {
+    media: resolvedMedia,
+    static: resolvedStatic,
+    ensureBucket: options.ensureBucket ?? 'create',
+    bootstrapTimeout: options.bootstrapTimeout ?? 10_000,
+  };
+}
+
+/** Returns one line per problem (`media.endpoint: must be …`); empty when the options are valid. */
+export function validateStorageOptions(options: unknown): string[] {
+  if (options === null || typeof options !== 'object') {
+    return ['options: must be an object such as { media: { bucket: "media" } }'];
+  }
+  const plain = options as Record<string, unknown>;
+  const schema = Object.assign(new ModuleSchema(), plain);
+  if (isObject(plain.media)) schema.media = toConnection(new MediaSchema(), plain.media);
+  if (isObject(plain.static)) schema.static = toConnection(new StaticSchema(), plain.static);
+
+  const problems = flatten(
+    validateSync(schema, { whitelist: true, forbidNonWhitelisted: true, validationError: { target: false } }),
+    '',
+  );
+  problems.push(...crossFieldProblems(plain));
+  return problems;
+}
+
+function toConnection<T extends ConnectionSchema>(target: T, plain: Record<string, unknown>): T {
+  const out = Object.assign(target, plain);
+  if (isObject(plain.credentials)) out.credentials = Object.assign(new CredentialsSchema(), plain.credentials);
+  if (isObject(plain.objectParameters) && out instanceof MediaSchema) {
+    (out as MediaSchema).objectParameters = Object.assign(new ObjectParametersSchema(), plain.objectParameters);
+  }
+  return out;
+}
+
+function crossFieldProblems(plain: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  const media = isObject(plain.media) ? plain.media : undefined;
+  if (media?.signedUrls === true && typeof media.customDomain === 'string') {
+    problems.push(
+      'media.signedUrls: cannot be true with media.customDomain: URLs on a custom domain or CDN are unsigned; remove one of the two',
+    );
+  }
+  if (media && isObject(media.objectParameters) && isObject(media.objectParameters.metadata)) {
+    for (const [k, v] of Object.entries(media.objectParameters.metadata)) {
+      if (typeof v !== 'string') problems.push(`media.objectParameters.metadata.${k}: must be a string`);
+    }
+  }
+  return problems;
+}
+
+function flatten(errors: ValidationError[], parent: string): string[] {
+  const out: string[] = [];
+  for (const error of errors) {
+    const path = parent ? `${parent}.${error.property}` : error.property;
+    for (const [rule, message] of Object.entries(error.constraints ?? {})) {
+      out.push(rule === 'whitelistValidation' ? `${path}: is not a known option; check its spelling (see the README's options table)` : `${path}: ${message}`);
+    }
+    out.push(...flatten(error.children ?? [], path));
+  }
+  return out;
+}
+
+function resolveConnection(o: S3ConnectionOptions): ResolvedConnectionOptions {
+  const endpoint = trimSlash(o.endpoint);
+  const custom = endpoint !== undefined;
+  return {
+    bucket: o.bucket,
+    endpoint,
+    region: o.region ?? (custom ? 'us-east-1' : undefined),
+    credentials: o.credentials && { ...o.credentials },
+    forcePathStyle: o.forcePathStyle ?? custom,
+    checksums: o.checksums ?? (custom ? 'when-required' : 'when-supported'),
+    requestTimeout: o.requestTimeout ?? 30_000,
+    connectionTimeout: o.connectionTimeout ?? 5_000,
+    maxAttempts: o.maxAttempts ?? 3,
+    maxSockets: o.maxSockets ?? 64,
+  };
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function trimSlash(url: string | undefined): string | undefined {
+  return url?.replace(/\/+$/, '');
+}
+
+function trimPrefix(location: string): string {
+  return location.replace(/\\/g, '/').replace(/^\/+|\/+$/g, '');
+}
+
+function normalizeDomain(domain: string | undefined): string | undefined {
+  if (domain === undefined) return undefined;
+  const withScheme = /^https?:\/\//.test(domain) ? domain : `https://${domain}`;
+  return withScheme.replace(/\/+$/, '');
+}

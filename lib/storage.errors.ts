@@ -1,0 +1,160 @@
+/**
+ * Typed errors. Every error the module throws is a {@link StorageError}; catch the
+ * subclass you care about, or read `code`.
+ *
+ * Messages name the bucket, key and endpoint so an operator can act on them. They never
+ * contain credentials: endpoints are stripped of any user-info before they are quoted.
+ *
+ * This file imports nothing else from `lib/`, so every other file may import it.
+ */
+
+/** What an error was about. All fields are optional: a configuration error has no key. */
+export interface StorageErrorContext {
+  /** The bucket the operation addressed. */
+  bucket?: string;
+  /** The full object key (location prefix included). */
+  key?: string;
+  /** The S3 endpoint the client talked to, without user-info. */
+  endpoint?: string;
+  /** The underlying error (an AWS SDK error, a network error, an abort). */
+  cause?: unknown;
+}
+
+/** Machine-readable error codes, one per error class. */
+export type StorageErrorCode =
+  | 'STORAGE_ERROR'
+  | 'STORAGE_CONFIGURATION'
+  | 'STORAGE_INVALID_KEY'
+  | 'STORAGE_NOT_FOUND'
+  | 'STORAGE_BUCKET_BOOTSTRAP'
+  | 'STORAGE_OPERATION'
+  | 'STORAGE_TIMEOUT'
+  | 'STORAGE_ABORTED'
+  | 'STORAGE_UPLOAD_REJECTED'
+  | 'STORAGE_MANIFEST';
+
+/** Base class of every error thrown by nestjs-s3-storage. */
+export class StorageError extends Error {
+  readonly code: StorageErrorCode = 'STORAGE_ERROR';
+  readonly bucket?: string;
+  readonly key?: string;
+  readonly endpoint?: string;
+
+  constructor(message: string, context: StorageErrorContext = {}) {
+    super(message, context.cause === undefined ? undefined : { cause: context.cause });
+    this.name = new.target.name;
+    this.bucket = context.bucket;
+    this.key = context.key;
+    this.endpoint = context.endpoint;
+  }
+}
+
+/** The module options are invalid. `problems` lists each one with its fix. */
+export class StorageConfigurationError extends StorageError {
+  override readonly code = 'STORAGE_CONFIGURATION' as const;
+  readonly problems: readonly string[];
+
+  constructor(problems: readonly string[], heading = 'Invalid nestjs-s3-storage configuration') {
+    super(`${heading}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.problems = problems;
+  }
+}
+
+/** A name could not be turned into a safe object key; nothing was sent to S3. */
+export class InvalidKeyError extends StorageError {
+  override readonly code = 'STORAGE_INVALID_KEY' as const;
+  /** Why the name was rejected, e.g. "it escapes the storage location with '..'". */
+  readonly reason: string;
+
+  constructor(name: string, reason: string) {
+    super(`Invalid object name ${describeName(name)}: ${reason}`);
+    this.reason = reason;
+  }
+}
+
+/** The object does not exist. */
+export class ObjectNotFoundError extends StorageError {
+  override readonly code = 'STORAGE_NOT_FOUND' as const;
+
+  constructor(context: StorageErrorContext & { key: string; bucket: string }) {
+    super(`Object "${context.key}" not found in bucket "${context.bucket}"${at(context.endpoint)}`, context);
+  }
+}
+
+/** Why the start-up bucket check failed. */
+export type BucketBootstrapFailure = 'unreachable' | 'access-denied' | 'missing' | 'timeout' | 'name-taken' | 'failed';
+
+/** The bucket could not be checked or created at start-up. */
+export class BucketBootstrapError extends StorageError {
+  override readonly code = 'STORAGE_BUCKET_BOOTSTRAP' as const;
+  readonly reason: BucketBootstrapFailure;
+
+  constructor(reason: BucketBootstrapFailure, detail: string, context: StorageErrorContext & { bucket: string }) {
+    super(`Bucket "${context.bucket}"${at(context.endpoint)}: ${detail}`, context);
+    this.reason = reason;
+  }
+}
+
+/** An S3 request failed. `operation` names the storage method, `status` the HTTP status if any. */
+export class StorageOperationError extends StorageError {
+  override readonly code: StorageErrorCode = 'STORAGE_OPERATION';
+  readonly operation: string;
+  readonly status?: number;
+  /** The S3 error code (e.g. `AccessDenied`, `SlowDown`), when the server sent one. */
+  readonly s3Code?: string;
+
+  constructor(
+    operation: string,
+    detail: string,
+    context: StorageErrorContext & { status?: number; s3Code?: string },
+  ) {
+    const target = context.key ? `"${context.key}" in bucket "${context.bucket}"` : `bucket "${context.bucket}"`;
+    super(`${operation} ${target}${at(context.endpoint)} failed: ${detail}`, context);
+    this.operation = operation;
+    this.status = context.status;
+    this.s3Code = context.s3Code;
+  }
+}
+
+/** An S3 request did not finish within the configured time. */
+export class StorageTimeoutError extends StorageOperationError {
+  override readonly code = 'STORAGE_TIMEOUT' as const;
+}
+
+/** The caller aborted the operation through its `AbortSignal`. */
+export class StorageAbortedError extends StorageOperationError {
+  override readonly code = 'STORAGE_ABORTED' as const;
+}
+
+/** An upload broke a rule (too large, wrong type); whatever was sent has been removed. */
+export class UploadRejectedError extends StorageError {
+  override readonly code = 'STORAGE_UPLOAD_REJECTED' as const;
+  readonly reason: 'too-large' | 'type-not-allowed' | 'size-mismatch' | 'empty' | 'bad-request';
+
+  constructor(reason: UploadRejectedError['reason'], message: string, context: StorageErrorContext = {}) {
+    super(message, context);
+    this.reason = reason;
+  }
+}
+
+/** The static-files manifest is missing, corrupt, or lacks an entry. */
+export class ManifestError extends StorageError {
+  override readonly code = 'STORAGE_MANIFEST' as const;
+  readonly reason: 'missing-manifest' | 'corrupt-manifest' | 'missing-entry';
+
+  constructor(reason: ManifestError['reason'], message: string, context: StorageErrorContext = {}) {
+    super(message, context);
+    this.reason = reason;
+  }
+}
+
+function at(endpoint: string | undefined): string {
+  return endpoint ? ` at ${endpoint}` : '';
+}
+
+/** Quotes a caller-supplied name for a message, escaping control characters and capping length. */
+export function describeName(name: unknown): string {
+  if (typeof name !== 'string') return `(${typeof name})`;
+  const shown = name.length > 120 ? `${name.slice(0, 120)}…` : name;
+  return JSON.stringify(shown);
+}

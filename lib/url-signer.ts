@@ -1,0 +1,213 @@
+/**
+ * Builds object URLs for the browser: SigV4 query-string signed GET URLs, or plain URLs for
+ * public buckets and CDNs.
+ *
+ * Signing is a pure computation over Node's `crypto`: no S3 client, no network, the day's
+ * signing key cached. URLs are signed for the host the browser will use (`publicEndpoint`),
+ * never signed for one host and rewritten to another, which SigV4 forbids: the host is part
+ * of the signature. The output is byte-for-byte what `@aws-sdk/s3-request-presigner`'s
+ * `getSignedUrl` returns for a client with `responseChecksumValidation: 'WHEN_REQUIRED'`.
+ */
+import { createHash, createHmac } from 'node:crypto';
+import { Logger } from '@nestjs/common';
+import { StorageConfigurationError } from './storage.errors.js';
+import { MAX_URL_EXPIRES_IN } from './storage-options.validation.js';
+
+/** Credentials as the AWS SDK's providers return them. */
+export interface SigningCredentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+  sessionToken?: string;
+  /** When temporary credentials stop working; URLs never outlive them. */
+  expiration?: Date;
+}
+
+/** Static credentials, or a provider such as the S3 client's memoized `config.credentials`. */
+export type CredentialSource = SigningCredentials | (() => Promise<SigningCredentials>);
+
+/** Where and as whom URLs are signed. */
+export interface UrlSignerOptions {
+  bucket: string;
+  /** The browser-facing endpoint (`publicEndpoint`, else `endpoint`); unset for AWS. */
+  endpoint?: string;
+  /** Path-style (`host/bucket/key`) rather than virtual-hosted (`bucket.host/key`). */
+  forcePathStyle: boolean;
+  /** The signing region, or a provider of it (the SDK's region resolution). */
+  region: string | (() => Promise<string>);
+  credentials: CredentialSource;
+  /** Current time in ms; tests pin it. @default Date.now */
+  clock?: () => number;
+}
+
+/** Per-URL options of a signed GET URL. */
+export interface SignedUrlOptions {
+  /** Seconds the URL stays valid (1 to 604800). */
+  expiresIn: number;
+  /** `response-content-disposition`: the header S3 answers with, e.g. `attachment; filename="a.png"`. */
+  responseContentDisposition?: string;
+  /** `response-content-type`: the Content-Type S3 answers with. */
+  responseContentType?: string;
+}
+
+interface Base {
+  /** `scheme://host[:port]` */
+  origin: string;
+  host: string;
+  /** Path before the encoded key, e.g. `/media/` (path-style) or `/` (virtual-hosted). */
+  pathPrefix: string;
+  region: string;
+}
+
+const ALGORITHM = 'AWS4-HMAC-SHA256';
+const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
+
+/** Percent-encodes like the AWS SDK (RFC 3986: also `!'()*`). */
+export function encodeRfc3986(value: string): string {
+  return encodeURIComponent(value).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
+}
+
+/** Encodes an object key for a URL path: each `/`-separated segment percent-encoded. */
+export function encodeKeyPath(key: string): string {
+  return key.split('/').map(encodeRfc3986).join('/');
+}
+
+/**
+ * A `Content-Disposition` value per RFC 6266: an ASCII fallback `filename` and, for
+ * non-ASCII names, a UTF-8 `filename*`.
+ */
+export function contentDisposition(filename: string, type: 'attachment' | 'inline' = 'attachment'): string {
+  const fallback = filename.replace(/[^\x20-\x7e]/g, '_').replace(/["\\]/g, '_');
+  if (fallback === filename) return `${type}; filename="${fallback}"`;
+  return `${type}; filename="${fallback}"; filename*=UTF-8''${encodeRfc3986(filename)}`;
+}
+
+/** Signs GET URLs for one bucket. Cheap to call: a few microseconds, no I/O. */
+export class UrlSigner {
+  private readonly logger = new Logger('nestjs-s3-storage');
+  private readonly clock: () => number;
+  private base?: Base;
+  private basePromise?: Promise<Base>;
+  private signingKey?: { scope: string; secret: string; key: Buffer };
+  private clampWarned = false;
+
+  constructor(private readonly options: UrlSignerOptions) {
+    this.clock = options.clock ?? Date.now;
+  }
+
+  /** A SigV4 query-string signed GET URL for the (already normalized, full) key. */
+  async sign(key: string, options: SignedUrlOptions): Promise<string> {
+    const base = this.base ?? (await this.resolveBase());
+    const credentials = await this.credentials();
+    const now = this.clock();
+    const expiresIn = this.clampExpiry(options.expiresIn, credentials, now);
+
+    const amzDate = new Date(now).toISOString().replace(/[-:]|\.\d{3}/g, '');
+    const day = amzDate.slice(0, 8);
+    const scope = `${day}/${base.region}/s3/aws4_request`;
+
+    const params: [string, string][] = [
+      ['X-Amz-Algorithm', ALGORITHM],
+      ['X-Amz-Content-Sha256', UNSIGNED_PAYLOAD],
+      ['X-Amz-Credential', encodeRfc3986(`${credentials.accessKeyId}/${scope}`)],
+      ['X-Amz-Date', amzDate],
+      ['X-Amz-Expires', String(expiresIn)],
+    ];
+    if (credentials.sessionToken) params.push(['X-Amz-Security-Token', encodeRfc3986(credentials.sessionToken)]);
+    params.push(['X-Amz-SignedHeaders', 'host']);
+    if (options.responseContentDisposition !== undefined) {
+      params.push(['response-content-disposition', encodeRfc3986(options.responseContentDisposition)]);
+    }
+    if (options.responseContentType !== undefined) {
+      params.push(['response-content-type', encodeRfc3986(options.responseContentType)]);
+    }
+    params.push(['x-id', 'GetObject']);
+    // Already in code-point order of names, which SigV4's canonical query requires.
+    const query = params.map(([k, v]) => `${k}=${v}`).join('&');
+
+    const path = base.pathPrefix + encodeKeyPath(key);
+    const canonicalRequest = `GET\n${path}\n${query}\nhost:${base.host}\n\nhost\n${UNSIGNED_PAYLOAD}`;
+    const stringToSign = `${ALGORITHM}\n${amzDate}\n${scope}\n${sha256Hex(canonicalRequest)}`;
+    const signature = createHmac('sha256', this.keyFor(scope, day, base.region, credentials.secretAccessKey))
+      .update(stringToSign)
+      .digest('hex');
+
+    // X-Amz-Signature sorts between X-Amz-Security-Token/X-Amz-Expires and X-Amz-SignedHeaders.
+    const at = params.findIndex(([k]) => k === 'X-Amz-SignedHeaders');
+    params.splice(at, 0, ['X-Amz-Signature', signature]);
+    return `${base.origin}${path}?${params.map(([k, v]) => `${k}=${v}`).join('&')}`;
+  }
+
+  /** The unsigned URL of a key on the signing endpoint (for public-read buckets). */
+  async unsignedUrl(key: string): Promise<string> {
+    const base = this.base ?? (await this.resolveBase());
+    return `${base.origin}${base.pathPrefix}${encodeKeyPath(key)}`;
+  }
+
+  private async credentials(): Promise<SigningCredentials> {
+    const source = this.options.credentials;
+    return typeof source === 'function' ? source() : source;
+  }
+
+  private clampExpiry(requested: number, credentials: SigningCredentials, now: number): number {
+    if (!Number.isInteger(requested) || requested < 1 || requested > MAX_URL_EXPIRES_IN) {
+      throw new StorageConfigurationError([
+        `expiresIn: must be a whole number of seconds from 1 to ${MAX_URL_EXPIRES_IN} (got ${String(requested)})`,
+      ]);
+    }
+    if (!credentials.expiration) return requested;
+    const left = Math.floor((credentials.expiration.getTime() - now) / 1000);
+    if (left >= requested) return requested;
+    if (!this.clampWarned) {
+      this.clampWarned = true;
+      this.logger.warn(
+        `Signed URLs for bucket "${this.options.bucket}" are limited to ${Math.max(left, 1)} s instead of ${requested} s: ` +
+          'the credentials they are signed with expire sooner (temporary credentials from the provider chain).',
+      );
+    }
+    return Math.max(left, 1);
+  }
+
+  private keyFor(scope: string, day: string, region: string, secret: string): Buffer {
+    const cached = this.signingKey;
+    if (cached && cached.scope === scope && cached.secret === secret) return cached.key;
+    const kDate = createHmac('sha256', `AWS4${secret}`).update(day).digest();
+    const kRegion = createHmac('sha256', kDate).update(region).digest();
+    const kService = createHmac('sha256', kRegion).update('s3').digest();
+    const key = createHmac('sha256', kService).update('aws4_request').digest();
+    this.signingKey = { scope, secret, key };
+    return key;
+  }
+
+  private resolveBase(): Promise<Base> {
+    this.basePromise ??= (async () => {
+      const region = typeof this.options.region === 'function' ? await this.options.region() : this.options.region;
+      this.base = computeBase(this.options.bucket, this.options.endpoint, this.options.forcePathStyle, region);
+      return this.base;
+    })();
+    return this.basePromise;
+  }
+}
+
+/** Origin, host and path prefix for a bucket, mirroring the SDK's endpoint rules. */
+export function computeBase(bucket: string, endpoint: string | undefined, forcePathStyle: boolean, region: string): Base {
+  const url = new URL(endpoint ?? awsEndpoint(region));
+  const basePath = url.pathname.replace(/\/+$/, '');
+  // Dotted names break TLS wildcard certificates; names that are not DNS labels cannot be hosts.
+  const virtual = !forcePathStyle && /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(bucket);
+  const host = virtual ? `${bucket}.${url.host}` : url.host;
+  return {
+    origin: `${url.protocol}//${host}`,
+    host,
+    pathPrefix: virtual ? `${basePath}/` : `${basePath}/${encodeRfc3986(bucket)}/`,
+    region,
+  };
+}
+
+function awsEndpoint(region: string): string {
+  const suffix = region.startsWith('cn-') ? 'amazonaws.com.cn' : 'amazonaws.com';
+  return `https://s3.${region}.${suffix}`;
+}
+
+function sha256Hex(value: string): string {
+  return createHash('sha256').update(value).digest('hex');
+}

@@ -1,0 +1,3 @@
+export default async function globalTeardown(): Promise<void> {
+  await globalThis.__NSS3_TEST_SERVER__?.stop();
+}

@@ -1,0 +1,118 @@
+/**
+ * What integration tests need to reach the S3 server chosen by the global setup, plus
+ * per-file buckets that are emptied and removed afterwards.
+ */
+import {
+  AbortMultipartUploadCommand,
+  CreateBucketCommand,
+  DeleteBucketCommand,
+  DeleteObjectsCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { it } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
+import type { MediaStorageOptions } from '../../lib/storage-module-options.interface.js';
+import type { Capability } from './s3-server.js';
+
+function required(name: string): string {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run the tests with "npm test" (jest's global setup starts a server)`);
+  return value;
+}
+
+export const s3 = {
+  endpoint: required('S3_TEST_ENDPOINT'),
+  accessKeyId: required('S3_TEST_ACCESS_KEY'),
+  secretAccessKey: required('S3_TEST_SECRET_KEY'),
+  region: process.env.S3_TEST_REGION ?? 'us-east-1',
+  kind: process.env.S3_TEST_KIND ?? 'external',
+  capabilities: new Set((process.env.S3_TEST_CAPABILITIES ?? '').split(',').filter(Boolean) as Capability[]),
+};
+
+const WHY: Record<Capability, string> = {
+  signatures: 'does not verify presigned-URL signatures',
+  private: 'does not deny anonymous reads of private objects',
+  'conditional-writes': 'ignores If-None-Match on PUT',
+};
+
+/**
+ * `it`, or a skip with a printed reason when the server lacks `capability`. With
+ * `S3_TEST_REQUIRE_ALL=1` (set by .ci/run) a missing capability fails the test instead.
+ */
+export function itRequires(capability: Capability, name: string, fn: () => Promise<void>, timeout?: number): void {
+  if (s3.capabilities.has(capability)) {
+    it(name, fn, timeout);
+    return;
+  }
+  const reason = `the ${s3.kind} server at ${s3.endpoint} ${WHY[capability]}`;
+  if (process.env.S3_TEST_REQUIRE_ALL === '1') {
+    it(name, () => {
+      throw new Error(`S3_TEST_REQUIRE_ALL is set but ${reason}`);
+    });
+    return;
+  }
+  console.warn(`Skipping "${name}": ${reason}`);
+  it.skip(`${name} [skipped: ${reason}]`, fn);
+}
+
+export function rawClient(): S3Client {
+  return new S3Client({
+    endpoint: s3.endpoint,
+    region: s3.region,
+    forcePathStyle: true,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+}
+
+/** A bucket name no other test uses. */
+export function uniqueBucket(label: string): string {
+  return `nss3-${label}-${randomBytes(4).toString('hex')}`.toLowerCase().slice(0, 63);
+}
+
+export async function createTestBucket(label: string): Promise<string> {
+  const bucket = uniqueBucket(label);
+  const client = rawClient();
+  try {
+    await client.send(new CreateBucketCommand({ Bucket: bucket }));
+  } finally {
+    client.destroy();
+  }
+  return bucket;
+}
+
+/** Empties (objects and in-progress multipart uploads) and deletes a bucket; a missing one is fine. */
+export async function deleteTestBucket(bucket: string): Promise<void> {
+  const client = rawClient();
+  try {
+    for (;;) {
+      const page = await client.send(new ListObjectsV2Command({ Bucket: bucket }));
+      const keys = (page.Contents ?? []).map((o) => ({ Key: o.Key! }));
+      if (keys.length === 0) break;
+      await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }));
+    }
+    const uploads = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
+    for (const u of uploads.Uploads ?? []) {
+      await client.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: u.Key!, UploadId: u.UploadId! }));
+    }
+    await client.send(new DeleteBucketCommand({ Bucket: bucket }));
+  } catch (error) {
+    if ((error as { name?: string }).name !== 'NoSuchBucket') throw error;
+  } finally {
+    client.destroy();
+  }
+}
+
+/** Media options for the test server and `bucket`. */
+export function mediaOptions(bucket: string, overrides: Partial<MediaStorageOptions> = {}): MediaStorageOptions {
+  return {
+    bucket,
+    endpoint: s3.endpoint,
+    region: s3.region,
+    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    ...overrides,
+  };
+}
