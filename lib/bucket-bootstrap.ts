@@ -65,6 +65,9 @@ export async function ensureBucket(
           await delay(100 * (attempt + 1), deadline);
           continue;
         }
+        // Some servers answer a concurrent create of our own bucket with BucketAlreadyExists:
+        // if we can see the bucket, it is ours to use.
+        if (code === 'BucketAlreadyExists' && (await canSee(client, bucket, options))) return 'exists';
         if (code === 'BucketAlreadyExists') {
           throw new BucketBootstrapError('name-taken', 'the bucket name is taken by another account; choose another name', {
             ...context,
@@ -76,6 +79,15 @@ export async function ensureBucket(
     }
   } catch (error) {
     throw classify(error, deadline, timeoutMs, context);
+  }
+}
+
+async function canSee(client: S3Client, bucket: string, options: { abortSignal: AbortSignal }): Promise<boolean> {
+  try {
+    await client.send(new HeadBucketCommand({ Bucket: bucket }), options);
+    return true;
+  } catch {
+    return false;
   }
 }
 

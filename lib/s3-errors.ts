@@ -108,6 +108,9 @@ function networkCode(error: unknown): string | undefined {
   for (let depth = 0; e && depth < 5; depth++) {
     const code = (e as S3ErrorShape).code;
     if (code && NETWORK_CODES.has(code)) return code;
+    // Errors from another realm (a jest VM context) reach us wrapped, code only in the message.
+    const inMessage = /\b(E[A-Z_]+)\b/.exec(String((e as { message?: unknown }).message ?? ''))?.[1];
+    if (inMessage && NETWORK_CODES.has(inMessage)) return inMessage;
     e = (e as { cause?: unknown }).cause;
   }
   return undefined;

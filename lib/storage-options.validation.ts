@@ -48,181 +48,183 @@ const ACLS: StorageCannedAcl[] = [
 const URL_PATTERN = /^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/;
 const URL_HINT = 'must be an http(s) URL such as "http://minio:9000" or "https://s3.eu-west-1.amazonaws.com"';
 const BUCKET_PATTERN = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+// class-validator runs a property's decorators bottom-up and stopAtFirstError keeps the
+// first failure, so each property lists its type check last.
 const BUCKET_HINT =
   'must be a valid S3 bucket name: 3-63 characters, lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit';
 
 class CredentialsSchema implements StorageCredentials {
-  @IsString({ message: 'must be a string (the access key id)' })
   @IsNotEmpty({ message: 'must not be empty: set MEDIA_S3_ACCESS_KEY, or omit credentials to use the AWS provider chain' })
+  @IsString({ message: 'must be a string (the access key id)' })
   accessKeyId!: string;
 
-  @IsString({ message: 'must be a string' })
   @IsNotEmpty({ message: 'must not be empty: set MEDIA_S3_SECRET_KEY, or omit credentials to use the AWS provider chain' })
+  @IsString({ message: 'must be a string' })
   secretAccessKey!: string;
 
-  @IsOptional()
   @IsString({ message: 'must be a string' })
+  @IsOptional()
   sessionToken?: string;
 }
 
 class ObjectParametersSchema implements ObjectParameters {
-  @IsOptional()
   @IsString({ message: 'must be a Cache-Control header value such as "max-age=86400"' })
+  @IsOptional()
   cacheControl?: string;
 
-  @IsOptional()
   @IsString({ message: 'must be a Content-Disposition header value' })
+  @IsOptional()
   contentDisposition?: string;
 
-  @IsOptional()
   @IsObject({ message: 'must be an object of string values' })
+  @IsOptional()
   metadata?: Record<string, string>;
 }
 
 class ConnectionSchema implements S3ConnectionOptions {
-  @IsString({ message: `is required and ${BUCKET_HINT}` })
   @Matches(BUCKET_PATTERN, { message: `${BUCKET_HINT} (got $value)` })
+  @IsString({ message: `is required and ${BUCKET_HINT}` })
   bucket!: string;
 
-  @IsOptional()
   @Matches(URL_PATTERN, { message: `${URL_HINT} (got $value)` })
+  @IsOptional()
   endpoint?: string;
 
-  @IsOptional()
   @Matches(/^[a-z0-9-]+$/, { message: 'must be a region name such as "us-east-1" (got $value)' })
+  @IsOptional()
   region?: string;
 
-  @IsOptional()
   @ValidateNested()
+  @IsOptional()
   credentials?: StorageCredentials;
 
-  @IsOptional()
   @IsBoolean({ message: 'must be true or false' })
+  @IsOptional()
   forcePathStyle?: boolean;
 
-  @IsOptional()
   @IsIn(['when-required', 'when-supported'], { message: 'must be "when-required" or "when-supported" (got $value)' })
+  @IsOptional()
   checksums?: StorageChecksumMode;
 
-  @IsOptional()
-  @IsInt({ message: 'must be a whole number of milliseconds' })
   @Min(1, { message: 'must be at least 1 ms' })
+  @IsInt({ message: 'must be a whole number of milliseconds' })
+  @IsOptional()
   requestTimeout?: number;
 
-  @IsOptional()
-  @IsInt({ message: 'must be a whole number of milliseconds' })
   @Min(1, { message: 'must be at least 1 ms' })
+  @IsInt({ message: 'must be a whole number of milliseconds' })
+  @IsOptional()
   connectionTimeout?: number;
 
-  @IsOptional()
-  @IsInt({ message: 'must be a whole number' })
-  @Min(1, { message: 'must be at least 1 (1 means no retries)' })
   @Max(20, { message: 'must be at most 20' })
+  @Min(1, { message: 'must be at least 1 (1 means no retries)' })
+  @IsInt({ message: 'must be a whole number' })
+  @IsOptional()
   maxAttempts?: number;
 
-  @IsOptional()
-  @IsInt({ message: 'must be a whole number' })
   @Min(1, { message: 'must be at least 1' })
+  @IsInt({ message: 'must be a whole number' })
+  @IsOptional()
   maxSockets?: number;
 }
 
 class MediaSchema extends ConnectionSchema implements MediaStorageOptions {
-  @IsOptional()
   @Matches(URL_PATTERN, { message: `${URL_HINT}; it is the host the browser uses, e.g. "http://localhost:9000" (got $value)` })
+  @IsOptional()
   publicEndpoint?: string;
 
-  @IsOptional()
   @IsString({ message: 'must be a key prefix string such as "media"' })
+  @IsOptional()
   location?: string;
 
-  @IsOptional()
   @IsIn(ACLS, { message: `must be one of ${ACLS.join(', ')}, or omitted to keep objects private (got $value)` })
+  @IsOptional()
   acl?: StorageCannedAcl;
 
-  @IsOptional()
   @IsBoolean({ message: 'must be true or false' })
+  @IsOptional()
   overwrite?: boolean;
 
-  @IsOptional()
-  @IsInt({ message: 'must be a whole number of seconds' })
-  @Min(1, { message: 'must be at least 1 second' })
   @Max(MAX_URL_EXPIRES_IN, { message: `must be at most ${MAX_URL_EXPIRES_IN} seconds (7 days, the SigV4 limit)` })
+  @Min(1, { message: 'must be at least 1 second' })
+  @IsInt({ message: 'must be a whole number of seconds' })
+  @IsOptional()
   urlExpiresIn?: number;
 
-  @IsOptional()
   @IsBoolean({ message: 'must be true or false' })
+  @IsOptional()
   signedUrls?: boolean;
 
-  @IsOptional()
   @Matches(/^(https?:\/\/)?[^\s/?#]+(\/[^\s?#]*)?$/, {
     message: 'must be a host or base URL such as "cdn.example.com" or "https://cdn.example.com/media" (got $value)',
   })
+  @IsOptional()
   customDomain?: string;
 
-  @IsOptional()
   @ValidateNested()
+  @IsOptional()
   objectParameters?: ObjectParameters;
 
-  @IsOptional()
-  @IsInt({ message: 'must be a whole number of bytes' })
-  @Min(5 * MIB, { message: 'must be at least 5242880 bytes (5 MiB, the S3 minimum part size)' })
   @Max(5 * 1024 * MIB, { message: 'must be at most 5 GiB (the S3 maximum part size)' })
+  @Min(5 * MIB, { message: 'must be at least 5242880 bytes (5 MiB, the S3 minimum part size)' })
+  @IsInt({ message: 'must be a whole number of bytes' })
+  @IsOptional()
   partSize?: number;
 
-  @IsOptional()
-  @IsInt({ message: 'must be a whole number' })
-  @Min(1, { message: 'must be at least 1' })
   @Max(64, { message: 'must be at most 64' })
+  @Min(1, { message: 'must be at least 1' })
+  @IsInt({ message: 'must be a whole number' })
+  @IsOptional()
   queueSize?: number;
 }
 
 class StaticSchema extends ConnectionSchema implements StaticStorageOptions {
-  @IsOptional()
   @IsString({ message: 'must be a key prefix string such as "static"' })
+  @IsOptional()
   location?: string;
 
-  @IsOptional()
   @Matches(/^(https?:\/\/)?[^\s/?#]+(\/[^\s?#]*)?$/, {
     message: 'must be a host or base URL such as "cdn.example.com" (got $value)',
   })
+  @IsOptional()
   customDomain?: string;
 
-  @IsOptional()
   @Matches(URL_PATTERN, { message: `${URL_HINT} (got $value)` })
+  @IsOptional()
   publicEndpoint?: string;
 
-  @IsOptional()
   @Matches(/^[^/\\\s][^\\\s]*$/, { message: 'must be a file name such as "staticfiles.json"' })
+  @IsOptional()
   manifestName?: string;
 
-  @IsOptional()
   @IsBoolean({ message: 'must be true or false' })
+  @IsOptional()
   manifestStrict?: boolean;
 
-  @IsOptional()
-  @IsInt({ message: 'must be a whole number' })
-  @Min(1, { message: 'must be at least 1' })
   @Max(256, { message: 'must be at most 256' })
+  @Min(1, { message: 'must be at least 1' })
+  @IsInt({ message: 'must be a whole number' })
+  @IsOptional()
   concurrency?: number;
 }
 
 class ModuleSchema {
-  @IsObject({ message: 'is required: pass { media: { bucket: "..." } } (or set MEDIA_S3_BUCKET_NAME with storageConfig)' })
   @ValidateNested()
+  @IsObject({ message: 'is required: pass { media: { bucket: "..." } } (or set MEDIA_S3_BUCKET_NAME with storageConfig)' })
   media!: MediaStorageOptions;
 
-  @IsOptional()
-  @IsObject({ message: 'must be an object such as { bucket: "assets" }' })
   @ValidateNested()
+  @IsObject({ message: 'must be an object such as { bucket: "assets" }' })
+  @IsOptional()
   static?: StaticStorageOptions;
 
-  @IsOptional()
   @IsIn(['create', 'check', 'off'], { message: 'must be "create", "check" or "off" (got $value)' })
+  @IsOptional()
   ensureBucket?: EnsureBucketMode;
 
-  @IsOptional()
-  @IsInt({ message: 'must be a whole number of milliseconds' })
   @Min(1, { message: 'must be at least 1 ms' })
+  @IsInt({ message: 'must be a whole number of milliseconds' })
+  @IsOptional()
   bootstrapTimeout?: number;
 }
 
@@ -323,7 +325,7 @@ export function validateStorageOptions(options: unknown): string[] {
   if (isObject(plain.static)) schema.static = toConnection(new StaticSchema(), plain.static);
 
   const problems = flatten(
-    validateSync(schema, { whitelist: true, forbidNonWhitelisted: true, validationError: { target: false } }),
+    validateSync(schema, { whitelist: true, forbidNonWhitelisted: true, stopAtFirstError: true, validationError: { target: false } }),
     '',
   );
   problems.push(...crossFieldProblems(plain));

@@ -1,0 +1,62 @@
+import { describe, expect, it } from '@jest/globals';
+import { storageConfig, storageOptionsFromEnv } from '../../lib/storage.config.js';
+import { resolveStorageOptions } from '../../lib/storage-options.validation.js';
+import { StorageConfigurationError } from '../../lib/storage.errors.js';
+
+describe('storageOptionsFromEnv', () => {
+  it("maps the seed's local MinIO .env", () => {
+    const options = storageOptionsFromEnv({
+      MEDIA_S3_ACCESS_KEY: 'minioadmin',
+      MEDIA_S3_SECRET_KEY: 'minioadmin',
+      MEDIA_S3_ENDPOINT_URL: 'http://minio:9000',
+      MEDIA_S3_URL_ENDPOINT_URL: 'http://localhost:9000',
+      MEDIA_S3_BUCKET_NAME: 'media',
+    });
+    expect(options).toEqual({
+      media: {
+        bucket: 'media',
+        endpoint: 'http://minio:9000',
+        publicEndpoint: 'http://localhost:9000',
+        credentials: { accessKeyId: 'minioadmin', secretAccessKey: 'minioadmin' },
+      },
+    });
+  });
+
+  it('maps production AWS settings with region and no endpoint', () => {
+    expect(
+      storageOptionsFromEnv({ MEDIA_S3_BUCKET_NAME: 'prod-media', MEDIA_S3_REGION: 'eu-west-1', MEDIA_S3_URL_EXPIRES_IN: '600' }),
+    ).toEqual({ media: { bucket: 'prod-media', region: 'eu-west-1', urlExpiresIn: 600 } });
+  });
+
+  it('maps the AWS_* static settings, and lets media share them under media/', () => {
+    const options = storageOptionsFromEnv({
+      AWS_ACCESS_KEY_ID: 'AKID',
+      AWS_SECRET_ACCESS_KEY: 'SECRET',
+      AWS_STORAGE_BUCKET_NAME: 'assets',
+      AWS_S3_REGION: 'us-east-2',
+      STORAGE_ENSURE_BUCKET: 'check',
+    });
+    const connection = { bucket: 'assets', region: 'us-east-2', credentials: { accessKeyId: 'AKID', secretAccessKey: 'SECRET' } };
+    expect(options).toEqual({ media: { ...connection, location: 'media' }, static: connection, ensureBucket: 'check' });
+  });
+
+  it('passes bad values through for validation to name, without the secret', () => {
+    const options = storageOptionsFromEnv({ MEDIA_S3_BUCKET_NAME: 'media', MEDIA_S3_SECRET_KEY: 'hunter2', MEDIA_S3_URL_EXPIRES_IN: 'soon' });
+    let error: unknown;
+    try {
+      resolveStorageOptions(options);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(StorageConfigurationError);
+    expect((error as StorageConfigurationError).problems).toEqual([
+      'media.urlExpiresIn: must be a whole number of seconds',
+      'media.credentials.accessKeyId: must not be empty: set MEDIA_S3_ACCESS_KEY, or omit credentials to use the AWS provider chain',
+    ]);
+    expect((error as Error).message).not.toContain('hunter2');
+  });
+
+  it('is a registerAs("storage") factory for @nestjs/config', () => {
+    expect(storageConfig.KEY).toBe('CONFIGURATION(storage)');
+  });
+});

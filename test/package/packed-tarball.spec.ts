@@ -1,0 +1,98 @@
+/**
+ * The published artifact, as users get it: `npm pack`, installed into a Nest 11 CommonJS
+ * app and a Nest 12 ESM app, each of which injects MediaStorage and round-trips an object
+ * through the test S3 server.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFile } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { deleteTestBucket, s3, uniqueBucket } from '../harness/s3-test-env.js';
+
+const run = promisify(execFile);
+const root = resolve('.');
+const work = mkdtempSync(join(tmpdir(), 'nss3-pack-'));
+const bucket = uniqueBucket('pack');
+let tarball: string;
+
+const APP_BODY = (load: string): string => `
+${load}
+const { Injectable, Inject, Module } = common;
+const { NestFactory } = core;
+const { StorageModule, MediaStorage } = storage;
+
+class AvatarService {
+  constructor(media) { this.media = media; }
+  async roundTrip() {
+    const name = await this.media.save('pack/hello.txt', 'hello from ' + process.argv[2]);
+    return (await this.media.read(name)).toString();
+  }
+}
+Inject(MediaStorage)(AvatarService, undefined, 0);
+Injectable()(AvatarService);
+
+class AppModule {}
+Module({
+  imports: [StorageModule.forRoot({ media: JSON.parse(process.env.MEDIA_OPTIONS) })],
+  providers: [AvatarService],
+})(AppModule);
+
+(async () => {
+  const app = await NestFactory.createApplicationContext(AppModule, { logger: false });
+  const text = await app.get(AvatarService).roundTrip();
+  await app.close();
+  console.log(JSON.stringify({ text, isMediaStorage: app.get(MediaStorage, { strict: false }) instanceof MediaStorage }));
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+
+async function makeApp(name: string, type: 'module' | 'commonjs', deps: Record<string, string>, main: string): Promise<string> {
+  const dir = join(work, name);
+  mkdirSync(dir);
+  writeFileSync(join(dir, 'package.json'), JSON.stringify({ name, private: true, type, dependencies: { 'nestjs-s3-storage': `file:${tarball}`, ...deps } }, null, 2));
+  writeFileSync(join(dir, type === 'module' ? 'main.mjs' : 'main.cjs'), main);
+  await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], { cwd: dir, timeout: 240_000 });
+  return dir;
+}
+
+async function runApp(dir: string, file: string, label: string): Promise<{ text: string; isMediaStorage: boolean }> {
+  const media = { bucket, endpoint: s3.endpoint, region: s3.region, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } };
+  const { stdout } = await run('node', [file, label], {
+    cwd: dir,
+    env: { ...process.env, MEDIA_OPTIONS: JSON.stringify(media), AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
+    timeout: 60_000,
+  });
+  return JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as { text: string; isMediaStorage: boolean };
+}
+
+beforeAll(async () => {
+  await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: root, timeout: 120_000 });
+  tarball = join(work, readdirSync(work).find((f) => f.endsWith('.tgz'))!);
+}, 180_000);
+
+afterAll(async () => {
+  rmSync(work, { recursive: true, force: true });
+  await deleteTestBucket(bucket);
+});
+
+describe('the packed tarball', () => {
+  it('ships the dual build and no sources or tests', async () => {
+    const { stdout } = await run('tar', ['-tzf', tarball]);
+    const files = stdout.split('\n').filter(Boolean);
+    expect(files).toEqual(expect.arrayContaining(['package/dist/esm/index.js', 'package/dist/esm/index.d.ts', 'package/dist/cjs/index.js', 'package/dist/cjs/package.json', 'package/README.md', 'package/package.json']));
+    expect(files.filter((f) => /^package\/(lib|test|sample-app)\//.test(f) || f.includes('dist/sample-app'))).toEqual([]);
+  });
+
+  it('works in a Nest 12 ESM app (import)', async () => {
+    const dir = await makeApp('nest12-esm', 'module', { '@nestjs/common': '^12.0.0', '@nestjs/core': '^12.0.0', '@nestjs/config': '^12.0.0', 'reflect-metadata': '^0.2.0', rxjs: '^7.8.0' },
+      APP_BODY(`import 'reflect-metadata';\nimport * as common from '@nestjs/common';\nimport * as core from '@nestjs/core';\nimport * as storage from 'nestjs-s3-storage';`));
+    expect(await runApp(dir, 'main.mjs', 'nest12')).toEqual({ text: 'hello from nest12', isMediaStorage: true });
+  }, 300_000);
+
+  it('works in a Nest 11 CommonJS app (require)', async () => {
+    const dir = await makeApp('nest11-cjs', 'commonjs', { '@nestjs/common': '^11.0.0', '@nestjs/core': '^11.0.0', '@nestjs/config': '^4.0.0', 'reflect-metadata': '^0.2.0', rxjs: '^7.8.0' },
+      APP_BODY(`require('reflect-metadata');\nconst common = require('@nestjs/common');\nconst core = require('@nestjs/core');\nconst storage = require('nestjs-s3-storage');`));
+    expect(await runApp(dir, 'main.cjs', 'nest11')).toEqual({ text: 'hello from nest11', isMediaStorage: true });
+  }, 300_000);
+});
