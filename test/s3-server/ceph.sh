@@ -32,6 +32,7 @@ SECRET_KEY="${S3_TEST_SECRET_KEY:-nss3testsecretkey0123456789abcdef}"
 REGION="us-east-1"
 
 CONF="$STATE_DIR/ceph.conf"
+MARKER="$STATE_DIR/.nestjs-s3-storage-ceph"
 PIDS="$STATE_DIR/pids"
 ENV_FILE="$STATE_DIR/env"
 export CEPH_CONF="$CONF"
@@ -73,8 +74,11 @@ have_ipv6_loopback() {
 }
 
 port_in_use() {
+  command -v ss >/dev/null 2>&1 || return 1
   ss -Htln "sport = :$1" 2>/dev/null | grep -q .
 }
+
+new_uuid() { cat /proc/sys/kernel/random/uuid; }
 
 gateway_ok() {
   local port="$1"
@@ -167,10 +171,6 @@ osd data = $STATE_DIR/osd/\$cluster-\$id
 osd objectstore = memstore
 memstore device bytes = $MEMSTORE_BYTES
 osd crush update on start = true
-# memstore is RAM; don't let the OSD refuse writes before the device is really full
-mon osd full ratio = 0.97
-mon osd backfillfull ratio = 0.96
-mon osd nearfull ratio = 0.95
 
 [client]
 rgw data = $STATE_DIR/rgw/\$cluster-\$id
@@ -226,14 +226,23 @@ stop_daemons() {
   stop_daemon mon TERM
 }
 
+# Never wipe a directory this script did not create (e.g. a mistyped CEPH_STATE_DIR).
+check_state_dir() {
+  [[ -d "$STATE_DIR" ]] || return 0
+  [[ -e "$MARKER" ]] && return 0
+  [[ -z "$(ls -A "$STATE_DIR")" ]] && return 0
+  die "$STATE_DIR exists and was not created by $0; refusing to wipe it (set CEPH_STATE_DIR)"
+}
+
 cmd_stop() {
   [[ -d "$STATE_DIR" ]] || return 0
+  check_state_dir
   stop_daemons
   rm -rf "$STATE_DIR"
 }
 
 cmd_start() {
-  for c in ceph-mon ceph-osd radosgw radosgw-admin monmaptool ceph curl ss setsid; do
+  for c in ceph-mon ceph-osd radosgw radosgw-admin monmaptool ceph curl setsid; do
     command -v "$c" >/dev/null 2>&1 || die "'$c' not found (run '$0 install' first)"
   done
 
@@ -248,8 +257,9 @@ cmd_start() {
   t0=$(date +%s%N)
   DEADLINE=$((SECONDS + START_TIMEOUT))
   mkdir -p "$STATE_DIR"/{run,log,crash,mon/ceph-a,osd,rgw}
+  : >"$MARKER"
   : >"$PIDS"
-  fsid=$(uuidgen)
+  fsid=$(new_uuid)
   write_conf "$fsid"
 
   # --- monitor
@@ -262,7 +272,7 @@ cmd_start() {
   spawn mon ceph-mon -c "$CONF" -f -i a
 
   # --- OSD (ceph osd new waits for the monitor to come up)
-  osd_uuid=$(uuidgen)
+  osd_uuid=$(new_uuid)
   osd_id=$(ceph_cli osd new "$osd_uuid" 2>>"$STATE_DIR/log/ceph-cli.out") ||
     fail "could not register the OSD with the monitor"
   mkdir -p "$STATE_DIR/osd/ceph-$osd_id"
@@ -282,7 +292,7 @@ cmd_start() {
   until gateway_ok "$PORT"; do
     local name pid
     while read -r name pid; do
-      kill -0 "$pid" 2>/dev/null || fail "the $name daemon (pid $pid) died during start-up"
+      is_ours "$pid" || fail "the $name daemon (pid $pid) died during start-up"
     done <"$PIDS"
     ((SECONDS < DEADLINE)) ||
       fail "the S3 gateway did not answer 200 on http://127.0.0.1:$PORT/ within ${START_TIMEOUT}s"
