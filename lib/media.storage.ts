@@ -17,8 +17,8 @@ import { Readable } from 'node:stream';
 import { guessContentType } from './content-type.js';
 import { alternativeName, fromKey, normalizeName, normalizePrefix, toKey } from './key-normalizer.js';
 import { describeEndpoint } from './s3-client.factory.js';
-import { codeOf, isNotFound, statusOf, toStorageError } from './s3-errors.js';
-import { StorageError } from './storage.errors.js';
+import { codeOf, statusOf, toStorageError } from './s3-errors.js';
+import { ObjectNotFoundError, StorageError, StorageTimeoutError } from './storage.errors.js';
 import type { ResolvedMediaOptions } from './storage-options.validation.js';
 import { contentDisposition, encodeKeyPath, type UrlSigner } from './url-signer.js';
 
@@ -123,9 +123,8 @@ export class MediaStorage {
       const key = toKey(this.options.location, stored);
       try {
         if (source.kind === 'buffer') {
-          await this.client.send(new PutObjectCommand(this.putInput(key, stored, source.data, options, overwrite)), {
-            abortSignal: options.signal,
-          });
+          const input = this.putInput(key, stored, source.data, options, overwrite);
+          await this.call('save', key, options.signal, (abortSignal) => this.client.send(new PutObjectCommand(input), { abortSignal }));
           options.onProgress?.(source.data.length);
         } else {
           await this.multipart(key, stored, source.stream, options, overwrite);
@@ -145,15 +144,11 @@ export class MediaStorage {
   /** A readable stream of the object's bytes. @throws ObjectNotFoundError */
   async open(name: string, options: { signal?: AbortSignal; range?: { start: number; end?: number } } = {}): Promise<Readable> {
     const key = this.key(name);
-    try {
-      const range = options.range && `bytes=${options.range.start}-${options.range.end ?? ''}`;
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }), {
-        abortSignal: options.signal,
-      });
-      return out.Body as Readable;
-    } catch (error) {
-      throw this.wrap('open', error, key, options.signal);
-    }
+    const range = options.range && `bytes=${options.range.start}-${options.range.end ?? ''}`;
+    const out = await this.call('open', key, options.signal, (abortSignal) =>
+      this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }), { abortSignal }),
+    );
+    return out.Body as Readable;
   }
 
   /** The object's bytes in one Buffer. Use `open()` for large objects. @throws ObjectNotFoundError */
@@ -172,40 +167,38 @@ export class MediaStorage {
   async exists(name: string): Promise<boolean> {
     const key = this.key(name);
     try {
-      await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      await this.call('exists', key, undefined, (abortSignal) => this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }));
       return true;
     } catch (error) {
-      if (isNotFound(error)) return false;
-      throw this.wrap('exists', error, key);
+      if (error instanceof ObjectNotFoundError) return false;
+      throw error;
     }
   }
 
   /** Size, dates, ETag, type and metadata of the object. @throws ObjectNotFoundError */
   async stat(name: string): Promise<ObjectStat> {
     const key = this.key(name);
-    try {
-      const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return {
-        size: out.ContentLength ?? 0,
-        lastModified: out.LastModified ?? new Date(0),
-        etag: unquote(out.ETag),
-        contentType: out.ContentType,
-        cacheControl: out.CacheControl,
-        metadata: out.Metadata ?? {},
-      };
-    } catch (error) {
-      throw this.wrap('stat', error, key);
-    }
+    const out = await this.call('stat', key, undefined, (abortSignal) =>
+      this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }),
+    );
+    return {
+      size: out.ContentLength ?? 0,
+      lastModified: out.LastModified ?? new Date(0),
+      etag: unquote(out.ETag),
+      contentType: out.ContentType,
+      cacheControl: out.CacheControl,
+      metadata: out.Metadata ?? {},
+    };
   }
 
   /** Deletes the object. Deleting a missing object is a no-op. */
   async delete(name: string): Promise<void> {
     const key = this.key(name);
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }));
+      await this.call('delete', key, undefined, (abortSignal) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }));
     } catch (error) {
-      if (isNotFound(error)) return;
-      throw this.wrap('delete', error, key);
+      if (error instanceof ObjectNotFoundError) return;
+      throw error;
     }
   }
 
@@ -219,15 +212,10 @@ export class MediaStorage {
     const fullPrefix = location ? `${location}/${normalized}` : normalized;
     let token: string | undefined;
     do {
-      let page;
-      try {
-        page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: fullPrefix || undefined, ContinuationToken: token, MaxKeys: 1000 }),
-          { abortSignal: options.signal },
-        );
-      } catch (error) {
-        throw this.wrap('list', error, undefined, options.signal);
-      }
+      const input = { Bucket: this.bucket, Prefix: fullPrefix || undefined, ContinuationToken: token, MaxKeys: 1000 };
+      const page = await this.call('list', undefined, options.signal, (abortSignal) =>
+        this.client.send(new ListObjectsV2Command(input), { abortSignal }),
+      );
       for (const item of page.Contents ?? []) {
         if (item.Key === undefined) continue;
         yield {
@@ -331,12 +319,43 @@ export class MediaStorage {
     return { kind: 'stream', stream: Readable.from(rest(), { objectMode: false }) };
   }
 
+  /**
+   * Runs one request/response S3 call under the caller's signal and the `timeout`
+   * deadline (cleared once the response headers are in, so streaming a body is not cut).
+   */
+  private async call<T>(operation: string, key: string | undefined, caller: AbortSignal | undefined, send: (signal: AbortSignal) => Promise<T>): Promise<T> {
+    caller?.throwIfAborted();
+    const controller = new AbortController();
+    const ms = this.options.timeout;
+    let timedOut = false;
+    const timer = ms > 0 ? setTimeout(() => ((timedOut = true), controller.abort()), ms) : undefined;
+    const forward = (): void => controller.abort(caller?.reason);
+    caller?.addEventListener('abort', forward, { once: true });
+    try {
+      return await send(controller.signal);
+    } catch (error) {
+      if (timedOut) {
+        throw new StorageTimeoutError(operation, `no answer within ${ms} ms (the timeout option)`, {
+          bucket: this.bucket,
+          key,
+          endpoint: this.endpointLabel,
+          cause: error,
+        });
+      }
+      throw this.wrap(operation, error, key, caller);
+    } finally {
+      clearTimeout(timer);
+      caller?.removeEventListener('abort', forward);
+    }
+  }
+
   private wrap(operation: string, error: unknown, key: string | undefined, signal?: AbortSignal): StorageError {
     return toStorageError(operation, error, { bucket: this.bucket, key, endpoint: this.endpointLabel }, signal);
   }
 }
 
-function isPreconditionFailure(error: unknown): boolean {
+function isPreconditionFailure(wrapped: unknown): boolean {
+  const error = wrapped instanceof StorageError ? wrapped.cause : wrapped;
   const code = codeOf(error);
   return statusOf(error) === 412 || (code !== undefined && PRECONDITION.has(code));
 }

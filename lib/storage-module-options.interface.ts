@@ -75,6 +75,14 @@ export interface S3ConnectionOptions {
    */
   requestTimeout?: number;
   /**
+   * Milliseconds a whole operation may take, retries included, before it rejects with
+   * `StorageTimeoutError`. Applies to every request/response call (stat, exists, read's
+   * response headers, delete, a list page, a single-request save); not to multipart
+   * uploads or to streaming a body, which `requestTimeout` guards per request. 0 disables it.
+   * @default 60000
+   */
+  timeout?: number;
+  /**
    * Milliseconds to establish a TCP/TLS connection.
    * @default 5000
    */

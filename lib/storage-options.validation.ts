@@ -111,6 +111,11 @@ class ConnectionSchema implements S3ConnectionOptions {
   @IsOptional()
   requestTimeout?: number;
 
+  @Min(0, { message: 'must be 0 (no limit) or more' })
+  @IsInt({ message: 'must be a whole number of milliseconds' })
+  @IsOptional()
+  timeout?: number;
+
   @Min(1, { message: 'must be at least 1 ms' })
   @IsInt({ message: 'must be a whole number of milliseconds' })
   @IsOptional()
@@ -237,6 +242,7 @@ export interface ResolvedConnectionOptions {
   forcePathStyle: boolean;
   checksums: StorageChecksumMode;
   requestTimeout: number;
+  timeout: number;
   connectionTimeout: number;
   maxAttempts: number;
   maxSockets: number;
@@ -380,6 +386,7 @@ function resolveConnection(o: S3ConnectionOptions): ResolvedConnectionOptions {
     forcePathStyle: o.forcePathStyle ?? custom,
     checksums: o.checksums ?? (custom ? 'when-required' : 'when-supported'),
     requestTimeout: o.requestTimeout ?? 30_000,
+    timeout: o.timeout ?? 60_000,
     connectionTimeout: o.connectionTimeout ?? 5_000,
     maxAttempts: o.maxAttempts ?? 3,
     maxSockets: o.maxSockets ?? 64,

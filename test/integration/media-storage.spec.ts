@@ -182,3 +182,27 @@ describe('MediaStorage against a real S3 server', () => {
     );
   });
 });
+
+describe('timeouts', () => {
+  it('an operation against a stalled server rejects with StorageTimeoutError after `timeout` ms', async () => {
+    const { createServer } = await import('node:net');
+    const sockets: import('node:net').Socket[] = [];
+    const server = createServer((s) => void sockets.push(s));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const endpoint = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const stalled = await storageFixture({ media: mediaOptions('stalled', { endpoint, timeout: 400 }), ensureBucket: 'off' });
+    try {
+      for (const call of [() => stalled.storage.exists('a.txt'), () => stalled.storage.read('a.txt'), () => stalled.storage.save('a.txt', 'x')]) {
+        const started = Date.now();
+        const error = await call().then(() => undefined, (e: unknown) => e);
+        expect(error).toMatchObject({ code: 'STORAGE_TIMEOUT', bucket: 'stalled', endpoint });
+        expect((error as Error).message).toMatch(/^(exists|open|save) "a\.txt" in bucket "stalled" at http:\/\/127\.0\.0\.1:\d+ failed: no answer within 400 ms \(the timeout option\)$/);
+        expect(Date.now() - started).toBeLessThan(2000);
+      }
+    } finally {
+      await stalled.moduleRef.close();
+      sockets.forEach((s) => s.destroy());
+      server.close();
+    }
+  });
+});

@@ -74,6 +74,7 @@ describe('option validation', () => {
         forcePathStyle: true,
         checksums: 'when-required',
         requestTimeout: 30000,
+        timeout: 60000,
         connectionTimeout: 5000,
         maxAttempts: 3,
         maxSockets: 64,
