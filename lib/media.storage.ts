@@ -11,10 +11,10 @@ import {
   type PutObjectCommandInput,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { guessContentType } from './content-type.js';
+import { multipartUpload } from './multipart-upload.js';
 import { alternativeName, fromKey, normalizeName, normalizePrefix, toKey } from './key-normalizer.js';
 import { describeEndpoint } from './s3-client.factory.js';
 import { codeOf, statusOf, toStorageError } from './s3-errors.js';
@@ -41,6 +41,18 @@ export interface SaveOptions {
   signal?: AbortSignal;
   /** Called as bytes are sent (multipart uploads report per part). */
   onProgress?: (bytesSent: number) => void;
+}
+
+/** What `upload()` stored. */
+export interface StoredObject {
+  /** Name relative to the storage location (may differ from the one asked for). */
+  name: string;
+  /** Full S3 key. */
+  key: string;
+  size: number;
+  /** ETag without quotes. */
+  etag: string;
+  contentType: string;
 }
 
 /** What `stat()` returns. */
@@ -103,37 +115,47 @@ export class MediaStorage {
   /**
    * Stores `body` under `name` and returns the name stored. Buffers, strings and streams
    * up to one part are sent in one PutObject; longer streams go up as a multipart upload
-   * with bounded memory (`partSize * queueSize`), aborted on any failure.
+   * with bounded memory (`partSize * (queueSize + 1)`), aborted on any failure.
    *
    * With `overwrite: false` (the default) a taken name is never replaced: the object is
    * stored under `name_<random>.ext` instead, also when two saves race for one name.
    */
   async save(name: string, body: StorageBody, options: SaveOptions = {}): Promise<string> {
-    let stored = normalizeName(name);
+    return (await this.upload(name, body, options)).name;
+  }
+
+  /** Like {@link save}, and returns what was stored: name, key, size, ETag and content type. */
+  async upload(name: string, body: StorageBody, options: SaveOptions = {}): Promise<StoredObject> {
+    const wanted = normalizeName(name);
+    let stored = wanted;
     const overwrite = options.overwrite ?? this.options.overwrite;
-    let source: Awaited<ReturnType<MediaStorage['prepareBody']>>;
-    try {
-      source = await this.prepareBody(body, options.signal);
-    } catch (error) {
-      throw this.wrap('save', error, toKey(this.options.location, stored), options.signal);
-    }
-    if (!overwrite && (await this.exists(stored))) stored = alternativeName(stored, randomBytes);
+    const source = await this.prepareBody(body, options.signal).catch((error: unknown) => {
+      throw this.wrap('save', error, toKey(this.options.location, wanted), options.signal);
+    });
+    if (!overwrite && (await this.exists(stored))) stored = alternativeName(wanted, randomBytes);
 
     for (let attempt = 1; ; attempt++) {
       const key = toKey(this.options.location, stored);
+      const input = this.putInput(key, stored, options, overwrite);
       try {
         if (source.kind === 'buffer') {
-          const input = this.putInput(key, stored, source.data, options, overwrite);
-          await this.call('save', key, options.signal, (abortSignal) => this.client.send(new PutObjectCommand(input), { abortSignal }));
+          const out = await this.call('save', key, options.signal, (abortSignal) =>
+            this.client.send(new PutObjectCommand({ ...input, Body: source.data }), { abortSignal }),
+          );
           options.onProgress?.(source.data.length);
-        } else {
-          await this.multipart(key, stored, source.stream, options, overwrite);
+          return { name: stored, key, size: source.data.length, etag: unquote(out.ETag), contentType: input.ContentType! };
         }
-        return stored;
+        const out = await multipartUpload(this.client, input, source.stream, {
+          partSize: this.options.partSize,
+          queueSize: this.options.queueSize,
+          signal: options.signal,
+          onProgress: options.onProgress,
+        });
+        return { name: stored, key, size: out.size, etag: out.etag, contentType: input.ContentType! };
       } catch (error) {
         // Only a fully buffered body can be sent again under another name.
         if (!overwrite && isPreconditionFailure(error) && source.kind === 'buffer' && attempt < MAX_NAME_ATTEMPTS) {
-          stored = alternativeName(normalizeName(name), randomBytes);
+          stored = alternativeName(wanted, randomBytes);
           continue;
         }
         throw this.wrap('save', error, key, options.signal);
@@ -252,13 +274,12 @@ export class MediaStorage {
     return toKey(this.options.location, normalizeName(name));
   }
 
-  private putInput(key: string, name: string, body: Buffer | Readable, options: SaveOptions, overwrite: boolean): PutObjectCommandInput {
+  private putInput(key: string, name: string, options: SaveOptions, overwrite: boolean): PutObjectCommandInput {
     const defaults = this.options.objectParameters;
     const metadata = { ...defaults.metadata, ...options.metadata };
     return {
       Bucket: this.bucket,
       Key: key,
-      Body: body,
       ContentType: options.contentType ?? guessContentType(name),
       CacheControl: options.cacheControl ?? defaults.cacheControl,
       ContentDisposition: options.contentDisposition ?? defaults.contentDisposition,
@@ -268,24 +289,6 @@ export class MediaStorage {
     };
   }
 
-  private async multipart(key: string, name: string, stream: Readable, options: SaveOptions, overwrite: boolean): Promise<void> {
-    const upload = new Upload({
-      client: this.client,
-      params: this.putInput(key, name, stream, options, overwrite),
-      partSize: this.options.partSize,
-      queueSize: this.options.queueSize,
-      leavePartsOnError: false,
-    });
-    if (options.onProgress) upload.on('httpUploadProgress', (p) => options.onProgress?.(p.loaded ?? 0));
-    const abort = (): void => void upload.abort();
-    options.signal?.addEventListener('abort', abort, { once: true });
-    try {
-      await upload.done();
-    } finally {
-      options.signal?.removeEventListener('abort', abort);
-    }
-  }
-
   /**
    * Reads up to one part of a stream: a body that fits is sent in one PutObject (and can be
    * retried under another name); a longer one continues as a multipart stream.
@@ -293,7 +296,7 @@ export class MediaStorage {
   private async prepareBody(
     body: StorageBody,
     signal: AbortSignal | undefined,
-  ): Promise<{ kind: 'buffer'; data: Buffer } | { kind: 'stream'; stream: Readable }> {
+  ): Promise<{ kind: 'buffer'; data: Buffer } | { kind: 'stream'; stream: AsyncIterable<Buffer> }> {
     if (typeof body === 'string') return { kind: 'buffer', data: Buffer.from(body, 'utf8') };
     if (Buffer.isBuffer(body)) return { kind: 'buffer', data: body };
     if (body instanceof Uint8Array) return { kind: 'buffer', data: Buffer.from(body.buffer, body.byteOffset, body.byteLength) };
@@ -313,10 +316,17 @@ export class MediaStorage {
       size += chunk.length;
     }
     async function* rest(): AsyncGenerator<Buffer> {
-      yield* head;
-      for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield next.value as Buffer;
+      try {
+        yield* head;
+        for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+          yield typeof next.value === 'string' ? Buffer.from(next.value) : (next.value as Buffer);
+        }
+      } finally {
+        // Stopped early (failure or abort): release the source stream.
+        await iterator.return?.();
+      }
     }
-    return { kind: 'stream', stream: Readable.from(rest(), { objectMode: false }) };
+    return { kind: 'stream', stream: rest() };
   }
 
   /**
