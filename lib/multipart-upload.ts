@@ -117,12 +117,14 @@ export async function multipartUpload(
     );
     return { size, etag: unquote(out.ETag) || multipartEtag(etags) };
   } catch (error) {
-    controller.abort(error);
+    // The first failure is the one to report, not the aborts it causes in other parts.
+    const cause = failure ?? error;
+    controller.abort(cause);
     void iterator.return?.()?.catch(() => undefined);
     await Promise.allSettled(inFlight);
     // A fresh signal: the caller's abort must not cancel the clean-up.
     await client.send(new AbortMultipartUploadCommand({ ...bucketKey, UploadId: uploadId })).catch(() => undefined);
-    throw failure ?? error;
+    throw cause;
   } finally {
     options.signal?.removeEventListener('abort', onAbort);
   }
