@@ -4,13 +4,13 @@
  * instances may race to create it: "already owned by you" is success. Bounded in time:
  * start-up fails after `bootstrapTimeout` ms with an error naming endpoint and bucket.
  */
-import { CreateBucketCommand, HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, HeadBucketCommand, PutBucketCorsCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
 import { describeEndpoint } from './s3-client.factory.js';
 import { codeOf, isNetworkError, isNotFound, isTimeout, statusOf } from './s3-errors.js';
 import { MEDIA_S3_CLIENT, STATIC_S3_CLIENT, STORAGE_OPTIONS } from './storage.constants.js';
 import { BucketBootstrapError } from './storage.errors.js';
-import type { EnsureBucketMode } from './storage-module-options.interface.js';
+import type { EnsureBucketMode, StorageCorsRule } from './storage-module-options.interface.js';
 import type { ResolvedConnectionOptions, ResolvedStorageOptions } from './storage-options.validation.js';
 
 /** What {@link ensureBucket} found or did. */
@@ -129,6 +129,29 @@ function delay(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
+/** Replaces the bucket's CORS configuration with one rule. */
+export async function applyCors(client: S3Client, bucket: string, rule: Required<StorageCorsRule>, endpoint: string, timeoutMs: number): Promise<void> {
+  const CORSRules = [
+    {
+      AllowedOrigins: rule.allowedOrigins,
+      AllowedMethods: rule.allowedMethods,
+      AllowedHeaders: rule.allowedHeaders,
+      ExposeHeaders: rule.exposeHeaders,
+      MaxAgeSeconds: rule.maxAgeSeconds,
+    },
+  ];
+  try {
+    await client.send(new PutBucketCorsCommand({ Bucket: bucket, CORSConfiguration: { CORSRules } }), { abortSignal: AbortSignal.timeout(timeoutMs) });
+  } catch (error) {
+    const status = statusOf(error);
+    throw new BucketBootstrapError(
+      status === 403 ? 'access-denied' : 'failed',
+      `could not apply the CORS rule (${[codeOf(error), status && `HTTP ${status}`].filter(Boolean).join(', ') || 'no answer'}); the policy needs s3:PutBucketCORS`,
+      { bucket, endpoint, cause: error },
+    );
+  }
+}
+
 /** Runs {@link ensureBucket} for each configured bucket when the application boots. */
 @Injectable()
 export class StorageBootstrap implements OnApplicationBootstrap {
@@ -151,6 +174,7 @@ export class StorageBootstrap implements OnApplicationBootstrap {
       targets.map(async ([client, connection]) => {
         const result = await ensureBucket(client, connection, mode, bootstrapTimeout);
         if (result === 'created') this.logger.log(`Created bucket "${connection.bucket}" at ${describeEndpoint(connection)}`);
+        if (mode !== 'off' && connection === media && media.cors) await applyCors(client, media.bucket, media.cors, describeEndpoint(media), bootstrapTimeout);
       }),
     );
   }

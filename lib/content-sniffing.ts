@@ -10,6 +10,13 @@ const ascii = (bytes: Uint8Array, at: number, text: string): boolean =>
   bytes.length >= at + text.length && [...text].every((c, i) => bytes[at + i] === c.charCodeAt(0));
 const starts = (bytes: Uint8Array, sig: number[]): boolean => bytes.length >= sig.length && sig.every((b, i) => bytes[i] === b);
 
+/** Types {@link sniffContentType} can recognise: a file claiming one must carry its signature. */
+export const SNIFFABLE_TYPES: ReadonlySet<string> = new Set([
+  'image/png', 'image/jpeg', 'image/gif', 'image/webp', 'image/avif', 'image/heic', 'audio/wav', 'video/x-msvideo',
+  'video/quicktime', 'audio/mp4', 'video/mp4', 'video/webm', 'application/pdf', 'application/zip', 'application/gzip',
+  'audio/mpeg', 'audio/ogg', 'audio/flac',
+]);
+
 /** The content type the bytes announce, or undefined when they match no known signature. */
 export function sniffContentType(head: Uint8Array): string | undefined {
   if (starts(head, [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a])) return 'image/png';

@@ -19,4 +19,7 @@ export { ensureBucket, StorageBootstrap, type EnsureBucketResult } from './bucke
 export { createS3Client } from './s3-client.factory.js';
 export { UrlSigner, contentDisposition, encodeKeyPath, type UrlSignerOptions, type SignedUrlOptions, type SigningCredentials, type CredentialSource } from './url-signer.js';
 export { normalizeName, normalizePrefix, MAX_KEY_BYTES } from './key-normalizer.js';
-export { guessContentType } from './content-type.js';
+export { guessContentType, extensionFor } from './content-type.js';
+export { MediaUploadInterceptor, UploadedMedia, type UploadedMediaFile, type MediaUploadOptions, type MediaUploadNameContext } from './media-upload.interceptor.js';
+export { sniffContentType, SNIFFABLE_TYPES } from './content-sniffing.js';
+export { applyCors } from './bucket-bootstrap.js';

@@ -11,14 +11,15 @@ import {
   type PutObjectCommandInput,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { guessContentType } from './content-type.js';
+import { extensionFor, guessContentType } from './content-type.js';
+import { SNIFF_BYTES, SNIFFABLE_TYPES, sniffContentType } from './content-sniffing.js';
 import { multipartUpload } from './multipart-upload.js';
 import { alternativeName, fromKey, normalizeName, normalizePrefix, toKey } from './key-normalizer.js';
 import { describeEndpoint } from './s3-client.factory.js';
 import { codeOf, statusOf, toStorageError } from './s3-errors.js';
-import { ObjectNotFoundError, StorageError, StorageTimeoutError } from './storage.errors.js';
+import { ObjectNotFoundError, StorageError, StorageTimeoutError, UploadRejectedError } from './storage.errors.js';
 import type { ResolvedMediaOptions } from './storage-options.validation.js';
 import { contentDisposition, encodeKeyPath, type UrlSigner } from './url-signer.js';
 
@@ -85,6 +86,39 @@ export interface UrlOptions {
   responseContentDisposition?: string;
   /** The `Content-Type` S3 answers with. */
   responseContentType?: string;
+}
+
+/** Options of `createUpload()`. */
+export interface CreateUploadOptions {
+  /** The most bytes the server will accept; it rejects larger uploads itself. Required. */
+  maxBytes: number;
+  /** Folder for the generated name. @default 'uploads' */
+  prefix?: string;
+  /** The exact Content-Type the browser must send; omitted: any. */
+  contentType?: string;
+  /** Seconds the form stays valid. @default urlExpiresIn */
+  expiresIn?: number;
+}
+
+/** A presigned POST: send `fields` then the file (as the last field, `file`) to `url`. */
+export interface DirectUpload {
+  url: string;
+  fields: Record<string, string>;
+  /** The name the object will have (relative to the location); pass it to `confirmUpload()`. */
+  name: string;
+  key: string;
+  maxBytes: number;
+  expiresAt: Date;
+}
+
+/** What `confirmUpload()` checks. */
+export interface UploadExpectations {
+  /** The most bytes allowed. */
+  maxBytes?: number;
+  /** The type the bytes must be (checked against their signature when it is one we know). */
+  contentType?: string;
+  /** Types the bytes may be, as sniffed. */
+  allowedTypes?: readonly string[];
 }
 
 /** A conditional write lost to an object that already exists under the name. */
@@ -174,7 +208,7 @@ export class MediaStorage {
   }
 
   /** The object's bytes in one Buffer. Use `open()` for large objects. @throws ObjectNotFoundError */
-  async read(name: string, options: { signal?: AbortSignal } = {}): Promise<Buffer> {
+  async read(name: string, options: { signal?: AbortSignal; range?: { start: number; end?: number } } = {}): Promise<Buffer> {
     const stream = await this.open(name, options);
     const chunks: Buffer[] = [];
     try {
@@ -267,6 +301,55 @@ export class MediaStorage {
         options.responseContentDisposition ?? (options.downloadAs === undefined ? undefined : contentDisposition(options.downloadAs)),
       responseContentType: options.responseContentType,
     });
+  }
+
+  /**
+   * A presigned POST for a direct browser upload. The policy fixes the key, caps the size
+   * with `content-length-range` and, when given, the Content-Type: the S3 server rejects
+   * anything else itself. Follow up with `confirmUpload()`.
+   */
+  async createUpload(options: CreateUploadOptions): Promise<DirectUpload> {
+    if (!Number.isInteger(options.maxBytes) || options.maxBytes < 1) {
+      throw new StorageError(`createUpload(): maxBytes must be a positive whole number of bytes (got ${String(options.maxBytes)})`);
+    }
+    const extension = options.contentType ? extensionFor(options.contentType) : undefined;
+    const name = normalizeName(`${options.prefix ?? 'uploads'}/${randomUUID()}${extension ? `.${extension}` : ''}`);
+    const key = toKey(this.options.location, name);
+    const fields: Record<string, string> = {};
+    const conditions: unknown[] = [['content-length-range', 1, options.maxBytes]];
+    if (options.contentType) fields['Content-Type'] = options.contentType;
+    else conditions.push(['starts-with', '$Content-Type', '']);
+    if (this.options.acl) fields.acl = this.options.acl;
+    const post = await this.signer.presignPost(key, { expiresIn: options.expiresIn ?? this.options.urlExpiresIn, conditions, fields });
+    return { ...post, name, key, maxBytes: options.maxBytes };
+  }
+
+  /**
+   * Checks a directly uploaded object: size within `maxBytes`, and bytes that are what was
+   * promised (only the first bytes are read). An object that fails is deleted.
+   * @throws UploadRejectedError (the object is gone), ObjectNotFoundError (nothing was uploaded)
+   */
+  async confirmUpload(name: string, expectations: UploadExpectations = {}): Promise<StoredObject> {
+    const stat = await this.stat(name);
+    const key = this.key(name);
+    const reject = async (reason: UploadRejectedError['reason'], message: string): Promise<never> => {
+      await this.delete(name);
+      throw new UploadRejectedError(reason, `${message}; the upload "${normalizeName(name)}" was deleted`, { bucket: this.bucket, key, endpoint: this.endpointLabel });
+    };
+    if (stat.size === 0) return reject('empty', 'the file is empty');
+    if (expectations.maxBytes !== undefined && stat.size > expectations.maxBytes) {
+      return reject('too-large', `the file has ${stat.size} bytes, more than the ${expectations.maxBytes} allowed`);
+    }
+    const head = await this.read(name, { range: { start: 0, end: SNIFF_BYTES - 1 } });
+    const sniffed = sniffContentType(head);
+    const declared = (expectations.contentType ?? stat.contentType ?? '').split(';')[0]!.trim().toLowerCase();
+    if (declared && (sniffed ? sniffed !== declared : SNIFFABLE_TYPES.has(declared))) {
+      return reject('type-not-allowed', `the file was declared ${declared} but its bytes are ${sniffed ?? 'not that type'}`);
+    }
+    if (expectations.allowedTypes && !expectations.allowedTypes.includes(sniffed ?? declared)) {
+      return reject('type-not-allowed', `the file is ${sniffed ?? declared ?? 'of an unknown type'}; allowed: ${expectations.allowedTypes.join(', ')}`);
+    }
+    return { name: normalizeName(name), key, size: stat.size, etag: stat.etag, contentType: sniffed ?? (declared || 'application/octet-stream') };
   }
 
   /** The full S3 key for a name (location prefix included). @throws InvalidKeyError */

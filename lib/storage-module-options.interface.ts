@@ -111,6 +111,32 @@ export interface ObjectParameters {
   metadata?: Record<string, string>;
 }
 
+/** A bucket CORS rule, for browsers that upload directly or read media with `fetch()`. */
+export interface StorageCorsRule {
+  /** Origins allowed, e.g. `['http://localhost:3000']`. Required. */
+  allowedOrigins: string[];
+  /**
+   * Methods allowed.
+   * @default ['GET', 'HEAD', 'POST', 'PUT']
+   */
+  allowedMethods?: ('GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE')[];
+  /**
+   * Request headers allowed.
+   * @default ['*']
+   */
+  allowedHeaders?: string[];
+  /**
+   * Response headers scripts may read.
+   * @default ['ETag']
+   */
+  exposeHeaders?: string[];
+  /**
+   * Seconds browsers may cache a preflight.
+   * @default 3000
+   */
+  maxAgeSeconds?: number;
+}
+
 /** Options of the media storage (user uploads). */
 export interface MediaStorageOptions extends S3ConnectionOptions {
   /**
@@ -157,6 +183,12 @@ export interface MediaStorageOptions extends S3ConnectionOptions {
   customDomain?: string;
   /** Headers stored with every object. */
   objectParameters?: ObjectParameters;
+  /**
+   * A CORS rule the start-up hook puts on the bucket (replacing its CORS configuration),
+   * for direct browser uploads in development. Not applied with `ensureBucket: 'off'`.
+   * @default undefined (the bucket's CORS configuration is left alone)
+   */
+  cors?: StorageCorsRule;
   /**
    * Part size in bytes for multipart uploads of large or unknown-length bodies (min 5 MiB).
    * Bodies up to one part are sent in a single PutObject.

@@ -5,6 +5,8 @@
  */
 import 'reflect-metadata';
 import {
+  ArrayNotEmpty,
+  IsArray,
   IsBoolean,
   IsIn,
   IsInt,
@@ -28,6 +30,7 @@ import type {
   StaticStorageOptions,
   StorageCannedAcl,
   StorageChecksumMode,
+  StorageCorsRule,
   StorageCredentials,
   StorageModuleOptions,
 } from './storage-module-options.interface.js';
@@ -79,6 +82,33 @@ class ObjectParametersSchema implements ObjectParameters {
   @IsObject({ message: 'must be an object of string values' })
   @IsOptional()
   metadata?: Record<string, string>;
+}
+
+class CorsSchema implements StorageCorsRule {
+  @IsString({ each: true, message: 'must be a list of origins such as ["http://localhost:3000"]' })
+  @ArrayNotEmpty({ message: 'must list at least one origin, e.g. ["http://localhost:3000"]' })
+  @IsArray({ message: 'must be a list of origins such as ["http://localhost:3000"]' })
+  allowedOrigins!: string[];
+
+  @IsIn(['GET', 'HEAD', 'POST', 'PUT', 'DELETE'], { each: true, message: 'must list methods among GET, HEAD, POST, PUT, DELETE' })
+  @IsArray({ message: 'must be a list such as ["GET", "POST"]' })
+  @IsOptional()
+  allowedMethods?: StorageCorsRule['allowedMethods'];
+
+  @IsString({ each: true, message: 'must be a list of header names' })
+  @IsArray({ message: 'must be a list of header names' })
+  @IsOptional()
+  allowedHeaders?: string[];
+
+  @IsString({ each: true, message: 'must be a list of header names' })
+  @IsArray({ message: 'must be a list of header names' })
+  @IsOptional()
+  exposeHeaders?: string[];
+
+  @Min(0, { message: 'must be 0 or more seconds' })
+  @IsInt({ message: 'must be a whole number of seconds' })
+  @IsOptional()
+  maxAgeSeconds?: number;
 }
 
 class ConnectionSchema implements S3ConnectionOptions {
@@ -170,6 +200,11 @@ class MediaSchema extends ConnectionSchema implements MediaStorageOptions {
   @IsOptional()
   objectParameters?: ObjectParameters;
 
+  @ValidateNested()
+  @IsObject({ message: 'must be an object such as { allowedOrigins: ["http://localhost:3000"] }' })
+  @IsOptional()
+  cors?: StorageCorsRule;
+
   @Max(5 * 1024 * MIB, { message: 'must be at most 5 GiB (the S3 maximum part size)' })
   @Min(5 * MIB, { message: 'must be at least 5242880 bytes (5 MiB, the S3 minimum part size)' })
   @IsInt({ message: 'must be a whole number of bytes' })
@@ -258,6 +293,7 @@ export interface ResolvedMediaOptions extends ResolvedConnectionOptions {
   signedUrls: boolean;
   customDomain?: string;
   objectParameters: ObjectParameters;
+  cors?: Required<StorageCorsRule>;
   partSize: number;
   queueSize: number;
 }
@@ -299,6 +335,13 @@ export function resolveStorageOptions(options: StorageModuleOptions): ResolvedSt
     signedUrls: media.signedUrls ?? media.customDomain === undefined,
     customDomain: normalizeDomain(media.customDomain),
     objectParameters: { ...media.objectParameters },
+    cors: media.cors && {
+      allowedOrigins: [...media.cors.allowedOrigins],
+      allowedMethods: media.cors.allowedMethods ?? ['GET', 'HEAD', 'POST', 'PUT'],
+      allowedHeaders: media.cors.allowedHeaders ?? ['*'],
+      exposeHeaders: media.cors.exposeHeaders ?? ['ETag'],
+      maxAgeSeconds: media.cors.maxAgeSeconds ?? 3000,
+    },
     partSize: media.partSize ?? 8 * MIB,
     queueSize: media.queueSize ?? 4,
   };
@@ -344,6 +387,7 @@ function toConnection<T extends ConnectionSchema>(target: T, plain: Record<strin
   if (isObject(plain.objectParameters) && out instanceof MediaSchema) {
     (out as MediaSchema).objectParameters = Object.assign(new ObjectParametersSchema(), plain.objectParameters);
   }
+  if (isObject(plain.cors) && out instanceof MediaSchema) (out as MediaSchema).cors = Object.assign(new CorsSchema(), plain.cors);
   return out;
 }
 

@@ -137,6 +137,43 @@ export class UrlSigner {
     return `${base.origin}${path}?${params.map(([k, v]) => `${k}=${v}`).join('&')}`;
   }
 
+  /**
+   * A SigV4 presigned POST (browser form upload) for exactly `key`: the policy carries
+   * `conditions` (e.g. `content-length-range`), so the server itself rejects what breaks them.
+   * The policy does not cover the host, but the URL is built for the browser endpoint anyway.
+   */
+  async presignPost(
+    key: string,
+    options: { expiresIn: number; conditions: unknown[]; fields: Record<string, string> },
+  ): Promise<{ url: string; fields: Record<string, string>; expiresAt: Date }> {
+    const base = this.base ?? (await this.resolveBase());
+    const credentials = await this.credentials();
+    const now = this.clock();
+    const expiresIn = this.clampExpiry(options.expiresIn, credentials, now);
+    const amzDate = new Date(now).toISOString().replace(/[-:]|\.\d{3}/g, '');
+    const day = amzDate.slice(0, 8);
+    const scope = `${day}/${base.region}/s3/aws4_request`;
+    const expiresAt = new Date(now + expiresIn * 1000);
+    const fields: Record<string, string> = {
+      key,
+      ...options.fields,
+      'X-Amz-Algorithm': ALGORITHM,
+      'X-Amz-Credential': `${credentials.accessKeyId}/${scope}`,
+      'X-Amz-Date': amzDate,
+      ...(credentials.sessionToken ? { 'X-Amz-Security-Token': credentials.sessionToken } : {}),
+    };
+    const conditions: unknown[] = [
+      { bucket: this.options.bucket },
+      ...Object.entries(fields).map(([name, value]) => ({ [name]: value })),
+      ...options.conditions,
+    ];
+    const policy = Buffer.from(JSON.stringify({ expiration: expiresAt.toISOString(), conditions })).toString('base64');
+    fields.Policy = policy;
+    fields['X-Amz-Signature'] = createHmac('sha256', this.keyFor(scope, day, base.region, credentials.secretAccessKey)).update(policy).digest('hex');
+    // POST goes to the bucket: path-style `host/bucket`, virtual-hosted `bucket.host/`.
+    return { url: `${base.origin}${base.pathPrefix.replace(/\/$/, '') || '/'}`, fields, expiresAt };
+  }
+
   /** The unsigned URL of a key on the signing endpoint (for public-read buckets). */
   async unsignedUrl(key: string): Promise<string> {
     const base = this.base ?? (await this.resolveBase());

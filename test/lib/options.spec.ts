@@ -86,6 +86,7 @@ describe('option validation', () => {
         signedUrls: true,
         customDomain: undefined,
         objectParameters: {},
+        cors: undefined,
         partSize: 8 * 1024 * 1024,
         queueSize: 4,
       },

@@ -1,0 +1,261 @@
+#!/usr/bin/env node
+/**
+ * The package's command line (`bin`), configured from the same environment variables as
+ * `storageConfig` (the seed's `AWS_*` / `MEDIA_S3_*`):
+ *
+ *   nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune]
+ *   nestjs-s3-storage ensure-bucket [--media|--static]
+ *
+ * It uses `StaticManifestStorage` and `ensureBucket` exactly as an app does: there is no
+ * second upload or hashing path. Failures end with exit code 1 and one clear line (no stack
+ * trace, never a secret); usage errors with exit code 2.
+ *
+ * Compiled to both CommonJS (the `bin`) and ESM, so: no top-level await, no `import.meta`.
+ */
+import type { S3Client } from '@aws-sdk/client-s3';
+import { realpathSync } from 'node:fs';
+import { basename } from 'node:path';
+import { createS3Client, describeEndpoint } from './s3-client.factory.js';
+import { StaticManifestStorage, type CollectProgress, type CollectResult } from './static-manifest.storage.js';
+import { STORAGE_ENV, storageOptionsFromEnv } from './storage.config.js';
+import { StorageConfigurationError, StorageError, StorageOperationError } from './storage.errors.js';
+import { resolveStorageOptions, type ResolvedConnectionOptions, type ResolvedStorageOptions } from './storage-options.validation.js';
+
+const USAGE = `Usage:
+  nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune]
+      Upload the files under <dir> with hashed names and write the staticfiles.json manifest.
+      --dry-run  show what would be uploaded and deleted; write nothing
+      --prune    delete files that neither the new nor the previous manifest references
+  nestjs-s3-storage ensure-bucket [--media|--static]
+      Create the bucket(s) when missing (both configured buckets by default).
+
+Configured from the environment: AWS_STORAGE_BUCKET_NAME, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+AWS_S3_REGION, AWS_S3_ENDPOINT_URL, AWS_LOCATION (static files); MEDIA_S3_* (media).`;
+
+/** Where the CLI writes; tests and embedders may pass their own. */
+export interface CliIo {
+  env: Record<string, string | undefined>;
+  stdout: NodeJS.WritableStream;
+  stderr: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+}
+
+class UsageError extends Error {}
+
+/**
+ * Runs one command. Resolves to the process exit code: 0 on success, 1 on failure,
+ * 2 on a usage error. Never rejects.
+ */
+export async function main(argv: readonly string[], io: CliIo = { env: process.env, stdout: process.stdout, stderr: process.stderr }): Promise<number> {
+  const clients: S3Client[] = [];
+  try {
+    const [command, ...rest] = argv;
+    if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+      (command === undefined ? io.stderr : io.stdout).write(`${USAGE}\n`);
+      return command === undefined ? 2 : 0;
+    }
+    const client = (connection: ResolvedConnectionOptions) => {
+      const c = createS3Client(connection);
+      clients.push(c);
+      return c;
+    };
+    if (command === 'collectstatic') {
+      const { positional, flags } = parseArgs(rest, ['--dry-run', '--prune']);
+      if (positional.length !== 1) throw new UsageError('collectstatic takes exactly one directory: collectstatic <dir>');
+      const options = loadOptions(io.env, 'static');
+      const st = options.static!;
+      if (flags.has('--prune')) assertPruneIsSafe(options);
+      const storage = new StaticManifestStorage(client(st), st);
+      const progress = io.stderr.isTTY ? new ProgressBar(io.stderr) : undefined;
+      let result: CollectResult;
+      try {
+        result = await storage.collect(positional[0]!, {
+          dryRun: flags.has('--dry-run'),
+          prune: flags.has('--prune'),
+          onProgress: progress && ((p) => progress.update(p)),
+        });
+      } finally {
+        progress?.clear();
+      }
+      report(result, io, st.bucket, storage.manifestObjectKey);
+      return 0;
+    }
+    if (command === 'ensure-bucket') {
+      const { positional, flags } = parseArgs(rest, ['--media', '--static']);
+      if (positional.length > 0) throw new UsageError(`ensure-bucket takes no arguments (got "${positional[0]}")`);
+      if (flags.size > 1) throw new UsageError('pass at most one of --media and --static');
+      const which = flags.has('--media') ? 'media' : flags.has('--static') ? 'static' : 'both';
+      const options = loadOptions(io.env, which === 'static' ? 'static' : 'media');
+      const targets: ResolvedConnectionOptions[] = [];
+      if (which !== 'static') targets.push(options.media);
+      if (which !== 'media' && options.static) {
+        const st = options.static;
+        if (!targets.some((t) => t.bucket === st.bucket && t.endpoint === st.endpoint)) targets.push(st);
+      }
+      // "check" in the environment means: never create; the command then only verifies.
+      const mode = options.ensureBucket === 'check' ? 'check' : 'create';
+      // Loaded on demand: it brings in @nestjs/common, which collectstatic does not need.
+      const { ensureBucket } = await import('./bucket-bootstrap.js');
+      for (const target of targets) {
+        const result = await ensureBucket(client(target), target, mode, options.bootstrapTimeout);
+        io.stdout.write(`bucket "${target.bucket}" at ${describeEndpoint(target)}: ${result === 'created' ? 'created' : 'exists'}\n`);
+      }
+      return 0;
+    }
+    throw new UsageError(`unknown command "${command}"`);
+  } catch (error) {
+    if (error instanceof UsageError) {
+      io.stderr.write(`nestjs-s3-storage: ${error.message}\n\n${USAGE}\n`);
+      return 2;
+    }
+    io.stderr.write(`nestjs-s3-storage: ${redact(describeError(error), io.env)}\n`);
+    return 1;
+  } finally {
+    for (const c of clients) c.destroy();
+  }
+}
+
+function parseArgs(args: readonly string[], known: readonly string[]): { positional: string[]; flags: Set<string> } {
+  const positional: string[] = [];
+  const flags = new Set<string>();
+  for (const arg of args) {
+    if (arg.startsWith('--')) {
+      if (!known.includes(arg)) throw new UsageError(`unknown option "${arg}"`);
+      flags.add(arg);
+    } else {
+      positional.push(arg);
+    }
+  }
+  return { positional, flags };
+}
+
+/** Options from the environment, validated; errors name the environment variable to fix. */
+function loadOptions(env: Record<string, string | undefined>, need: 'static' | 'media'): ResolvedStorageOptions {
+  const raw = storageOptionsFromEnv(env);
+  if (need === 'static' && !raw.static) {
+    throw new StorageConfigurationError(
+      ['AWS_STORAGE_BUCKET_NAME is not set: set it (and AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_S3_REGION or AWS_S3_ENDPOINT_URL) to configure static files'],
+      'Static file storage is not configured',
+    );
+  }
+  if (need === 'static' && !raw.media?.bucket) {
+    // collectstatic needs only the static connection: do not fail on an unset media bucket.
+    raw.media = { ...raw.static!, location: 'media' };
+  }
+  try {
+    return resolveStorageOptions(raw);
+  } catch (error) {
+    if (!(error instanceof StorageConfigurationError)) throw error;
+    const byOption = new Map(Object.entries(STORAGE_ENV).map(([name, option]) => [option.split(' ')[0]!, name]));
+    const problems = error.problems.map((p) => {
+      const option = p.slice(0, p.indexOf(':'));
+      const variable = byOption.get(option);
+      return variable ? `${variable} (${option})${p.slice(option.length)}` : p;
+    });
+    throw new StorageConfigurationError(problems, 'Invalid storage configuration in the environment');
+  }
+}
+
+/** `--prune` deletes everything under the static prefix: refuse when media lives there too. */
+function assertPruneIsSafe(options: ResolvedStorageOptions): void {
+  const st = options.static!;
+  const media = options.media;
+  if (media.bucket !== st.bucket || media.endpoint !== st.endpoint) return;
+  const inside = st.location === '' || media.location === st.location || media.location.startsWith(`${st.location}/`);
+  if (inside) {
+    throw new StorageConfigurationError(
+      [`media files (location "${media.location}") are stored under the static location "${st.location}" of bucket "${st.bucket}": --prune would delete them; give static files their own AWS_LOCATION`],
+      'Refusing to prune',
+    );
+  }
+}
+
+function report(result: CollectResult, io: CliIo, bucket: string, manifestKey: string): void {
+  for (const m of result.missingReferences) {
+    io.stderr.write(`warning: ${m.file} references "${m.reference}", which is not in the directory; left unchanged\n`);
+  }
+  if (result.dryRun) {
+    for (const key of result.uploaded) io.stdout.write(`would upload ${key}\n`);
+    for (const key of result.deleted) io.stdout.write(`would delete ${key}\n`);
+    if (result.manifestWritten) io.stdout.write(`would write ${manifestKey}\n`);
+  }
+  const seconds = (result.durationMs / 1000).toFixed(1);
+  const summary = `uploaded ${result.uploaded.length}, unchanged ${result.unchanged}, deleted ${result.deleted.length} in ${seconds} s`;
+  io.stdout.write(
+    result.dryRun
+      ? `${summary} (dry run: nothing was written to bucket "${bucket}")\n`
+      : `${summary} (${formatBytes(result.bytesUploaded)} to bucket "${bucket}", manifest ${result.manifestWritten ? 'written' : 'unchanged'}, hash ${result.manifestHash})\n`,
+  );
+}
+
+function describeError(error: unknown): string {
+  if (error instanceof StorageOperationError && error.s3Code === 'NoSuchBucket') {
+    return `${error.message}. Create it with: nestjs-s3-storage ensure-bucket --static`;
+  }
+  if (error instanceof StorageError) return error.message;
+  // Not ours: the message only, never the stack or the request it came from.
+  const e = error as { name?: string; message?: string } | undefined;
+  return `unexpected error: ${e?.name ?? 'Error'}${e?.message ? `: ${e.message}` : ''}`;
+}
+
+/** Belt and braces: no message ever shows a secret from the environment. */
+function redact(message: string, env: Record<string, string | undefined>): string {
+  let out = message;
+  for (const name of ['AWS_SECRET_ACCESS_KEY', 'MEDIA_S3_SECRET_KEY', 'AWS_SESSION_TOKEN']) {
+    const secret = env[name];
+    if (secret && secret.length >= 4) out = out.split(secret).join('***');
+  }
+  return out;
+}
+
+function formatBytes(n: number): string {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** A one-line progress bar on a terminal, redrawn at most every 50 ms. */
+class ProgressBar {
+  private last = 0;
+  private drawn = false;
+
+  constructor(private readonly out: NodeJS.WritableStream & { columns?: number }) {}
+
+  update(p: CollectProgress): void {
+    const now = Date.now();
+    if (p.done < p.total && now - this.last < 50) return;
+    this.last = now;
+    const label = { hash: 'hashing  ', upload: 'uploading', delete: 'pruning  ' }[p.phase];
+    const width = Math.max(10, Math.min(40, (this.out.columns ?? 80) - 40));
+    const filled = p.total === 0 ? width : Math.round((p.done / p.total) * width);
+    this.out.write(`\r${label} [${'#'.repeat(filled)}${'-'.repeat(width - filled)}] ${p.done}/${p.total}\x1b[K`);
+    this.drawn = true;
+  }
+
+  clear(): void {
+    if (this.drawn) this.out.write('\r\x1b[K');
+  }
+}
+
+/**
+ * True when this file is the program being run (not imported by a test or a script).
+ * CommonJS (the `bin`): `require.main === module`. ESM has neither, and `import.meta`
+ * cannot appear in the CommonJS build, so compare the entry script's real path instead.
+ */
+function isEntryPoint(): boolean {
+  if (typeof require !== 'undefined' && typeof module !== 'undefined') return require.main === module;
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    const real = realpathSync(entry);
+    return basename(real) === 'cli.js' && /[\\/]dist[\\/]esm[\\/]cli\.js$/.test(real);
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
+  void main(process.argv.slice(2)).then((code) => {
+    process.exitCode = code;
+  });
+}

@@ -1,0 +1,120 @@
+/**
+ * Direct browser uploads: a presigned POST whose policy the S3 server enforces itself, and
+ * confirmUpload() checking what arrived.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { randomBytes } from 'node:crypto';
+import { ObjectNotFoundError, UploadRejectedError } from '../../lib/storage.errors.js';
+import { storageFixture, type StorageFixture } from '../harness/nest-storage.js';
+import { deleteTestBucket, itRequires, mediaOptions, s3, uniqueBucket } from '../harness/s3-test-env.js';
+
+const PNG = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), randomBytes(300)]);
+const internal = new URL(s3.endpoint);
+const publicEndpoint = `${internal.protocol}//localhost:${internal.port}`;
+const bucket = uniqueBucket('direct');
+let fx: StorageFixture;
+
+beforeAll(async () => {
+  fx = await storageFixture({
+    media: mediaOptions(bucket, { publicEndpoint, location: 'media', cors: { allowedOrigins: ['http://localhost:3000'] } }),
+  });
+});
+afterAll(async () => {
+  await fx?.moduleRef.close();
+  await deleteTestBucket(bucket);
+});
+
+/** What a browser form does: the fields, then the file last. */
+async function post(upload: { url: string; fields: Record<string, string> }, body: Buffer, contentType: string): Promise<Response> {
+  const form = new FormData();
+  for (const [k, v] of Object.entries(upload.fields)) form.append(k, v);
+  if (!('Content-Type' in upload.fields)) form.append('Content-Type', contentType);
+  form.append('file', new Blob([body], { type: contentType }), 'upload.bin');
+  return fetch(upload.url, { method: 'POST', body: form });
+}
+
+describe('createUpload (presigned POST)', () => {
+  it('gives a form for the browser host; an upload within the policy is stored and confirmed', async () => {
+    const upload = await fx.storage.createUpload({ prefix: 'avatars/9', contentType: 'image/png', maxBytes: 1000 });
+    expect(upload.url).toBe(`${publicEndpoint}/${bucket}`);
+    expect(upload.name).toMatch(/^avatars\/9\/[0-9a-f-]{36}\.png$/);
+    expect(upload.fields).toMatchObject({ key: `media/${upload.name}`, 'Content-Type': 'image/png', 'X-Amz-Algorithm': 'AWS4-HMAC-SHA256' });
+    expect(Object.keys(upload.fields).some((k) => /checksum/i.test(k))).toBe(false);
+    const policy = JSON.parse(Buffer.from(upload.fields.Policy!, 'base64').toString()) as { conditions: unknown[] };
+    expect(policy.conditions).toContainEqual(['content-length-range', 1, 1000]);
+    const response = await post(upload, PNG, 'image/png');
+    expect(response.status).toBe(204);
+    expect(await fx.storage.confirmUpload(upload.name, { maxBytes: 1000, contentType: 'image/png' })).toMatchObject({
+      name: upload.name,
+      size: PNG.length,
+      contentType: 'image/png',
+    });
+    expect(await fx.storage.read(upload.name)).toEqual(PNG);
+  });
+
+  itRequires('signatures', 'the server itself rejects a file over maxBytes, and nothing is stored', async () => {
+    const upload = await fx.storage.createUpload({ prefix: 'big', contentType: 'image/png', maxBytes: 1000 });
+    const response = await post(upload, Buffer.concat([PNG, Buffer.alloc(1000)]), 'image/png');
+    expect(response.status).toBe(400);
+    expect(await response.text()).toContain('EntityTooLarge');
+    expect(await fx.storage.exists(upload.name)).toBe(false);
+  });
+
+  itRequires('signatures', 'the server rejects another Content-Type, another key, and a tampered policy', async () => {
+    const upload = await fx.storage.createUpload({ prefix: 'typed', contentType: 'image/png', maxBytes: 1000 });
+    const wrongType = await post({ url: upload.url, fields: { ...upload.fields, 'Content-Type': 'text/html' } }, PNG, 'text/html');
+    expect(wrongType.status).toBe(403);
+    const otherKey = await post({ url: upload.url, fields: { ...upload.fields, key: 'media/elsewhere.png' } }, PNG, 'image/png');
+    expect(otherKey.status).toBe(403);
+    const policy = JSON.parse(Buffer.from(upload.fields.Policy!, 'base64').toString()) as { conditions: unknown[] };
+    policy.conditions = policy.conditions.map((c) => (Array.isArray(c) && c[0] === 'content-length-range' ? ['content-length-range', 1, 10_000_000] : c));
+    const tampered = await post({ url: upload.url, fields: { ...upload.fields, Policy: Buffer.from(JSON.stringify(policy)).toString('base64') } }, PNG, 'image/png');
+    expect(tampered.status).toBe(403);
+    expect(await fx.storage.exists(upload.name)).toBe(false);
+  });
+});
+
+describe('confirmUpload', () => {
+  it('deletes a file whose bytes are not what was promised', async () => {
+    const upload = await fx.storage.createUpload({ prefix: 'lying', contentType: 'image/png', maxBytes: 1000 });
+    expect((await post(upload, Buffer.from('<script>alert(1)</script>'), 'image/png')).status).toBe(204);
+    const error = await fx.storage.confirmUpload(upload.name, { contentType: 'image/png' }).then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(UploadRejectedError);
+    expect((error as UploadRejectedError).reason).toBe('type-not-allowed');
+    expect((error as Error).message).toBe(`the file was declared image/png but its bytes are not that type; the upload "${upload.name}" was deleted`);
+    expect(await fx.storage.exists(upload.name)).toBe(false);
+  });
+
+  it('deletes a file over the expected size, and rejects types outside allowedTypes', async () => {
+    const big = await fx.storage.save('confirm/big.png', Buffer.concat([PNG, Buffer.alloc(2000)]));
+    await expect(fx.storage.confirmUpload(big, { maxBytes: 1000 })).rejects.toMatchObject({ reason: 'too-large' });
+    expect(await fx.storage.exists(big)).toBe(false);
+    const gif = await fx.storage.save('confirm/a.gif', Buffer.from('GIF89a-------'));
+    await expect(fx.storage.confirmUpload(gif, { allowedTypes: ['image/png'] })).rejects.toMatchObject({ reason: 'type-not-allowed' });
+    expect(await fx.storage.exists(gif)).toBe(false);
+  });
+
+  it('reads only the first bytes of the object', async () => {
+    const name = await fx.storage.save('confirm/ok.png', Buffer.concat([PNG, randomBytes(3 * 1024 * 1024)]));
+    fx.requests.length = 0;
+    const confirmed = await fx.storage.confirmUpload(name, { contentType: 'image/png' });
+    expect(confirmed.size).toBe(PNG.length + 3 * 1024 * 1024);
+    expect(fx.requests).toEqual(['HeadObjectCommand', 'GetObjectCommand']);
+  });
+
+  it('a missing upload is ObjectNotFoundError', async () => {
+    await expect(fx.storage.confirmUpload('never/uploaded.png')).rejects.toBeInstanceOf(ObjectNotFoundError);
+  });
+});
+
+describe('CORS applied by the start-up hook', () => {
+  itRequires('signatures', 'a preflight from the allowed origin is answered, others are not', async () => {
+    const preflight = (origin: string): Promise<Response> =>
+      fetch(`${publicEndpoint}/${bucket}`, { method: 'OPTIONS', headers: { Origin: origin, 'Access-Control-Request-Method': 'POST' } });
+    const allowed = await preflight('http://localhost:3000');
+    expect(allowed.status).toBe(200);
+    expect(allowed.headers.get('access-control-allow-origin')).toBe('http://localhost:3000');
+    const other = await preflight('http://evil.example');
+    expect(other.headers.get('access-control-allow-origin')).toBeNull();
+  });
+});
