@@ -2,8 +2,7 @@
  * The one place environment variables are read: the seed's names mapped to module options.
  *
  * ```ts
- * ConfigModule.forRoot({ load: [storageConfig] }),
- * StorageModule.forRootAsync({ inject: [storageConfig.KEY], useFactory: (c: StorageModuleOptions) => c }),
+ * StorageModule.forRootAsync(storageConfig.asProvider()),
  * ```
  */
 import { registerAs } from '@nestjs/config';
@@ -91,8 +90,8 @@ export function storageOptionsFromEnv(env: Env = process.env): StorageModuleOpti
 }
 
 /**
- * `registerAs('storage', …)` for `@nestjs/config`: inject `storageConfig.KEY` and pass it
- * to `StorageModule.forRootAsync`.
+ * `registerAs('storage', …)` for `@nestjs/config`: `StorageModule.forRootAsync(storageConfig.asProvider())`,
+ * or inject `storageConfig.KEY` (with `ConfigModule.forFeature(storageConfig)` imported).
  */
 export const storageConfig = registerAs('storage', (): StorageModuleOptions => storageOptionsFromEnv());
 
