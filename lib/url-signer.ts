@@ -96,14 +96,7 @@ export class UrlSigner {
 
   /** A SigV4 query-string signed GET URL for the (already normalized, full) key. */
   async sign(key: string, options: SignedUrlOptions): Promise<string> {
-    const base = this.base ?? (await this.resolveBase());
-    const credentials = await this.credentials();
-    const now = this.clock();
-    const expiresIn = this.clampExpiry(options.expiresIn, credentials, now);
-
-    const amzDate = new Date(now).toISOString().replace(/[-:]|\.\d{3}/g, '');
-    const day = amzDate.slice(0, 8);
-    const scope = `${day}/${base.region}/s3/aws4_request`;
+    const { base, credentials, expiresIn, amzDate, scope, signingKey } = await this.context(options.expiresIn);
 
     const params: [string, string][] = [
       ['X-Amz-Algorithm', ALGORITHM],
@@ -127,9 +120,7 @@ export class UrlSigner {
     const path = base.pathPrefix + encodeKeyPath(key);
     const canonicalRequest = `GET\n${path}\n${query}\nhost:${base.host}\n\nhost\n${UNSIGNED_PAYLOAD}`;
     const stringToSign = `${ALGORITHM}\n${amzDate}\n${scope}\n${sha256Hex(canonicalRequest)}`;
-    const signature = createHmac('sha256', this.keyFor(scope, day, base.region, credentials.secretAccessKey))
-      .update(stringToSign)
-      .digest('hex');
+    const signature = createHmac('sha256', signingKey).update(stringToSign).digest('hex');
 
     // X-Amz-Signature sorts between X-Amz-Security-Token/X-Amz-Expires and X-Amz-SignedHeaders.
     const at = params.findIndex(([k]) => k === 'X-Amz-SignedHeaders');
@@ -146,13 +137,7 @@ export class UrlSigner {
     key: string,
     options: { expiresIn: number; conditions: unknown[]; fields: Record<string, string> },
   ): Promise<{ url: string; fields: Record<string, string>; expiresAt: Date }> {
-    const base = this.base ?? (await this.resolveBase());
-    const credentials = await this.credentials();
-    const now = this.clock();
-    const expiresIn = this.clampExpiry(options.expiresIn, credentials, now);
-    const amzDate = new Date(now).toISOString().replace(/[-:]|\.\d{3}/g, '');
-    const day = amzDate.slice(0, 8);
-    const scope = `${day}/${base.region}/s3/aws4_request`;
+    const { base, credentials, now, expiresIn, amzDate, scope, signingKey } = await this.context(options.expiresIn);
     const expiresAt = new Date(now + expiresIn * 1000);
     const fields: Record<string, string> = {
       key,
@@ -169,7 +154,7 @@ export class UrlSigner {
     ];
     const policy = Buffer.from(JSON.stringify({ expiration: expiresAt.toISOString(), conditions })).toString('base64');
     fields.Policy = policy;
-    fields['X-Amz-Signature'] = createHmac('sha256', this.keyFor(scope, day, base.region, credentials.secretAccessKey)).update(policy).digest('hex');
+    fields['X-Amz-Signature'] = createHmac('sha256', signingKey).update(policy).digest('hex');
     // POST goes to the bucket: path-style `host/bucket`, virtual-hosted `bucket.host/`.
     return { url: `${base.origin}${base.pathPrefix.replace(/\/$/, '') || '/'}`, fields, expiresAt };
   }
@@ -178,6 +163,19 @@ export class UrlSigner {
   async unsignedUrl(key: string): Promise<string> {
     const base = this.base ?? (await this.resolveBase());
     return `${base.origin}${base.pathPrefix}${encodeKeyPath(key)}`;
+  }
+
+  /** What every signature needs: endpoint, credentials, clamped expiry, date, scope and key. */
+  private async context(requestedExpiry: number) {
+    const base = this.base ?? (await this.resolveBase());
+    const credentials = await this.credentials();
+    const now = this.clock();
+    const expiresIn = this.clampExpiry(requestedExpiry, credentials, now);
+    const amzDate = new Date(now).toISOString().replace(/[-:]|\.\d{3}/g, '');
+    const day = amzDate.slice(0, 8);
+    const scope = `${day}/${base.region}/s3/aws4_request`;
+    const signingKey = this.keyFor(scope, day, base.region, credentials.secretAccessKey);
+    return { base, credentials, now, expiresIn, amzDate, scope, signingKey };
   }
 
   private async credentials(): Promise<SigningCredentials> {
