@@ -3,7 +3,7 @@
  * The package's command line (`bin`), configured from the same environment variables as
  * `storageConfig` (the seed's `AWS_*` / `MEDIA_S3_*`):
  *
- *   nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune]
+ *   nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune] [--no-cache]
  *   nestjs-s3-storage ensure-bucket [--media|--static]
  *
  * It uses `StaticManifestStorage` and `ensureBucket` exactly as an app does: there is no
@@ -13,8 +13,9 @@
  * Compiled to both CommonJS (the `bin`) and ESM, so: no top-level await, no `import.meta`.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import { realpathSync } from 'node:fs';
-import { basename } from 'node:path';
+import { createHash } from 'node:crypto';
+import { existsSync, realpathSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
 import { createS3Client, describeEndpoint } from './s3-client.factory.js';
 import { StaticManifestStorage, type CollectProgress, type CollectResult } from './static-manifest.storage.js';
 import { STORAGE_ENV, storageOptionsFromEnv } from './storage.config.js';
@@ -22,10 +23,12 @@ import { StorageConfigurationError, StorageError, StorageOperationError } from '
 import { resolveStorageOptions, type ResolvedConnectionOptions, type ResolvedStorageOptions } from './storage-options.validation.js';
 
 const USAGE = `Usage:
-  nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune]
+  nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune] [--no-cache]
       Upload the files under <dir> with hashed names and write the staticfiles.json manifest.
       --dry-run  show what would be uploaded and deleted; write nothing
       --prune    delete files that neither the new nor the previous manifest references
+      --no-cache read and hash every file (by default md5s of unchanged files are
+                 remembered in node_modules/.cache/nestjs-s3-storage/)
   nestjs-s3-storage ensure-bucket [--media|--static]
       Create the bucket(s) when missing (both configured buckets by default).
 
@@ -59,7 +62,7 @@ export async function main(argv: readonly string[], io: CliIo = { env: process.e
       return c;
     };
     if (command === 'collectstatic') {
-      const { positional, flags } = parseArgs(rest, ['--dry-run', '--prune']);
+      const { positional, flags } = parseArgs(rest, ['--dry-run', '--prune', '--no-cache']);
       if (positional.length !== 1) throw new UsageError('collectstatic takes exactly one directory: collectstatic <dir>');
       const options = loadOptions(io.env, 'static');
       const st = options.static!;
@@ -71,6 +74,7 @@ export async function main(argv: readonly string[], io: CliIo = { env: process.e
         result = await storage.collect(positional[0]!, {
           dryRun: flags.has('--dry-run'),
           prune: flags.has('--prune'),
+          hashCache: flags.has('--no-cache') ? undefined : hashCachePath(positional[0]!),
           onProgress: progress && ((p) => progress.update(p)),
         });
       } finally {
@@ -112,6 +116,18 @@ export async function main(argv: readonly string[], io: CliIo = { env: process.e
   } finally {
     for (const c of clients) c.destroy();
   }
+}
+
+/**
+ * Where collectstatic remembers file hashes: `node_modules/.cache/` of the working
+ * directory (the convention of babel, eslint and friends), one file per collected
+ * directory. No `node_modules` here: no cache.
+ */
+function hashCachePath(dir: string): string | undefined {
+  const modules = resolve('node_modules');
+  if (!existsSync(modules)) return undefined;
+  const id = createHash('sha256').update(resolve(dir)).digest('hex').slice(0, 16);
+  return join(modules, '.cache', 'nestjs-s3-storage', `collectstatic-${id}.json`);
 }
 
 function parseArgs(args: readonly string[], known: readonly string[]): { positional: string[]; flags: Set<string> } {

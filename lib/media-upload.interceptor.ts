@@ -25,9 +25,11 @@ import {
   mixin,
   type CallHandler,
   type ExecutionContext,
+  type InjectionToken,
   type NestInterceptor,
   type Type,
 } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
 import busboy from 'busboy';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -82,6 +84,15 @@ export interface MediaUploadOptions {
   fieldLimits?: { count: number; bytes: number };
 }
 
+/**
+ * Options computed from providers when the first request arrives, for limits that come from
+ * configuration: `{ inject: [appConfig.KEY], useFactory: (c: AppConfig) => ({ maxBytes: c.maxBytes }) }`.
+ */
+export interface MediaUploadOptionsFactory {
+  inject: InjectionToken[];
+  useFactory: (...dependencies: never[]) => MediaUploadOptions;
+}
+
 const REQUEST_KEY = Symbol.for('nestjs-s3-storage:uploaded-media');
 type RequestWithMedia = IncomingMessage & { [REQUEST_KEY]?: UploadedMediaFile; body?: unknown; params?: Record<string, string> };
 
@@ -91,16 +102,28 @@ export const UploadedMedia = createParamDecorator((_data: unknown, context: Exec
 });
 
 /** An interceptor class that streams one file field of the request to `MediaStorage`. */
-export function MediaUploadInterceptor(options: MediaUploadOptions): Type<NestInterceptor> {
-  if (!Number.isInteger(options.maxBytes) || options.maxBytes < 1) {
-    throw new StorageError(`MediaUploadInterceptor: maxBytes must be a positive whole number of bytes (got ${String(options.maxBytes)})`);
-  }
+export function MediaUploadInterceptor(optionsOrFactory: MediaUploadOptions | MediaUploadOptionsFactory): Type<NestInterceptor> {
+  const isFactory = 'useFactory' in optionsOrFactory;
+  if (!isFactory) checkOptions(optionsOrFactory);
 
   @Injectable()
   class MediaUploadMixin implements NestInterceptor {
-    constructor(@Inject(MediaStorage) private readonly storage: MediaStorage) {}
+    private resolved?: MediaUploadOptions;
+
+    constructor(
+      @Inject(MediaStorage) private readonly storage: MediaStorage,
+      @Inject(ModuleRef) private readonly moduleRef: ModuleRef,
+    ) {}
+
+    private options(): MediaUploadOptions {
+      if (this.resolved) return this.resolved;
+      if (!isFactory) return (this.resolved = optionsOrFactory);
+      const dependencies = optionsOrFactory.inject.map((token) => this.moduleRef.get(token, { strict: false }) as never);
+      return (this.resolved = checkOptions(optionsOrFactory.useFactory(...dependencies)));
+    }
 
     async intercept(context: ExecutionContext, next: CallHandler): Promise<ReturnType<CallHandler['handle']>> {
+      const options = this.options();
       const http = context.switchToHttp();
       const request = http.getRequest<RequestWithMedia>();
       const response = http.getResponse<ServerResponse>();
@@ -248,6 +271,13 @@ async function streamToStorage(
     const cause = error instanceof StorageError ? error.cause : undefined;
     throw cause instanceof UploadRejectedError ? cause : error;
   }
+}
+
+function checkOptions(options: MediaUploadOptions): MediaUploadOptions {
+  if (!Number.isInteger(options.maxBytes) || options.maxBytes < 1) {
+    throw new StorageError(`MediaUploadInterceptor: maxBytes must be a positive whole number of bytes (got ${String(options.maxBytes)})`);
+  }
+  return options;
 }
 
 function tooLarge(maxBytes: number): string {

@@ -92,8 +92,10 @@ export interface UrlOptions {
 export interface CreateUploadOptions {
   /** The most bytes the server will accept; it rejects larger uploads itself. Required. */
   maxBytes: number;
-  /** Folder for the generated name. @default 'uploads' */
+  /** Folder for the generated name `<prefix>/<uuid>.<ext>`. @default 'uploads' */
   prefix?: string;
+  /** The exact name to upload to instead of a generated one (it should be unique). */
+  name?: string;
   /** The exact Content-Type the browser must send; omitted: any. */
   contentType?: string;
   /** Seconds the form stays valid. @default urlExpiresIn */
@@ -313,7 +315,7 @@ export class MediaStorage {
       throw new StorageError(`createUpload(): maxBytes must be a positive whole number of bytes (got ${String(options.maxBytes)})`);
     }
     const extension = options.contentType ? extensionFor(options.contentType) : undefined;
-    const name = normalizeName(`${options.prefix ?? 'uploads'}/${randomUUID()}${extension ? `.${extension}` : ''}`);
+    const name = normalizeName(options.name ?? `${options.prefix ?? 'uploads'}/${randomUUID()}${extension ? `.${extension}` : ''}`);
     const key = toKey(this.options.location, name);
     const fields: Record<string, string> = {};
     const conditions: unknown[] = [['content-length-range', 1, options.maxBytes]];

@@ -16,8 +16,8 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { createReadStream } from 'node:fs';
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createHash } from 'node:crypto';
 import { guessContentType } from './content-type.js';
@@ -61,6 +61,14 @@ export interface CollectOptions {
   prune?: boolean;
   /** Called as files are hashed, uploaded and deleted. */
   onProgress?: (progress: CollectProgress) => void;
+  /**
+   * A local JSON file remembering each file's md5 with its size, mtime, ctime and inode,
+   * so a re-run reads only files that changed (what `aws s3 sync` and git trust too).
+   * Files modified in the last second are never cached (coarse file-system clocks).
+   * The CLI keeps it under `node_modules/.cache/nestjs-s3-storage/`.
+   * @default undefined (every file is read and hashed on every run)
+   */
+  hashCache?: string;
 }
 
 /** What `collect()` did (or, with `dryRun`, would do). */
@@ -90,6 +98,15 @@ interface LocalFile {
   name: string;
   path: string;
   size: number;
+  /** `size:mtimeMs:ctimeMs:ino`: what the hash cache trusts instead of re-reading the file. */
+  stamp: string;
+  mtimeMs: number;
+}
+
+/** The optional local hash cache: file name → [stamp, md5]. */
+interface HashCache {
+  version: 1;
+  files: Record<string, [string, string]>;
 }
 
 /** Static files with hashed names on S3, resolved through `staticfiles.json`. */
@@ -176,8 +193,11 @@ export class StaticManifestStorage {
     listing.catch(() => undefined);
     previous.catch(() => undefined);
 
+    const startedAt = Date.now();
     const local = await walk(dir, this.options.location === '' ? this.options.manifestName : undefined);
     const byName = new Map(local.map((f) => [f.name, f]));
+    const cache = options.hashCache === undefined ? undefined : await readHashCache(options.hashCache);
+    const nextCache: HashCache = { version: 1, files: {} };
     let hashed = 0;
     const toHash = local.filter((f) => !isContentHashed(f.name)).length;
     const { files, missing } = await hashTree(
@@ -190,7 +210,14 @@ export class StaticManifestStorage {
         },
         md5: async (name) => {
           const file = byName.get(name)!;
-          const digest = file.size <= SINGLE_PUT_MAX ? md5Hex(await readFile(file.path)) : await md5Stream(file.path);
+          const cached = cache?.files[name];
+          const digest =
+            cached?.[0] === file.stamp
+              ? cached[1]
+              : file.size <= SINGLE_PUT_MAX
+                ? md5Hex(await readFile(file.path))
+                : await md5Stream(file.path);
+          if (file.mtimeMs < startedAt - 1000) nextCache.files[name] = [file.stamp, digest];
           onProgress?.({ phase: 'hash', done: ++hashed, total: toHash });
           return digest;
         },
@@ -233,6 +260,7 @@ export class StaticManifestStorage {
         onProgress?.({ phase: 'upload', done: ++uploaded, total: toUpload.length });
       });
       if (manifestWritten) await this.putManifest(manifestBody);
+      if (options.hashCache !== undefined) await writeHashCache(options.hashCache, nextCache);
       this.paths = { ...manifest.paths };
       this.manifestMissing = false;
       if (deleted.length > 0) await this.deleteKeys(deleted, onProgress);
@@ -408,6 +436,27 @@ function toKeySafe(location: string, name: string): string {
   }
 }
 
+async function readHashCache(path: string): Promise<HashCache | undefined> {
+  try {
+    const data = JSON.parse(await readFile(path, 'utf8')) as HashCache;
+    return data.version === 1 && typeof data.files === 'object' && data.files !== null ? data : undefined;
+  } catch {
+    return undefined; // missing or unreadable: hash everything
+  }
+}
+
+/** Best effort: a cache that cannot be written only costs the next run its speed-up. */
+async function writeHashCache(path: string, cache: HashCache): Promise<void> {
+  try {
+    await mkdir(dirname(path), { recursive: true });
+    const tmp = `${path}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(cache));
+    await rename(tmp, path);
+  } catch {
+    // ignored on purpose
+  }
+}
+
 async function md5Stream(path: string): Promise<string> {
   const hash = createHash('md5');
   await pipeline(createReadStream(path), hash);
@@ -437,7 +486,10 @@ async function walk(dir: string, reserved: string | undefined): Promise<LocalFil
         if (isDir) return visit(path, name);
         if (name === reserved) return;
         const info = await stat(path);
-        if (info.isFile()) out.push({ name: normalizeName(name), path, size: info.size });
+        if (info.isFile()) {
+          const stamp = `${info.size}:${info.mtimeMs}:${info.ctimeMs}:${info.ino}`;
+          out.push({ name: normalizeName(name), path, size: info.size, stamp, mtimeMs: info.mtimeMs });
+        }
       }),
     );
   };

@@ -19,6 +19,7 @@ export const STORAGE_ENV = {
   MEDIA_S3_LOCATION: 'media.location',
   MEDIA_S3_URL_EXPIRES_IN: 'media.urlExpiresIn',
   MEDIA_S3_CUSTOM_DOMAIN: 'media.customDomain',
+  MEDIA_S3_CORS_ORIGINS: 'media.cors.allowedOrigins (comma-separated)',
   AWS_STORAGE_BUCKET_NAME: 'static.bucket',
   AWS_ACCESS_KEY_ID: 'static.credentials.accessKeyId',
   AWS_SECRET_ACCESS_KEY: 'static.credentials.secretAccessKey',
@@ -72,6 +73,7 @@ export function storageOptionsFromEnv(env: Env = process.env): StorageModuleOpti
     publicEndpoint: value('MEDIA_S3_URL_ENDPOINT_URL'),
     urlExpiresIn: number('MEDIA_S3_URL_EXPIRES_IN'),
     customDomain: value('MEDIA_S3_CUSTOM_DOMAIN'),
+    cors: value('MEDIA_S3_CORS_ORIGINS') && { allowedOrigins: value('MEDIA_S3_CORS_ORIGINS')!.split(',').map((o) => o.trim()).filter(Boolean) },
   });
 
   const options: StorageModuleOptions = {

@@ -26,6 +26,9 @@ describe('storageOptionsFromEnv', () => {
     expect(
       storageOptionsFromEnv({ MEDIA_S3_BUCKET_NAME: 'prod-media', MEDIA_S3_REGION: 'eu-west-1', MEDIA_S3_URL_EXPIRES_IN: '600' }),
     ).toEqual({ media: { bucket: 'prod-media', region: 'eu-west-1', urlExpiresIn: 600 } });
+    expect(storageOptionsFromEnv({ MEDIA_S3_BUCKET_NAME: 'm3d', MEDIA_S3_CORS_ORIGINS: 'http://localhost:3000, http://127.0.0.1:3000' }).media.cors).toEqual({
+      allowedOrigins: ['http://localhost:3000', 'http://127.0.0.1:3000'],
+    });
   });
 
   it('maps the AWS_* static settings, and lets media share them under media/', () => {

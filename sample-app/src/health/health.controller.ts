@@ -1,0 +1,34 @@
+/**
+ * `GET /health`: 200 when the media bucket answers a (tiny) list request in time, 503
+ * otherwise. Listing an empty prefix exercises the endpoint, the credentials and the
+ * bucket in one cheap request, without touching any user's data.
+ */
+import { Controller, Get, Res } from '@nestjs/common';
+import { MediaStorage, StorageError } from 'nestjs-s3-storage';
+import type { HttpResponse } from '../http.types.js';
+
+/** A load balancer's probe gives up after a few seconds; answer before it does. */
+export const HEALTH_TIMEOUT_MS = 3000;
+const PROBE_PREFIX = '.health/';
+
+@Controller('health')
+export class HealthController {
+  constructor(private readonly storage: MediaStorage) {}
+
+  @Get()
+  async check(@Res() res: HttpResponse): Promise<void> {
+    res.setHeader('Cache-Control', 'no-store');
+    const started = Date.now();
+    try {
+      for await (const entry of this.storage.list(PROBE_PREFIX, { signal: AbortSignal.timeout(HEALTH_TIMEOUT_MS) })) {
+        void entry;
+        break; // one page answered is enough
+      }
+      res.status(200).json({ status: 'ok', storage: { bucket: this.storage.bucket, latencyMs: Date.now() - started } });
+    } catch (error) {
+      // The library's messages name endpoint and bucket but never a credential.
+      const reason = error instanceof StorageError ? error.message : 'unexpected error while listing the bucket';
+      res.status(503).json({ status: 'error', storage: { bucket: this.storage.bucket }, message: `Storage unavailable: ${reason}` });
+    }
+  }
+}

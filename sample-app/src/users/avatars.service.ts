@@ -1,0 +1,114 @@
+/**
+ * Avatars kept in S3 alone: the current avatar of user `<id>` is the newest object under
+ * `avatars/<id>/`. Object names start with a fixed-width time stamp, so "newest" is simply
+ * the greatest name, and two racing uploads agree on which one wins.
+ */
+import { BadRequestException, Inject, Injectable, UnsupportedMediaTypeException } from '@nestjs/common';
+import { extensionFor, MediaStorage, type DirectUpload } from 'nestjs-s3-storage';
+import { randomBytes } from 'node:crypto';
+import { avatarsConfig, type AvatarsConfig } from '../app.config.js';
+import { ACCEPTED_IMAGE_TYPES, AVATAR_TYPES, sniffImageType } from './image-type.js';
+
+export interface AvatarRef {
+  /** The object key in the bucket. */
+  key: string;
+  /** A fresh signed URL the browser can load. */
+  url: string;
+}
+
+@Injectable()
+export class AvatarsService {
+  constructor(
+    private readonly storage: MediaStorage,
+    @Inject(avatarsConfig.KEY) private readonly config: AvatarsConfig,
+  ) {}
+
+  /** Stores a new avatar, then removes the ones it replaces. @throws UnsupportedMediaTypeException */
+  async replace(userId: string, bytes: Buffer): Promise<AvatarRef> {
+    const type = sniffImageType(bytes);
+    if (!type) {
+      throw new UnsupportedMediaTypeException(
+        `The file is not a ${ACCEPTED_IMAGE_TYPES} image (judged by its contents, not its name). Choose an image file in one of those formats.`,
+      );
+    }
+    const name = await this.storage.save(`${prefix(userId)}${uniqueStem()}.${type.ext}`, bytes, {
+      contentType: type.mime,
+    });
+    return this.settle(userId, name);
+  }
+
+  /**
+   * A presigned POST for the browser to send the avatar straight to the bucket: the S3
+   * server itself enforces the size limit and the declared type.
+   */
+  async startDirect(userId: string, contentType: unknown): Promise<DirectUpload> {
+    if (typeof contentType !== 'string' || !AVATAR_TYPES.includes(contentType)) {
+      throw new UnsupportedMediaTypeException(`Choose a ${ACCEPTED_IMAGE_TYPES} image (got ${JSON.stringify(contentType ?? null)}).`);
+    }
+    return this.storage.createUpload({
+      name: `${prefix(userId)}${uniqueStem()}.${extensionFor(contentType)}`,
+      contentType,
+      maxBytes: this.config.maxBytes,
+    });
+  }
+
+  /**
+   * After a direct upload: checks the bytes really are the image type declared (deleting the
+   * object when not: UploadRejectedError, answered 415/413) and makes it the avatar.
+   */
+  async confirmDirect(userId: string, name: unknown): Promise<AvatarRef> {
+    if (typeof name !== 'string' || !new RegExp(`^${prefix(userId)}[0-9a-z]{9}-[0-9a-f]{12}\\.(png|jpg|webp|gif)$`).test(name)) {
+      throw new BadRequestException('Confirm the "name" that the direct-upload form was created for.');
+    }
+    await this.storage.confirmUpload(name, { maxBytes: this.config.maxBytes, allowedTypes: AVATAR_TYPES });
+    return this.settle(userId, name);
+  }
+
+  /** After a new avatar is stored: keep the newest, delete the rest (so a user is never without one). */
+  private async settle(userId: string, name: string): Promise<AvatarRef> {
+    const current = await this.currentName(userId);
+    await this.removeAllBut(userId, current);
+    return this.ref(current ?? name);
+  }
+
+  /** The current avatar, or `undefined` when the user has none. */
+  async find(userId: string): Promise<AvatarRef | undefined> {
+    const name = await this.currentName(userId);
+    return name === undefined ? undefined : this.ref(name);
+  }
+
+  /** Removes every avatar of the user; a user without one is fine. */
+  async remove(userId: string): Promise<void> {
+    await this.removeAllBut(userId, undefined);
+  }
+
+  private async currentName(userId: string): Promise<string | undefined> {
+    let newest: string | undefined;
+    for await (const entry of this.storage.list(prefix(userId))) {
+      if (newest === undefined || entry.name > newest) newest = entry.name;
+    }
+    return newest;
+  }
+
+  private async removeAllBut(userId: string, keep: string | undefined): Promise<void> {
+    const names: string[] = [];
+    for await (const entry of this.storage.list(prefix(userId))) if (entry.name !== keep) names.push(entry.name);
+    await Promise.all(names.map((name) => this.storage.delete(name)));
+  }
+
+  private async ref(name: string): Promise<AvatarRef> {
+    return { key: this.storage.key(name), url: await this.storage.url(name) };
+  }
+}
+
+function prefix(userId: string): string {
+  return `avatars/${userId}/`;
+}
+
+/**
+ * Milliseconds in base 36, zero-padded to a fixed width so names sort by time (9 digits
+ * last until the year 5188), then randomness so two uploads in one millisecond differ.
+ */
+function uniqueStem(): string {
+  return `${Date.now().toString(36).padStart(9, '0')}-${randomBytes(6).toString('hex')}`;
+}

@@ -1,0 +1,60 @@
+/**
+ * `GET /`: one small HTML page, no framework. The script does the rest through the JSON API.
+ */
+import { Controller, Get, Header, Inject } from '@nestjs/common';
+import { avatarsConfig, formatBytes, type AvatarsConfig } from '../app.config.js';
+import { StaticAssets } from './static-assets.js';
+
+@Controller()
+export class PageController {
+  private readonly html: string;
+
+  constructor(assets: StaticAssets, @Inject(avatarsConfig.KEY) avatars: AvatarsConfig) {
+    this.html = renderPage(assets.url('app.css'), assets.url('app.js'), avatars.maxBytes);
+  }
+
+  @Get()
+  @Header('Content-Type', 'text/html; charset=utf-8')
+  // The page names the current hashed assets, so it must be revalidated on every visit.
+  @Header('Cache-Control', 'no-cache')
+  page(): string {
+    return this.html;
+  }
+}
+
+function renderPage(cssUrl: string, jsUrl: string, maxBytes: number): string {
+  return `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Avatars · nestjs-s3-storage sample</title>
+<link rel="stylesheet" href="${cssUrl}">
+<script src="${jsUrl}" defer></script>
+</head>
+<body>
+<main>
+  <h1>Avatars</h1>
+  <p class="hint">Uploads go to S3 through <code>nestjs-s3-storage</code>; the picture below is loaded straight from the bucket through a signed, expiring URL.</p>
+  <form id="user-form">
+    <label for="user-id">User id</label>
+    <input id="user-id" name="userId" value="alice" required pattern="[A-Za-z0-9][A-Za-z0-9_\\-]{0,63}" autocomplete="off">
+    <button type="submit">Show</button>
+  </form>
+  <figure>
+    <img id="avatar" alt="" hidden>
+    <figcaption id="caption">No avatar loaded.</figcaption>
+  </figure>
+  <form id="upload-form" data-max-bytes="${maxBytes}">
+    <label for="avatar-file">New avatar (PNG, JPEG, WebP or GIF, at most ${formatBytes(maxBytes)})</label>
+    <input id="avatar-file" name="avatar" type="file" accept="image/png,image/jpeg,image/webp,image/gif" required>
+    <label class="inline"><input id="direct" type="checkbox"> Upload straight to the storage (presigned POST; the bucket needs CORS for this page's origin)</label>
+    <button type="submit">Upload</button>
+    <button type="button" id="delete">Delete avatar</button>
+  </form>
+  <p id="status" role="status" aria-live="polite"></p>
+</main>
+</body>
+</html>
+`;
+}

@@ -1,0 +1,65 @@
+/** `GET /health`: 200 when the bucket answers, 503 when the storage is down or the bucket is gone. */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createServer } from 'node:net';
+import request from 'supertest';
+import { HEALTH_TIMEOUT_MS } from '../../sample-app/src/health/health.controller.js';
+import { createTestBucket, deleteTestBucket, s3, uniqueBucket } from '../harness/s3-test-env.js';
+import { mediaEnv, startSampleApp, type SampleApp } from './app-fixture.js';
+
+let bucket: string;
+const apps: SampleApp[] = [];
+
+beforeAll(async () => {
+  bucket = await createTestBucket('sample-health');
+});
+
+afterAll(async () => {
+  for (const app of apps) await app.close();
+  await deleteTestBucket(bucket);
+});
+
+async function start(env: Record<string, string>): Promise<SampleApp> {
+  const app = await startSampleApp(env);
+  apps.push(app);
+  return app;
+}
+
+/** A loopback port nothing listens on: taken, then released. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('GET /health', () => {
+  it('answers 200 with the bucket when the storage is reachable', async () => {
+    const app = await start(mediaEnv(bucket));
+    const res = await request(app.app.getHttpServer()).get('/health');
+    expect(res.status).toBe(200);
+    expect(res.body).toMatchObject({ status: 'ok', storage: { bucket } });
+    expect(res.headers['cache-control']).toBe('no-store');
+  });
+
+  it('answers 503 in time, naming the endpoint but no secret, when the storage is unreachable', async () => {
+    const endpoint = `http://127.0.0.1:${await closedPort()}`;
+    // ensureBucket off: the app must start without storage to report on it.
+    const app = await start({ ...mediaEnv(bucket), MEDIA_S3_ENDPOINT_URL: endpoint, STORAGE_ENSURE_BUCKET: 'off' });
+    const started = Date.now();
+    const res = await request(app.app.getHttpServer()).get('/health');
+    expect(Date.now() - started).toBeLessThan(HEALTH_TIMEOUT_MS + 2000);
+    expect(res.status).toBe(503);
+    expect(res.body.status).toBe('error');
+    expect(res.body.message).toContain(endpoint);
+    expect(JSON.stringify(res.body)).not.toContain(s3.secretAccessKey);
+  });
+
+  it('answers 503 when the bucket does not exist', async () => {
+    const missing = uniqueBucket('sample-missing');
+    const app = await start({ ...mediaEnv(missing), STORAGE_ENSURE_BUCKET: 'off' });
+    const res = await request(app.app.getHttpServer()).get('/health');
+    expect(res.status).toBe(503);
+    expect(res.body.message).toContain(missing);
+  });
+});
