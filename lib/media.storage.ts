@@ -402,7 +402,8 @@ export class MediaStorage {
     }
     async function* rest(): AsyncGenerator<Buffer> {
       try {
-        yield* head;
+        // Hand the first part over chunk by chunk, so it is not kept for the whole upload.
+        for (let chunk = head.shift(); chunk !== undefined; chunk = head.shift()) yield chunk;
         for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
           yield typeof next.value === 'string' ? Buffer.from(next.value) : (next.value as Buffer);
         }

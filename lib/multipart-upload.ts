@@ -66,42 +66,69 @@ export async function multipartUpload(
     sent += body.length;
     options.onProgress?.(sent);
   };
-  const start = (partNumber: number, body: Buffer): void => {
+  // Part buffers are allocated once and reused: memory stays at (queueSize + 1) parts, and
+  // no stream of discarded 8 MiB buffers waits for the garbage collector.
+  const pool: Buffer[] = [];
+  const start = (partNumber: number, body: Buffer, buffer: Buffer): void => {
     const task: Promise<void> = uploadPart(partNumber, body)
       .catch((error: unknown) => {
         failure ??= error;
         controller.abort(error);
       })
-      .finally(() => inFlight.delete(task));
+      .finally(() => {
+        inFlight.delete(task);
+        pool.push(buffer);
+      });
     inFlight.add(task);
   };
 
   const iterator = source[Symbol.asyncIterator]();
-  // Rejects on abort, so a stalled source cannot hold the upload open.
-  const aborted = new Promise<never>((_, reject) => {
-    controller.signal.addEventListener('abort', () => reject(controller.signal.reason), { once: true });
-  });
-  aborted.catch(() => undefined);
+  // The next chunk, or a rejection on abort so a stalled source cannot hold the upload open.
+  // (Not Promise.race with one long-lived abort promise: its reactions would keep every
+  // chunk ever read alive until the upload ends.)
+  const nextChunk = (): Promise<IteratorResult<Buffer>> =>
+    new Promise((resolve, reject) => {
+      const signal = controller.signal;
+      if (signal.aborted) return reject(signal.reason);
+      const onAbort = (): void => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      iterator.next().then(
+        (result) => {
+          signal.removeEventListener('abort', onAbort);
+          resolve(result);
+        },
+        (error: unknown) => {
+          signal.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      );
+    });
   try {
     let partNumber = 0;
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
+    let part: Buffer = Buffer.allocUnsafe(options.partSize);
+    let filled = 0;
     for (;;) {
-      const next = await Promise.race([iterator.next(), aborted]);
+      const next = await nextChunk();
       if (next.done) break;
-      const chunk = next.value;
-      pending.push(chunk);
-      pendingBytes += chunk.length;
+      let chunk = next.value;
       size += chunk.length;
-      if (pendingBytes < options.partSize) continue;
-      if (++partNumber >= MAX_PARTS) throw new RangeError(`the body needs more than ${MAX_PARTS} parts of ${options.partSize} bytes: raise partSize`);
-      start(partNumber, Buffer.concat(pending, pendingBytes));
-      pending = [];
-      pendingBytes = 0;
-      // Backpressure: wait for a free slot before reading more of the source.
-      while (inFlight.size >= options.queueSize) await Promise.race(inFlight);
+      while (chunk.length > 0) {
+        const copied = chunk.copy(part, filled);
+        filled += copied;
+        chunk = chunk.subarray(copied);
+        if (filled < options.partSize) continue;
+        if (++partNumber > MAX_PARTS) throw new RangeError(`the body needs more than ${MAX_PARTS} parts of ${options.partSize} bytes: raise partSize`);
+        start(partNumber, part, part);
+        // Backpressure: wait for a free slot before reading more of the source.
+        while (inFlight.size >= options.queueSize) await Promise.race(inFlight);
+        part = pool.pop() ?? Buffer.allocUnsafe(options.partSize);
+        filled = 0;
+      }
     }
-    if (pendingBytes > 0 || partNumber === 0) start(++partNumber, Buffer.concat(pending, pendingBytes));
+    if (filled > 0 || partNumber === 0) {
+      if (++partNumber > MAX_PARTS) throw new RangeError(`the body needs more than ${MAX_PARTS} parts of ${options.partSize} bytes: raise partSize`);
+      start(partNumber, part.subarray(0, filled), part);
+    }
     await Promise.all(inFlight);
     if (failure !== undefined) throw failure;
     options.signal?.throwIfAborted();

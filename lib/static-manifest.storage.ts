@@ -330,7 +330,9 @@ export class StaticManifestStorage {
       const out = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.manifestKey }));
       return await out.Body!.transformToString('utf-8');
     } catch (error) {
-      if (isNotFound(error) && (error as { name?: string }).name !== 'NoSuchBucket') return undefined;
+      // A missing bucket counts as a missing manifest: on a fresh deploy the module may load
+      // the manifest before its bootstrap hook has created the bucket.
+      if (isNotFound(error)) return undefined;
       throw toStorageError('load manifest', error, this.context(this.manifestKey));
     }
   }

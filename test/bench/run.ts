@@ -3,6 +3,7 @@
  * tool people use today) measured in the same run. Benchmarks that need an S3 server read
  * S3_TEST_ENDPOINT / S3_TEST_ACCESS_KEY / S3_TEST_SECRET_KEY (test/s3-server/ceph.sh writes them).
  */
+import { runMemoryBench } from './memory.bench.js';
 import { runUploadBench } from './upload.bench.js';
 import { runUrlBench } from './url.bench.js';
 
@@ -13,6 +14,7 @@ async function main(): Promise<void> {
   console.log(`nestjs-s3-storage benchmarks — node ${process.version}, ${new Date().toISOString()}`);
   if (!only || only === 'url') await runUrlBench();
   if (!only || only === 'upload') await runUploadBench();
+  if (!only || only === 'memory') await runMemoryBench();
 }
 
 main().catch((error: unknown) => {

@@ -100,7 +100,10 @@ export async function runStaticBench(): Promise<void> {
         ['no-change re-run requests', reqs(oursRequests), reqs(awsRequests), awsRequests ? ratio(oursRequests.total, awsRequests.total) : 'n/a'],
       ]),
     );
+    const each = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(', ');
+    console.log(`no-change runs (s): collectstatic ${each(oursAgain)}; aws s3 sync ${haveAws ? each(awsAgain) : 'n/a'}`);
     console.log(`collectstatic first run: ${oursFirstSummary}; re-run: ${oursAgainSummary}`);
+    console.log('(collectstatic keeps file md5s in node_modules/.cache/nestjs-s3-storage, trusting size+mtime as aws s3 sync does; files written in the last second are re-read)');
     if (!haveAws) console.log(`(${AWS} not found: apt-get install -y awscli to compare)`);
 
     const checks: [string, boolean | undefined][] = [

@@ -3,12 +3,12 @@
  * `@aws-sdk/lib-storage` `Upload` of the same stream, same part size and concurrency, same
  * server, alternating rounds in one process.
  */
-import { DeleteObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { createMediaSigner, createS3Client, ensureBucket, MediaStorage, resolveStorageOptions } from 'nestjs-s3-storage';
-import { benchServer, table } from './bench-util.js';
+import { benchServer, dropBucket, rawS3Client, table } from './bench-util.js';
 
 const MIB = 1024 * 1024;
 
@@ -46,14 +46,7 @@ export async function runUploadBench(sizeMiB = 512, rounds = 3): Promise<UploadB
   });
   const client = createS3Client(media);
   const storage = new MediaStorage(client, media, createMediaSigner(media, client));
-  const raw = new S3Client({
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  const raw = rawS3Client(server);
   await ensureBucket(client, media, 'create', 10_000);
   const pool = Array.from({ length: 16 }, () => randomBytes(MIB));
   const total = sizeMiB * MIB;
@@ -76,9 +69,9 @@ export async function runUploadBench(sizeMiB = 512, rounds = 3): Promise<UploadB
       await raw.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'bench/sdk.bin' }));
     }
   } finally {
-    await raw.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'bench/ours.bin' })).catch(() => undefined);
     client.destroy();
     raw.destroy();
+    await dropBucket(server, bucket);
   }
   // Median of the rounds: one slow round on a shared 2-core machine should not decide.
   const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
