@@ -23,3 +23,13 @@ export { guessContentType, extensionFor } from './content-type.js';
 export { MediaUploadInterceptor, UploadedMedia, type UploadedMediaFile, type MediaUploadOptions, type MediaUploadNameContext } from './media-upload.interceptor.js';
 export { sniffContentType, SNIFFABLE_TYPES } from './content-sniffing.js';
 export { applyCors } from './bucket-bootstrap.js';
+export {
+  StaticManifestStorage,
+  IMMUTABLE_CACHE_CONTROL,
+  MANIFEST_CACHE_CONTROL,
+  type CollectOptions,
+  type CollectResult,
+  type CollectProgress,
+} from './static-manifest.storage.js';
+export { type StaticManifest, type MissingReference } from './static-hashing.js';
+export { type DirectUpload, type CreateUploadOptions, type UploadExpectations, type StoredObject } from './media.storage.js';

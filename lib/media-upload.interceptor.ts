@@ -166,6 +166,9 @@ function receive(request: RequestWithMedia, storage: MediaStorage, options: Medi
       settled = true;
       abort.abort(error);
       request.unpipe(parser);
+      // A file that finished storing before the request failed (the client hung up after the
+      // form's end) belongs to no handler: remove it.
+      upload?.then((file) => storage.delete(file.stored.name)).catch(() => undefined);
       reject(error);
     };
 

@@ -23,7 +23,9 @@ export function createS3Client(options: ResolvedConnectionOptions): S3Client {
     requestChecksumCalculation: checksum,
     responseChecksumValidation: checksum,
     requestHandler: {
-      requestTimeout: options.requestTimeout,
+      // An idle-socket timeout: a stalled answer (or a body stalled halfway) fails and is
+      // retried. The SDK's own `requestTimeout` only logs a warning unless told otherwise.
+      socketTimeout: options.requestTimeout,
       connectionTimeout: options.connectionTimeout,
       httpAgent: new HttpAgent(agentOptions),
       httpsAgent: new HttpsAgent(agentOptions),

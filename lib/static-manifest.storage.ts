@@ -14,7 +14,6 @@ import {
   PutObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { Upload } from '@aws-sdk/lib-storage';
 import { createReadStream } from 'node:fs';
 import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
@@ -25,7 +24,8 @@ import { normalizeName, toKey } from './key-normalizer.js';
 import { describeEndpoint } from './s3-client.factory.js';
 import { isNotFound, toStorageError } from './s3-errors.js';
 import { buildManifest, forEachLimit, hashTree, isContentHashed, md5Hex, parseManifest, type MissingReference } from './static-hashing.js';
-import { ManifestError, StorageError } from './storage.errors.js';
+import { multipartUpload } from './multipart-upload.js';
+import { ManifestError, StorageConfigurationError, StorageError } from './storage.errors.js';
 import type { ResolvedStaticOptions } from './storage-options.validation.js';
 import { computeBase, encodeKeyPath } from './url-signer.js';
 
@@ -376,7 +376,7 @@ export class StaticManifestStorage {
       } else if (size <= SINGLE_PUT_MAX) {
         await this.client.send(new PutObjectCommand({ ...params, Body: await readFile(source) }));
       } else {
-        await new Upload({ client: this.client, params: { ...params, Body: createReadStream(source) }, partSize: 8 * 1024 * 1024, queueSize: 4 }).done();
+        await multipartUpload(this.client, params, createReadStream(source), { partSize: 8 * 1024 * 1024, queueSize: 4 });
       }
     } catch (error) {
       if (error instanceof StorageError) throw error;
@@ -497,4 +497,25 @@ async function walk(dir: string, reserved: string | undefined): Promise<LocalFil
   };
   await visit(dir, '');
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/**
+ * What `StaticManifestStorage` resolves to when no `static` options are configured: an
+ * instance whose every method throws a configuration error saying what to set. (Nest builds
+ * providers eagerly, so the provider itself cannot fail without breaking apps that never
+ * inject it.)
+ */
+export function unconfiguredStaticManifestStorage(): StaticManifestStorage {
+  const fail = (): never => {
+    throw new StorageConfigurationError(
+      [
+        'static: StaticManifestStorage is injected but no static storage is configured: pass static: { bucket: "..." } to StorageModule.forRoot(), or set AWS_STORAGE_BUCKET_NAME when using storageConfig',
+      ],
+      'StaticManifestStorage is not configured',
+    );
+  };
+  const stub = Object.create(StaticManifestStorage.prototype) as StaticManifestStorage;
+  for (const method of ['load', 'url', 'hashedName', 'collect'] as const) Object.defineProperty(stub, method, { value: fail });
+  Object.defineProperty(stub, 'manifestObjectKey', { get: fail });
+  return stub;
 }

@@ -20,6 +20,8 @@ export const STORAGE_ENV = {
   MEDIA_S3_URL_EXPIRES_IN: 'media.urlExpiresIn',
   MEDIA_S3_CUSTOM_DOMAIN: 'media.customDomain',
   MEDIA_S3_CORS_ORIGINS: 'media.cors.allowedOrigins (comma-separated)',
+  MEDIA_S3_TIMEOUT: 'media.timeout (ms)',
+  MEDIA_S3_MAX_ATTEMPTS: 'media.maxAttempts',
   AWS_STORAGE_BUCKET_NAME: 'static.bucket',
   AWS_ACCESS_KEY_ID: 'static.credentials.accessKeyId',
   AWS_SECRET_ACCESS_KEY: 'static.credentials.secretAccessKey',
@@ -73,6 +75,8 @@ export function storageOptionsFromEnv(env: Env = process.env): StorageModuleOpti
     publicEndpoint: value('MEDIA_S3_URL_ENDPOINT_URL'),
     urlExpiresIn: number('MEDIA_S3_URL_EXPIRES_IN'),
     customDomain: value('MEDIA_S3_CUSTOM_DOMAIN'),
+    timeout: number('MEDIA_S3_TIMEOUT'),
+    maxAttempts: number('MEDIA_S3_MAX_ATTEMPTS'),
     cors: value('MEDIA_S3_CORS_ORIGINS') && { allowedOrigins: value('MEDIA_S3_CORS_ORIGINS')!.split(',').map((o) => o.trim()).filter(Boolean) },
   });
 

@@ -156,5 +156,7 @@ function at(endpoint: string | undefined): string {
 export function describeName(name: unknown): string {
   if (typeof name !== 'string') return `(${typeof name})`;
   const shown = name.length > 120 ? `${name.slice(0, 120)}…` : name;
-  return JSON.stringify(shown);
+  // JSON.stringify escapes C0 controls but not DEL, C1 or line separators: escape those too,
+  // so a hostile name cannot forge log lines.
+  return JSON.stringify(shown).replace(/[\u007f-\u009f\u2028\u2029]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

@@ -1,14 +1,15 @@
 /**
  * `StorageModule.forRoot(options)` / `StorageModule.forRootAsync({ useFactory, inject, … })`.
  *
- * Provides `MediaStorage`, the S3 clients under their tokens, and the start-up bucket
- * check. Options are validated once, here; clients are destroyed on shutdown.
+ * Provides `MediaStorage`, `StaticManifestStorage` (usable when `static` is configured), the
+ * S3 clients under their tokens, and the start-up bucket check. Options are validated once, here; clients are destroyed on shutdown.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import { Inject, Module, type OnApplicationShutdown, type Provider } from '@nestjs/common';
 import { StorageBootstrap } from './bucket-bootstrap.js';
 import { MediaStorage } from './media.storage.js';
 import { createS3Client } from './s3-client.factory.js';
+import { StaticManifestStorage, unconfiguredStaticManifestStorage } from './static-manifest.storage.js';
 import { MEDIA_S3_CLIENT, STATIC_S3_CLIENT, STORAGE_OPTIONS } from './storage.constants.js';
 import { ConfigurableStorageModule, STORAGE_MODULE_OPTIONS } from './storage.module-definition.js';
 import type { StorageModuleOptions } from './storage-module-options.interface.js';
@@ -37,13 +38,25 @@ const providers: Provider[] = [
       new MediaStorage(client, options.media, createMediaSigner(options.media, client)),
     inject: [STORAGE_OPTIONS, MEDIA_S3_CLIENT],
   },
+  {
+    provide: StaticManifestStorage,
+    // The manifest is read once, here, so url() is a synchronous lookup afterwards. A missing
+    // manifest (a deploy before the first collectstatic) only warns.
+    useFactory: async (options: ResolvedStorageOptions, client: S3Client | null) => {
+      if (!options.static || !client) return unconfiguredStaticManifestStorage();
+      const storage = new StaticManifestStorage(client, options.static);
+      await storage.load();
+      return storage;
+    },
+    inject: [STORAGE_OPTIONS, STATIC_S3_CLIENT],
+  },
   StorageBootstrap,
 ];
 
 /** The storage module. Import it once, in the root module (or set `isGlobal: true`). */
 @Module({
   providers,
-  exports: [MediaStorage, MEDIA_S3_CLIENT, STATIC_S3_CLIENT, STORAGE_OPTIONS],
+  exports: [MediaStorage, StaticManifestStorage, MEDIA_S3_CLIENT, STATIC_S3_CLIENT, STORAGE_OPTIONS],
 })
 export class StorageModule extends ConfigurableStorageModule implements OnApplicationShutdown {
   constructor(

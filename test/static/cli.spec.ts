@@ -1,0 +1,150 @@
+/**
+ * The CLI end to end: the built `bin` (dist/cjs/cli.js) spawned with the seed's env
+ * variables against the test server. Needs `npm run build` first (`npm test` does it).
+ */
+import { GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { deleteTestBucket, itRequires, rawClient, s3, uniqueBucket } from '../harness/s3-test-env.js';
+import { removeTree, writeTree } from './static-fixtures.js';
+
+const ROOT = resolve(process.cwd());
+const CJS_CLI = resolve(ROOT, 'dist/cjs/cli.js');
+const ESM_CLI = resolve(ROOT, 'dist/esm/cli.js');
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], env: Record<string, string>, script = CJS_CLI): Promise<Run> {
+  return new Promise((done, fail) => {
+    // A clean environment: nothing from the developer's AWS profile leaks in.
+    const child = spawn(process.execPath, [script, ...args], {
+      env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', AWS_EC2_METADATA_DISABLED: 'true', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', fail);
+    child.on('close', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+const bucket = uniqueBucket('cli');
+const env = {
+  AWS_STORAGE_BUCKET_NAME: bucket,
+  AWS_ACCESS_KEY_ID: s3.accessKeyId,
+  AWS_SECRET_ACCESS_KEY: s3.secretAccessKey,
+  AWS_S3_ENDPOINT_URL: s3.endpoint,
+  AWS_S3_REGION: s3.region,
+};
+let raw: S3Client;
+let dir: string;
+
+beforeAll(() => {
+  if (!existsSync(CJS_CLI) || !existsSync(ESM_CLI)) throw new Error('dist/cjs/cli.js is missing: run "npm run build" first');
+  raw = rawClient();
+  dir = writeTree({ 'img/a.png': 'png', 'css/a.css': '.a{background:url(../img/a.png)}', 'js/a.js': 'a()' });
+});
+afterAll(async () => {
+  raw?.destroy();
+  removeTree(dir);
+  await deleteTestBucket(bucket);
+});
+
+const SUMMARY = /^uploaded (\d+), unchanged (\d+), deleted (\d+) in \d+\.\d s\b/m;
+
+describe('nestjs-s3-storage CLI (built CommonJS bin)', () => {
+  it('ensure-bucket --static creates the bucket, then finds it', async () => {
+    const first = await cli(['ensure-bucket', '--static'], env);
+    expect(first).toMatchObject({ code: 0, stderr: '' });
+    expect(first.stdout).toBe(`bucket "${bucket}" at ${s3.endpoint}: created\n`);
+    await raw.send(new HeadBucketCommand({ Bucket: bucket }));
+    const second = await cli(['ensure-bucket'], env);
+    expect(second.code).toBe(0);
+    expect(second.stdout).toBe(`bucket "${bucket}" at ${s3.endpoint}: exists\n`);
+  });
+
+  it('collectstatic --dry-run lists what it would upload and writes nothing', async () => {
+    const run = await cli(['collectstatic', dir, '--dry-run'], env);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/^would upload static\/css\/a\.[0-9a-f]{12}\.css$/m);
+    expect(run.stdout).toMatch(/^would write static\/staticfiles\.json$/m);
+    expect(SUMMARY.exec(run.stdout)?.slice(1)).toEqual(['3', '0', '0']);
+    expect(run.stdout).toContain('(dry run: nothing was written');
+    const listed = await raw.send(new ListObjectsV2Command({ Bucket: bucket }));
+    expect(listed.KeyCount ?? 0).toBe(0);
+  });
+
+  it('collectstatic uploads, prints the summary, and a re-run uploads nothing', async () => {
+    const first = await cli(['collectstatic', dir], env);
+    expect(first.stderr).toBe('');
+    expect(first.code).toBe(0);
+    expect(SUMMARY.exec(first.stdout)?.slice(1)).toEqual(['3', '0', '0']);
+    const manifest = JSON.parse(
+      await (await raw.send(new GetObjectCommand({ Bucket: bucket, Key: 'static/staticfiles.json' }))).Body!.transformToString(),
+    );
+    expect(Object.keys(manifest.paths).sort()).toEqual(['css/a.css', 'img/a.png', 'js/a.js']);
+
+    const again = await cli(['collectstatic', dir, '--prune'], env);
+    expect(again.code).toBe(0);
+    expect(SUMMARY.exec(again.stdout)?.slice(1)).toEqual(['0', '3', '0']);
+    expect(again.stdout).toContain('manifest unchanged');
+  });
+
+  it('runs from the ESM build too', async () => {
+    const run = await cli(['--help'], {}, ESM_CLI);
+    expect(run.code).toBe(0);
+    expect(run.stdout).toContain('nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune]');
+  });
+
+  it('exits 1 with the variable to fix on a bad configuration, without a stack or the secret', async () => {
+    const run = await cli(['collectstatic', dir], { ...env, AWS_S3_ENDPOINT_URL: 'minio:9000', AWS_STORAGE_BUCKET_NAME: 'Bad_Bucket' });
+    expect(run.code).toBe(1);
+    expect(run.stdout).toBe('');
+    expect(run.stderr).toContain('nestjs-s3-storage: Invalid storage configuration in the environment:');
+    expect(run.stderr).toContain('AWS_S3_ENDPOINT_URL (static.endpoint): must be an http(s) URL');
+    expect(run.stderr).toContain('AWS_STORAGE_BUCKET_NAME (static.bucket): must be a valid S3 bucket name');
+    expect(run.stderr).not.toMatch(/^\s+at /m);
+    expect(run.stderr).not.toContain(s3.secretAccessKey);
+  });
+
+  it('exits 1 when static files are not configured at all', async () => {
+    const run = await cli(['collectstatic', dir], { MEDIA_S3_BUCKET_NAME: 'media' });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^nestjs-s3-storage: Static file storage is not configured:\n {2}- AWS_STORAGE_BUCKET_NAME is not set/);
+  });
+
+  itRequires('signatures', 'exits 1 with "access denied" on a wrong secret, never printing it', async () => {
+    const secret = 'wrong-secret-0123456789abcdefghij';
+    const run = await cli(['collectstatic', dir], { ...env, AWS_SECRET_ACCESS_KEY: secret });
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^nestjs-s3-storage: list static files bucket "[^"]+" at .* failed: access denied/);
+    expect(run.stderr + run.stdout).not.toContain(secret);
+    expect(run.stderr).not.toMatch(/^\s+at /m);
+  });
+
+  it('exits 1 on an unreachable endpoint, a missing directory, a missing bucket, and 2 on a usage error', async () => {
+    const down = await cli(['collectstatic', dir], { ...env, AWS_S3_ENDPOINT_URL: 'http://127.0.0.1:9' });
+    expect(down.code).toBe(1);
+    expect(down.stderr).toContain('the endpoint is unreachable');
+    const noDir = await cli(['collectstatic', `${dir}/does-not-exist`], env);
+    expect(noDir.code).toBe(1);
+    expect(noDir.stderr).toMatch(/cannot read directory ".*does-not-exist" \(ENOENT\)/);
+    const noBucket = await cli(['collectstatic', dir], { ...env, AWS_STORAGE_BUCKET_NAME: uniqueBucket('missing') });
+    expect(noBucket.code).toBe(1);
+    expect(noBucket.stderr).toContain('Create it with: nestjs-s3-storage ensure-bucket --static');
+    const usage = await cli(['collectstatic'], env);
+    expect(usage.code).toBe(2);
+    expect(usage.stderr).toContain('collectstatic takes exactly one directory');
+    const unknown = await cli(['collectstatic', dir, '--force'], env);
+    expect(unknown.code).toBe(2);
+    expect(unknown.stderr).toContain('unknown option "--force"');
+  });
+});
