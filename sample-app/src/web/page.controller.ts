@@ -1,7 +1,12 @@
 /**
  * `GET /`: one small HTML page, no framework. The script does the rest through the JSON API.
+ *
+ * Its JS and CSS are served by the app (the WhiteNoise role). When static storage on S3 is
+ * configured (`AWS_STORAGE_BUCKET_NAME`, …) and `collectstatic sample-app/public` has run, the
+ * page links them from S3 through `StaticManifestStorage` instead.
  */
-import { Controller, Get, Header, Inject } from '@nestjs/common';
+import { Controller, Get, Header, Inject, Logger } from '@nestjs/common';
+import { ManifestError, StaticManifestStorage, STORAGE_OPTIONS, type ResolvedStorageOptions } from 'nestjs-s3-storage';
 import { avatarsConfig, formatBytes, type AvatarsConfig } from '../app.config.js';
 import { StaticAssets } from './static-assets.js';
 
@@ -9,8 +14,23 @@ import { StaticAssets } from './static-assets.js';
 export class PageController {
   private readonly html: string;
 
-  constructor(assets: StaticAssets, @Inject(avatarsConfig.KEY) avatars: AvatarsConfig) {
-    this.html = renderPage(assets.url('app.css'), assets.url('app.js'), avatars.maxBytes);
+  constructor(
+    assets: StaticAssets,
+    staticStorage: StaticManifestStorage,
+    @Inject(STORAGE_OPTIONS) storage: ResolvedStorageOptions,
+    @Inject(avatarsConfig.KEY) avatars: AvatarsConfig,
+  ) {
+    const url = (name: string): string => {
+      if (!storage.static) return assets.url(name);
+      try {
+        return staticStorage.url(name);
+      } catch (error) {
+        if (!(error instanceof ManifestError)) throw error;
+        new Logger('PageController').warn(`${error.message}; serving ${name} from the app instead`);
+        return assets.url(name);
+      }
+    };
+    this.html = renderPage(url('app.css'), url('app.js'), avatars.maxBytes);
   }
 
   @Get()
