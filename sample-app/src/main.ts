@@ -13,7 +13,7 @@ import { existsSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { AppModule } from './app.module.js';
-import { startEmbeddedS3, type EmbeddedS3 } from './embedded-s3.js';
+import type { EmbeddedS3 } from './embedded-s3.js';
 
 const DEFAULT_PORT = 3000;
 /** The bucket the embedded server gets; the same name compose uses for MinIO. */
@@ -28,6 +28,8 @@ async function main(): Promise<void> {
   let embedded: EmbeddedS3 | undefined;
   if (!storageConfigured(process.env)) {
     const directory = resolve('.data', 's3');
+    // Loaded only when needed: s3rver and its dependencies cost memory a configured app never uses.
+    const { startEmbeddedS3 } = await import('./embedded-s3.js');
     embedded = await startEmbeddedS3({ directory });
     Object.assign(process.env, {
       MEDIA_S3_ENDPOINT_URL: embedded.endpoint,
