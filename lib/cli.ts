@@ -18,7 +18,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { createS3Client, describeEndpoint } from './s3-client.factory.js';
 import { StaticManifestStorage, type CollectProgress, type CollectResult } from './static-manifest.storage.js';
-import { STORAGE_ENV, storageOptionsFromEnv } from './storage.config.js';
+import { STORAGE_ENV, storageOptionsFromEnv } from './storage-env.js';
 import { StorageConfigurationError, StorageError, StorageOperationError } from './storage.errors.js';
 import { resolveStorageOptions, type ResolvedConnectionOptions, type ResolvedStorageOptions } from './storage-options.validation.js';
 

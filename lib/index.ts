@@ -11,6 +11,7 @@ export {
   type ResolvedConnectionOptions,
 } from './storage-options.validation.js';
 export * from './storage.config.js';
+export * from './storage-env.js';
 export * from './storage.constants.js';
 export * from './storage.decorators.js';
 export * from './storage.errors.js';

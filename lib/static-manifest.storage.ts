@@ -515,7 +515,9 @@ export function unconfiguredStaticManifestStorage(): StaticManifestStorage {
     );
   };
   const stub = Object.create(StaticManifestStorage.prototype) as StaticManifestStorage;
-  for (const method of ['load', 'url', 'hashedName', 'collect'] as const) Object.defineProperty(stub, method, { value: fail });
+  for (const method of ['url', 'hashedName'] as const) Object.defineProperty(stub, method, { value: fail });
+  // The async methods reject rather than throw, as the real ones would.
+  for (const method of ['load', 'collect'] as const) Object.defineProperty(stub, method, { value: async () => fail() });
   Object.defineProperty(stub, 'manifestObjectKey', { get: fail });
   return stub;
 }

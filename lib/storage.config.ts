@@ -1,113 +1,17 @@
 /**
- * The one place environment variables are read: the seed's names mapped to module options.
+ * `storageConfig` for `@nestjs/config`: the environment mapping of `storage-env.ts` as a
+ * `registerAs('storage', …)` factory.
  *
  * ```ts
  * StorageModule.forRootAsync(storageConfig.asProvider()),
  * ```
  */
 import { registerAs } from '@nestjs/config';
-import type { StorageCredentials, StorageModuleOptions } from './storage-module-options.interface.js';
-
-/** Environment variables read by {@link storageOptionsFromEnv}, with what they set. */
-export const STORAGE_ENV = {
-  MEDIA_S3_BUCKET_NAME: 'media.bucket',
-  MEDIA_S3_ACCESS_KEY: 'media.credentials.accessKeyId',
-  MEDIA_S3_SECRET_KEY: 'media.credentials.secretAccessKey',
-  MEDIA_S3_ENDPOINT_URL: 'media.endpoint',
-  MEDIA_S3_URL_ENDPOINT_URL: 'media.publicEndpoint',
-  MEDIA_S3_REGION: 'media.region',
-  MEDIA_S3_LOCATION: 'media.location',
-  MEDIA_S3_URL_EXPIRES_IN: 'media.urlExpiresIn',
-  MEDIA_S3_CUSTOM_DOMAIN: 'media.customDomain',
-  MEDIA_S3_CORS_ORIGINS: 'media.cors.allowedOrigins (comma-separated)',
-  MEDIA_S3_TIMEOUT: 'media.timeout (ms)',
-  MEDIA_S3_MAX_ATTEMPTS: 'media.maxAttempts',
-  AWS_STORAGE_BUCKET_NAME: 'static.bucket',
-  AWS_ACCESS_KEY_ID: 'static.credentials.accessKeyId',
-  AWS_SECRET_ACCESS_KEY: 'static.credentials.secretAccessKey',
-  AWS_S3_REGION: 'static.region (AWS_S3_REGION_NAME also accepted)',
-  AWS_S3_ENDPOINT_URL: 'static.endpoint',
-  AWS_S3_URL_ENDPOINT_URL: 'static.publicEndpoint',
-  AWS_S3_CUSTOM_DOMAIN: 'static.customDomain',
-  AWS_LOCATION: 'static.location',
-  STORAGE_ENSURE_BUCKET: 'ensureBucket',
-} as const;
-
-type Env = Record<string, string | undefined>;
-
-/**
- * Module options from environment variables (see {@link STORAGE_ENV}).
- *
- * `media` reads `MEDIA_S3_*`. When `MEDIA_S3_BUCKET_NAME` is unset but
- * `AWS_STORAGE_BUCKET_NAME` is set (the seed's "static on S3 too" setup), media shares the
- * `AWS_*` connection under the `media/` prefix. `static` is configured only when
- * `AWS_STORAGE_BUCKET_NAME` is set. Invalid values are passed through for validation to
- * report, never silently dropped.
- */
-export function storageOptionsFromEnv(env: Env = process.env): StorageModuleOptions {
-  const value = (name: string): string | undefined => {
-    const v = env[name]?.trim();
-    return v === '' ? undefined : v;
-  };
-  const number = (name: string): number | undefined => {
-    const v = value(name);
-    return v === undefined ? undefined : Number(v);
-  };
-  const awsConnection = value('AWS_STORAGE_BUCKET_NAME') && {
-    bucket: value('AWS_STORAGE_BUCKET_NAME') as string,
-    endpoint: value('AWS_S3_ENDPOINT_URL'),
-    region: value('AWS_S3_REGION') ?? value('AWS_S3_REGION_NAME'),
-    credentials: credentials(value('AWS_ACCESS_KEY_ID'), value('AWS_SECRET_ACCESS_KEY')),
-  };
-
-  const mediaBucket = value('MEDIA_S3_BUCKET_NAME');
-  const media: StorageModuleOptions['media'] =
-    mediaBucket === undefined && awsConnection
-      ? { ...awsConnection, location: value('MEDIA_S3_LOCATION') ?? 'media' }
-      : {
-          bucket: mediaBucket as string,
-          endpoint: value('MEDIA_S3_ENDPOINT_URL'),
-          region: value('MEDIA_S3_REGION'),
-          credentials: credentials(value('MEDIA_S3_ACCESS_KEY'), value('MEDIA_S3_SECRET_KEY')),
-          location: value('MEDIA_S3_LOCATION'),
-        };
-  Object.assign(media, {
-    publicEndpoint: value('MEDIA_S3_URL_ENDPOINT_URL'),
-    urlExpiresIn: number('MEDIA_S3_URL_EXPIRES_IN'),
-    customDomain: value('MEDIA_S3_CUSTOM_DOMAIN'),
-    timeout: number('MEDIA_S3_TIMEOUT'),
-    maxAttempts: number('MEDIA_S3_MAX_ATTEMPTS'),
-    cors: value('MEDIA_S3_CORS_ORIGINS') && { allowedOrigins: value('MEDIA_S3_CORS_ORIGINS')!.split(',').map((o) => o.trim()).filter(Boolean) },
-  });
-
-  const options: StorageModuleOptions = {
-    media: dropUndefined(media),
-    static: awsConnection
-      ? dropUndefined({
-          ...awsConnection,
-          publicEndpoint: value('AWS_S3_URL_ENDPOINT_URL'),
-          customDomain: value('AWS_S3_CUSTOM_DOMAIN'),
-          location: value('AWS_LOCATION'),
-        })
-      : undefined,
-    ensureBucket: value('STORAGE_ENSURE_BUCKET') as StorageModuleOptions['ensureBucket'],
-  };
-  return dropUndefined(options);
-}
+import { storageOptionsFromEnv } from './storage-env.js';
+import type { StorageModuleOptions } from './storage-module-options.interface.js';
 
 /**
  * `registerAs('storage', …)` for `@nestjs/config`: `StorageModule.forRootAsync(storageConfig.asProvider())`,
  * or inject `storageConfig.KEY` (with `ConfigModule.forFeature(storageConfig)` imported).
  */
 export const storageConfig = registerAs('storage', (): StorageModuleOptions => storageOptionsFromEnv());
-
-function credentials(accessKeyId: string | undefined, secretAccessKey: string | undefined): StorageCredentials | undefined {
-  if (accessKeyId === undefined && secretAccessKey === undefined) return undefined;
-  // One without the other is a mistake: keep both (one empty) so validation names the missing one.
-  return { accessKeyId: accessKeyId ?? '', secretAccessKey: secretAccessKey ?? '' };
-}
-
-function dropUndefined<T extends object>(o: T): T {
-  for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === undefined) delete o[k];
-  return o;
-}

@@ -8,6 +8,7 @@ import { Injectable, Module } from '@nestjs/common';
 import { ConfigModule } from '@nestjs/config';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { MediaStorage } from '../../lib/media.storage.js';
+import { StaticManifestStorage } from '../../lib/static-manifest.storage.js';
 import { storageConfig } from '../../lib/storage.config.js';
 import { MEDIA_S3_CLIENT, STORAGE_OPTIONS } from '../../lib/storage.constants.js';
 import { InjectMediaS3Client } from '../../lib/storage.decorators.js';
@@ -130,6 +131,35 @@ describe('StorageModule wiring', () => {
     expect((error as StorageConfigurationError).problems).toEqual([
       'media.bucket: must be a valid S3 bucket name: 3-63 characters, lowercase letters, digits, dots and hyphens, starting and ending with a letter or digit (got x)',
     ]);
+  });
+
+  it('StaticManifestStorage without static options: every use throws one clear configuration error', async () => {
+    moduleRef = await Test.createTestingModule({ imports: [StorageModule.forRoot({ media: mediaOptions(bucket), ensureBucket: 'off' })] }).compile();
+    const assets = moduleRef.get(StaticManifestStorage);
+    expect(assets).toBeInstanceOf(StaticManifestStorage);
+    for (const use of [() => assets.url('app.js'), () => assets.hashedName('app.js'), () => assets.manifestObjectKey]) {
+      let error: unknown;
+      try {
+        use();
+      } catch (e) {
+        error = e;
+      }
+      expect(error).toBeInstanceOf(StorageConfigurationError);
+      expect((error as Error).message).toBe(
+        'StaticManifestStorage is not configured:\n  - static: StaticManifestStorage is injected but no static storage is configured: pass static: { bucket: "..." } to StorageModule.forRoot(), or set AWS_STORAGE_BUCKET_NAME when using storageConfig',
+      );
+    }
+    await expect(assets.collect('sample-app/public')).rejects.toBeInstanceOf(StorageConfigurationError);
+  });
+
+  it('StaticManifestStorage with static options loads its manifest at start-up (a missing one only warns)', async () => {
+    moduleRef = await Test.createTestingModule({
+      imports: [StorageModule.forRoot({ media: mediaOptions(bucket), static: { ...mediaOptions(bucket), location: 'assets' } })],
+    }).compile();
+    await moduleRef.init();
+    const assets = moduleRef.get(StaticManifestStorage);
+    expect(assets.manifestObjectKey).toBe('assets/staticfiles.json');
+    expect(() => assets.url('app.js')).toThrow(/^Missing staticfiles manifest entry for 'app\.js' \(the manifest "assets\/staticfiles\.json" was not found/);
   });
 
   it('sends no ACL header unless acl is configured, and the configured one when it is', async () => {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import { storageConfig, storageOptionsFromEnv } from '../../lib/storage.config.js';
+import { storageConfig } from '../../lib/storage.config.js';
+import { storageOptionsFromEnv } from '../../lib/storage-env.js';
 import { resolveStorageOptions } from '../../lib/storage-options.validation.js';
 import { StorageConfigurationError } from '../../lib/storage.errors.js';
 
