@@ -11,8 +11,9 @@ import { InvalidKeyError } from './storage.errors.js';
 /** S3's limit on a key's UTF-8 length. */
 export const MAX_KEY_BYTES = 1024;
 
-// C0 and C1 control characters, DEL. S3 accepts some of them, browsers and logs do not.
-const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+// C0 and C1 control characters, DEL, line and paragraph separators. S3 accepts some of
+// them; browsers, URLs and log lines do not.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u2028\u2029]/;
 
 /**
  * Normalizes `name` relative to the storage location.
@@ -22,6 +23,8 @@ const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 export function normalizeName(name: unknown): string {
   if (typeof name !== 'string') throw new InvalidKeyError(String(name), `a name must be a string, got ${typeof name}`);
   if (CONTROL.test(name)) throw new InvalidKeyError(name, 'it contains a control character (NUL, newline, tab, …)');
+  // A lone surrogate cannot be encoded as UTF-8, so it can be neither a key nor a URL.
+  if (!name.isWellFormed()) throw new InvalidKeyError(name, 'it contains an unpaired UTF-16 surrogate (not valid Unicode)');
   const segments: string[] = [];
   for (const segment of name.normalize('NFC').replace(/\\/g, '/').split('/')) {
     if (segment === '' || segment === '.') continue;

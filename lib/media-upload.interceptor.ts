@@ -37,7 +37,8 @@ import { Readable } from 'node:stream';
 import { extensionFor } from './content-type.js';
 import { SNIFF_BYTES, sniffContentType } from './content-sniffing.js';
 import { MediaStorage, type StoredObject } from './media.storage.js';
-import { StorageError, UploadRejectedError } from './storage.errors.js';
+import { InvalidKeyError, StorageError, UploadRejectedError } from './storage.errors.js';
+import { nextOrAbort } from './abortable.js';
 
 /** What the handler receives from `@UploadedMedia()`. */
 export interface UploadedMediaFile extends StoredObject {
@@ -231,7 +232,7 @@ async function streamToStorage(
   let headBytes = 0;
   let ended = false;
   while (headBytes < SNIFF_BYTES) {
-    const next = await iterator.next();
+    const next = await nextOrAbort(iterator, signal);
     if (next.done) {
       ended = true;
       break;
@@ -298,6 +299,10 @@ function toHttpException(error: unknown): HttpException {
       default:
         return new BadRequestException(error.message);
     }
+  }
+  if (error instanceof InvalidKeyError) return new BadRequestException(error.message);
+  if (error instanceof StorageError && error.code === 'STORAGE_CONFIGURATION') {
+    return new HttpException({ statusCode: 500, message: 'the upload is misconfigured on the server' }, 500, { cause: error });
   }
   if (error instanceof StorageError) {
     const status = error.code === 'STORAGE_TIMEOUT' ? HttpStatus.GATEWAY_TIMEOUT : HttpStatus.SERVICE_UNAVAILABLE;

@@ -12,7 +12,8 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { addAbortSignal, Readable } from 'node:stream';
+import { asBuffer, nextOrAbort, unquote } from './abortable.js';
 import { extensionFor, guessContentType } from './content-type.js';
 import { SNIFF_BYTES, SNIFFABLE_TYPES, sniffContentType } from './content-sniffing.js';
 import { multipartUpload } from './multipart-upload.js';
@@ -94,9 +95,15 @@ export interface CreateUploadOptions {
   maxBytes: number;
   /** Folder for the generated name `<prefix>/<uuid>.<ext>`. @default 'uploads' */
   prefix?: string;
-  /** The exact name to upload to instead of a generated one (it should be unique). */
+  /**
+   * The exact name to upload to instead of a generated one. It must be unique: a presigned
+   * POST cannot refuse to replace an existing object, so `overwrite: false` does not apply.
+   */
   name?: string;
-  /** The exact Content-Type the browser must send; omitted: any. */
+  /**
+   * The exact Content-Type the browser must send (the policy pins it).
+   * @default 'application/octet-stream' (browsers download such objects rather than render them)
+   */
   contentType?: string;
   /** Seconds the form stays valid. @default urlExpiresIn */
   expiresIn?: number;
@@ -162,6 +169,18 @@ export class MediaStorage {
 
   /** Like {@link save}, and returns what was stored: name, key, size, ETag and content type. */
   async upload(name: string, body: StorageBody, options: SaveOptions = {}): Promise<StoredObject> {
+    try {
+      return await this.store(name, body, options);
+    } catch (error) {
+      // Whatever failed (the name check, the source, S3, an abort), the caller's stream is
+      // released: a socket or file behind it must not stay open. No error is passed, so an
+      // unobserved stream emits no 'error' event.
+      if (body instanceof Readable && !body.destroyed) body.destroy();
+      throw error;
+    }
+  }
+
+  private async store(name: string, body: StorageBody, options: SaveOptions): Promise<StoredObject> {
     const wanted = normalizeName(name);
     let stored = wanted;
     const overwrite = options.overwrite ?? this.options.overwrite;
@@ -206,7 +225,9 @@ export class MediaStorage {
     const out = await this.call('open', key, options.signal, (abortSignal) =>
       this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }), { abortSignal }),
     );
-    return out.Body as Readable;
+    const body = out.Body as Readable;
+    // The deadline ends with the headers; the caller's signal still cuts the body short.
+    return options.signal ? addAbortSignal(options.signal, body) : body;
   }
 
   /** The object's bytes in one Buffer. Use `open()` for large objects. @throws ObjectNotFoundError */
@@ -317,10 +338,10 @@ export class MediaStorage {
     const extension = options.contentType ? extensionFor(options.contentType) : undefined;
     const name = normalizeName(options.name ?? `${options.prefix ?? 'uploads'}/${randomUUID()}${extension ? `.${extension}` : ''}`);
     const key = toKey(this.options.location, name);
-    const fields: Record<string, string> = {};
+    // The type is always pinned: a browser-chosen text/html or image/svg+xml would otherwise
+    // be served from the storage origin. Without one, the object is a download.
+    const fields: Record<string, string> = { 'Content-Type': options.contentType ?? 'application/octet-stream' };
     const conditions: unknown[] = [['content-length-range', 1, options.maxBytes]];
-    if (options.contentType) fields['Content-Type'] = options.contentType;
-    else conditions.push(['starts-with', '$Content-Type', '']);
     if (this.options.acl) fields.acl = this.options.acl;
     const post = await this.signer.presignPost(key, { expiresIn: options.expiresIn ?? this.options.urlExpiresIn, conditions, fields });
     return { ...post, name, key, maxBytes: options.maxBytes };
@@ -394,9 +415,9 @@ export class MediaStorage {
     let size = 0;
     const iterator = body[Symbol.asyncIterator]();
     while (size <= limit) {
-      const next = await iterator.next();
+      const next = await nextOrAbort(iterator, signal);
       if (next.done) return { kind: 'buffer', data: Buffer.concat(head, size) };
-      const chunk = typeof next.value === 'string' ? Buffer.from(next.value) : (next.value as Buffer);
+      const chunk = asBuffer(next.value);
       head.push(chunk);
       size += chunk.length;
     }
@@ -404,11 +425,8 @@ export class MediaStorage {
       try {
         // Hand the first part over chunk by chunk, so it is not kept for the whole upload.
         for (let chunk = head.shift(); chunk !== undefined; chunk = head.shift()) yield chunk;
-        for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
-          yield typeof next.value === 'string' ? Buffer.from(next.value) : (next.value as Buffer);
-        }
+        for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield asBuffer(next.value);
       } finally {
-        // Stopped early (failure or abort): release the source stream.
         await iterator.return?.();
       }
     }
@@ -456,7 +474,4 @@ function isPreconditionFailure(wrapped: unknown): boolean {
   return statusOf(error) === 412 || (code !== undefined && PRECONDITION.has(code));
 }
 
-function unquote(etag: string | undefined): string {
-  return (etag ?? '').replace(/^"|"$/g, '');
-}
 

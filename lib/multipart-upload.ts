@@ -16,6 +16,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
+import { nextOrAbort, unquote } from './abortable.js';
 
 /** S3 allows at most 10,000 parts per upload. */
 const MAX_PARTS = 10_000;
@@ -83,32 +84,12 @@ export async function multipartUpload(
   };
 
   const iterator = source[Symbol.asyncIterator]();
-  // The next chunk, or a rejection on abort so a stalled source cannot hold the upload open.
-  // (Not Promise.race with one long-lived abort promise: its reactions would keep every
-  // chunk ever read alive until the upload ends.)
-  const nextChunk = (): Promise<IteratorResult<Buffer>> =>
-    new Promise((resolve, reject) => {
-      const signal = controller.signal;
-      if (signal.aborted) return reject(signal.reason);
-      const onAbort = (): void => reject(signal.reason);
-      signal.addEventListener('abort', onAbort, { once: true });
-      iterator.next().then(
-        (result) => {
-          signal.removeEventListener('abort', onAbort);
-          resolve(result);
-        },
-        (error: unknown) => {
-          signal.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      );
-    });
   try {
     let partNumber = 0;
     let part: Buffer = Buffer.allocUnsafe(options.partSize);
     let filled = 0;
     for (;;) {
-      const next = await nextChunk();
+      const next = await nextOrAbort(iterator, controller.signal);
       if (next.done) break;
       let chunk = next.value;
       size += chunk.length;
@@ -164,6 +145,3 @@ export function multipartEtag(partEtags: string[]): string {
   return `${md5.digest('hex')}-${partEtags.length}`;
 }
 
-function unquote(etag: string | undefined): string {
-  return (etag ?? '').replace(/^"|"$/g, '');
-}

@@ -75,7 +75,8 @@ export function toStorageError(
 ): StorageError {
   if (error instanceof StorageError) return error;
   const status = statusOf(error);
-  const s3Code = codeOf(error);
+  // The S3 error code, or for a request that never got an answer the network's (ECONNREFUSED).
+  const s3Code = codeOf(error) ?? networkCode(error);
   const ctx = { ...context, cause: error, status, s3Code };
   if (signal?.aborted) return new StorageAbortedError(operation, 'aborted by the caller', ctx);
   if (isTimeout(error)) {

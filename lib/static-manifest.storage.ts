@@ -24,8 +24,9 @@ import { normalizeName, toKey } from './key-normalizer.js';
 import { describeEndpoint } from './s3-client.factory.js';
 import { isNotFound, toStorageError } from './s3-errors.js';
 import { buildManifest, forEachLimit, hashTree, isContentHashed, md5Hex, parseManifest, type MissingReference } from './static-hashing.js';
+import { unquote } from './abortable.js';
 import { multipartUpload } from './multipart-upload.js';
-import { ManifestError, StorageConfigurationError, StorageError } from './storage.errors.js';
+import { ManifestError, StorageConfigurationError, StorageError, StorageTimeoutError } from './storage.errors.js';
 import type { ResolvedStaticOptions } from './storage-options.validation.js';
 import { computeBase, encodeKeyPath } from './url-signer.js';
 
@@ -139,9 +140,9 @@ export class StaticManifestStorage {
    * @throws ManifestError `corrupt-manifest` when it is not a valid manifest.
    * @throws StorageOperationError when S3 cannot be read (unreachable, access denied).
    */
-  async load(): Promise<void> {
+  async load(options: { timeoutMs?: number } = {}): Promise<void> {
     await this.resolveUrlBase();
-    const text = await this.readManifest();
+    const text = await this.readManifest(options.timeoutMs === undefined ? undefined : AbortSignal.timeout(options.timeoutMs));
     if (text === undefined) {
       this.paths = {};
       this.manifestMissing = true;
@@ -325,14 +326,20 @@ export class StaticManifestStorage {
   }
 
   /** The manifest's text, or undefined when there is none. */
-  private async readManifest(): Promise<string | undefined> {
+  private async readManifest(deadline?: AbortSignal): Promise<string | undefined> {
     try {
-      const out = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.manifestKey }));
+      const out = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: this.manifestKey }), { abortSignal: deadline });
       return await out.Body!.transformToString('utf-8');
     } catch (error) {
       // A missing bucket counts as a missing manifest: on a fresh deploy the module may load
       // the manifest before its bootstrap hook has created the bucket.
       if (isNotFound(error)) return undefined;
+      if (deadline?.aborted) {
+        throw new StorageTimeoutError('load manifest', 'no answer within bootstrapTimeout while reading the manifest at start-up', {
+          ...this.context(this.manifestKey),
+          cause: error,
+        });
+      }
       throw toStorageError('load manifest', error, this.context(this.manifestKey));
     }
   }
@@ -353,7 +360,7 @@ export class StaticManifestStorage {
           new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.prefix, MaxKeys: 1000, ContinuationToken: token }),
         );
         for (const o of page.Contents ?? []) {
-          if (o.Key !== undefined) out.set(o.Key, { size: o.Size ?? -1, etag: (o.ETag ?? '').replace(/"/g, '') });
+          if (o.Key !== undefined) out.set(o.Key, { size: o.Size ?? -1, etag: unquote(o.ETag) });
         }
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);

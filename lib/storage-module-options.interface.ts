@@ -117,7 +117,7 @@ export interface StorageCorsRule {
   allowedOrigins: string[];
   /**
    * Methods allowed.
-   * @default ['GET', 'HEAD', 'POST', 'PUT']
+   * @default ['GET', 'HEAD', 'POST']
    */
   allowedMethods?: ('GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE')[];
   /**

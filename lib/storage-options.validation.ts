@@ -21,7 +21,8 @@ import {
   validateSync,
   type ValidationError,
 } from 'class-validator';
-import { StorageConfigurationError } from './storage.errors.js';
+import { normalizeName } from './key-normalizer.js';
+import { InvalidKeyError, StorageConfigurationError } from './storage.errors.js';
 import type {
   EnsureBucketMode,
   MediaStorageOptions,
@@ -337,7 +338,7 @@ export function resolveStorageOptions(options: StorageModuleOptions): ResolvedSt
     objectParameters: { ...media.objectParameters },
     cors: media.cors && {
       allowedOrigins: [...media.cors.allowedOrigins],
-      allowedMethods: media.cors.allowedMethods ?? ['GET', 'HEAD', 'POST', 'PUT'],
+      allowedMethods: media.cors.allowedMethods ?? ['GET', 'HEAD', 'POST'],
       allowedHeaders: media.cors.allowedHeaders ?? ['*'],
       exposeHeaders: media.cors.exposeHeaders ?? ['ETag'],
       maxAgeSeconds: media.cors.maxAgeSeconds ?? 3000,
@@ -393,6 +394,16 @@ function toConnection<T extends ConnectionSchema>(target: T, plain: Record<strin
 
 function crossFieldProblems(plain: Record<string, unknown>): string[] {
   const problems: string[] = [];
+  // A location is a key prefix: it gets the same checks as names, so nothing can escape it.
+  for (const [section, field] of [['media', 'location'], ['static', 'location'], ['static', 'manifestName']] as const) {
+    const value = isObject(plain[section]) ? (plain[section] as Record<string, unknown>)[field] : undefined;
+    if (typeof value !== 'string' || /^[/\\]*$/.test(value)) continue;
+    try {
+      normalizeName(value);
+    } catch (error) {
+      if (error instanceof InvalidKeyError) problems.push(`${section}.${field}: ${error.reason}`);
+    }
+  }
   const media = isObject(plain.media) ? plain.media : undefined;
   if (media?.signedUrls === true && typeof media.customDomain === 'string') {
     problems.push(
@@ -445,8 +456,9 @@ function trimSlash(url: string | undefined): string | undefined {
   return url?.replace(/\/+$/, '');
 }
 
+/** A validated location in its normal form: `'/uploads/'` → `'uploads'`, `''` stays `''`. */
 function trimPrefix(location: string): string {
-  return location.replace(/\\/g, '/').replace(/^\/+|\/+$/g, '');
+  return /^[/\\]*$/.test(location) ? '' : normalizeName(location);
 }
 
 function normalizeDomain(domain: string | undefined): string | undefined {

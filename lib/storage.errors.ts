@@ -100,7 +100,7 @@ export class StorageOperationError extends StorageError {
   override readonly code: StorageErrorCode = 'STORAGE_OPERATION';
   readonly operation: string;
   readonly status?: number;
-  /** The S3 error code (e.g. `AccessDenied`, `SlowDown`), when the server sent one. */
+  /** The S3 error code (e.g. `AccessDenied`, `SlowDown`), or the network error code (`ECONNREFUSED`) when the server never answered. */
   readonly s3Code?: string;
 
   constructor(

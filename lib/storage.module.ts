@@ -45,7 +45,8 @@ const providers: Provider[] = [
     useFactory: async (options: ResolvedStorageOptions, client: S3Client | null) => {
       if (!options.static || !client) return unconfiguredStaticManifestStorage();
       const storage = new StaticManifestStorage(client, options.static);
-      await storage.load();
+      // Part of start-up, so bounded like the bucket check.
+      await storage.load({ timeoutMs: options.bootstrapTimeout });
       return storage;
     },
     inject: [STORAGE_OPTIONS, STATIC_S3_CLIENT],

@@ -218,7 +218,11 @@ export class UrlSigner {
       const region = typeof this.options.region === 'function' ? await this.options.region() : this.options.region;
       this.base = computeBase(this.options.bucket, this.options.endpoint, this.options.forcePathStyle, region);
       return this.base;
-    })();
+    })().catch((error: unknown) => {
+      // A transient failure of the region lookup must not stick: the next call tries again.
+      this.basePromise = undefined;
+      throw error;
+    });
     return this.basePromise;
   }
 }

@@ -10,8 +10,10 @@ export interface StorageFixture {
   moduleRef: TestingModule;
   storage: MediaStorage;
   client: S3Client;
-  /** Requests sent by the media client, by command name, since the last `requests.clear()`. */
+  /** Requests sent by the media client, by command name (reset with `requests.length = 0`). */
   requests: string[];
+  /** The same requests' inputs, in the same order (reset with `inputs.length = 0`). */
+  inputs: { command: string; input: Record<string, unknown> }[];
 }
 
 /** Compiles the module; `init` runs the bootstrap hook (pass false to add counters first). */
@@ -19,13 +21,15 @@ export async function storageFixture(options: StorageModuleOptions, init = true)
   const moduleRef = await Test.createTestingModule({ imports: [StorageModule.forRoot(options)] }).compile();
   const client = moduleRef.get<S3Client>(MEDIA_S3_CLIENT);
   const requests: string[] = [];
+  const inputs: StorageFixture['inputs'] = [];
   client.middlewareStack.add(
     (next, context) => async (args) => {
       requests.push(String(context.commandName));
+      inputs.push({ command: String(context.commandName), input: args.input as Record<string, unknown> });
       return next(args);
     },
     { step: 'initialize', name: 'nss3TestCounter' },
   );
   if (init) await moduleRef.init();
-  return { moduleRef, storage: moduleRef.get(MediaStorage), client, requests };
+  return { moduleRef, storage: moduleRef.get(MediaStorage), client, requests, inputs };
 }

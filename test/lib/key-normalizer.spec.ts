@@ -29,6 +29,8 @@ describe('normalizeName', () => {
     ['a\u0000b', 'it contains a control character (NUL, newline, tab, …)'],
     ['a\nb', 'it contains a control character (NUL, newline, tab, …)'],
     ['a\u007fb', 'it contains a control character (NUL, newline, tab, …)'],
+    ['a\u2028b', 'it contains a control character (NUL, newline, tab, …)'],
+    ['a\ud800.png', 'it contains an unpaired UTF-16 surrogate (not valid Unicode)'],
   ])('rejects %j', (input, reason) => {
     const error = captureError(() => normalizeName(input));
     expect(error).toBeInstanceOf(InvalidKeyError);

@@ -105,3 +105,17 @@ describe('option validation', () => {
     expect(media.customDomain).toBe('https://cdn.example.com/m');
   });
 });
+
+describe('locations', () => {
+  it('are normalized like names, and may not escape the bucket root', () => {
+    expect(resolveStorageOptions({ media: { bucket: 'media', location: '\\uploads\\./x/' } }).media.location).toBe('uploads/x');
+    expect(resolveStorageOptions({ media: { bucket: 'media', location: '/' } }).media.location).toBe('');
+    expect(validateStorageOptions({ media: { bucket: 'media', location: 'a/../../etc' } })).toEqual([
+      "media.location: it escapes the storage location with '..'",
+    ]);
+    expect(validateStorageOptions({ media: { bucket: 'media' }, static: { bucket: 'assets', location: 'st\u0000atic', manifestName: '../m.json' } })).toEqual([
+      'static.location: it contains a control character (NUL, newline, tab, …)',
+      "static.manifestName: it escapes the storage location with '..'",
+    ]);
+  });
+});

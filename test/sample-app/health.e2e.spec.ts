@@ -42,7 +42,7 @@ describe('GET /health', () => {
     expect(res.headers['cache-control']).toBe('no-store');
   });
 
-  it('answers 503 in time, naming the endpoint but no secret, when the storage is unreachable', async () => {
+  it('answers 503 in time, with a reason but neither the internal endpoint nor a secret, when the storage is unreachable', async () => {
     const endpoint = `http://127.0.0.1:${await closedPort()}`;
     // ensureBucket off: the app must start without storage to report on it.
     const app = await start({ ...mediaEnv(bucket), MEDIA_S3_ENDPOINT_URL: endpoint, STORAGE_ENSURE_BUCKET: 'off' });
@@ -51,7 +51,9 @@ describe('GET /health', () => {
     expect(Date.now() - started).toBeLessThan(HEALTH_TIMEOUT_MS + 2000);
     expect(res.status).toBe(503);
     expect(res.body.status).toBe('error');
-    expect(res.body.message).toContain(endpoint);
+    expect(res.body.reason).toBe('ECONNREFUSED');
+    expect(res.body.message).toBe('Storage unavailable (ECONNREFUSED); the server log has the details.');
+    expect(JSON.stringify(res.body)).not.toContain(endpoint);
     expect(JSON.stringify(res.body)).not.toContain(s3.secretAccessKey);
   });
 
@@ -60,6 +62,6 @@ describe('GET /health', () => {
     const app = await start({ ...mediaEnv(missing), STORAGE_ENSURE_BUCKET: 'off' });
     const res = await request(app.app.getHttpServer()).get('/health');
     expect(res.status).toBe(503);
-    expect(res.body.message).toContain(missing);
+    expect(res.body).toMatchObject({ reason: 'NoSuchBucket', storage: { bucket: missing } });
   });
 });

@@ -39,6 +39,8 @@ describe('createUpload (presigned POST)', () => {
     expect(upload.url).toBe(`${publicEndpoint}/${bucket}`);
     expect(upload.name).toMatch(/^avatars\/9\/[0-9a-f-]{36}\.png$/);
     expect(upload.fields).toMatchObject({ key: `media/${upload.name}`, 'Content-Type': 'image/png', 'X-Amz-Algorithm': 'AWS4-HMAC-SHA256' });
+    const untyped = await fx.storage.createUpload({ maxBytes: 10 });
+    expect(untyped.fields['Content-Type']).toBe('application/octet-stream');
     expect(Object.keys(upload.fields).some((k) => /checksum/i.test(k))).toBe(false);
     const policy = JSON.parse(Buffer.from(upload.fields.Policy!, 'base64').toString()) as { conditions: unknown[] };
     expect(policy.conditions).toContainEqual(['content-length-range', 1, 1000]);
@@ -96,10 +98,13 @@ describe('confirmUpload', () => {
 
   it('reads only the first bytes of the object', async () => {
     const name = await fx.storage.save('confirm/ok.png', Buffer.concat([PNG, randomBytes(3 * 1024 * 1024)]));
-    fx.requests.length = 0;
+    fx.inputs.length = 0;
     const confirmed = await fx.storage.confirmUpload(name, { contentType: 'image/png' });
     expect(confirmed.size).toBe(PNG.length + 3 * 1024 * 1024);
-    expect(fx.requests).toEqual(['HeadObjectCommand', 'GetObjectCommand']);
+    expect(fx.inputs.map((i) => [i.command, i.input.Range])).toEqual([
+      ['HeadObjectCommand', undefined],
+      ['GetObjectCommand', 'bytes=0-31'],
+    ]);
   });
 
   it('a missing upload is ObjectNotFoundError', async () => {

@@ -5,7 +5,7 @@
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import { PassThrough, Readable } from 'node:stream';
 import { StorageAbortedError, StorageError } from '../../lib/storage.errors.js';
 import { storageFixture, type StorageFixture } from '../harness/nest-storage.js';
 import { deleteTestBucket, mediaOptions, rawClient, uniqueBucket } from '../harness/s3-test-env.js';
@@ -89,6 +89,31 @@ describe('save() of large streams', () => {
     expect(error).toBeInstanceOf(StorageAbortedError);
     expect(await leftovers('aborted/')).toEqual({ objects: 0, uploads: 0 });
   }, 120_000);
+
+  it.each([
+    ['before the first part is complete', 1 * MIB],
+    ['after the first part went up', 12 * MIB],
+  ])('an abort while the source stalls %s rejects promptly, destroys the source and leaves nothing', async (_label, before) => {
+    const source = new PassThrough();
+    source.write(randomBytes(before)); // then nothing more: a stalled client
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 1500);
+    const started = Date.now();
+    const error = await fx.storage.save(`stalled/${before}.bin`, source, { signal: controller.signal }).then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(StorageAbortedError);
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(source.destroyed).toBe(true);
+    expect(await leftovers('stalled/')).toEqual({ objects: 0, uploads: 0 });
+  });
+
+  it('a failing source is destroyed and an invalid name releases the stream it was given', async () => {
+    const { stream } = generated(20 * MIB, { failAt: 10 * MIB });
+    await expect(fx.storage.save('failing/again.bin', stream)).rejects.toBeInstanceOf(StorageError);
+    expect(stream.destroyed).toBe(true);
+    const unused = new PassThrough();
+    await expect(fx.storage.save('../escape.bin', unused)).rejects.toMatchObject({ code: 'STORAGE_INVALID_KEY' });
+    expect(unused.destroyed).toBe(true);
+  });
 
   it('a signal aborted before the call rejects without a request', async () => {
     fx.requests.length = 0;

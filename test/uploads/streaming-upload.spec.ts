@@ -25,6 +25,12 @@ class UploadController {
     return file;
   }
 
+  @Post('named')
+  @UseInterceptors(MediaUploadInterceptor({ maxBytes: MIB, name: (c) => `../${c.originalName}` }))
+  named(@UploadedMedia() file: UploadedMediaFile): UploadedMediaFile {
+    return file;
+  }
+
   @Post('big')
   @UseInterceptors(MediaUploadInterceptor({ maxBytes: 20 * MIB, name: (c) => `big/${c.originalName}` }))
   big(@UploadedMedia() file: UploadedMediaFile): UploadedMediaFile {
@@ -102,6 +108,12 @@ describe('MediaUploadInterceptor', () => {
     const response = await build(request(app.getHttpServer()).post(`/small/${id}`));
     expect({ status: response.status, message: response.body.message }).toEqual({ status, message });
     expect(await stored(`small/${id}/`)).toEqual({ objects: [], uploads: 0 });
+  });
+
+  it('answers 400 when the chosen name is not a valid key, and stores nothing', async () => {
+    const response = await request(app.getHttpServer()).post('/named').attach('file', PNG, 'a.png');
+    expect(response.status).toBe(400);
+    expect(response.body.message).toBe(`Invalid object name "../a.png": it escapes the storage location with '..'`);
   });
 
   it('keeps serving after all of that', async () => {
