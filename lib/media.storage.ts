@@ -3,6 +3,7 @@
  * default, with signed URLs for the browser.
  */
 import {
+  CopyObjectCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -20,7 +21,7 @@ import { multipartUpload } from './multipart-upload.js';
 import { alternativeName, fromKey, normalizeName, normalizePrefix, toKey } from './key-normalizer.js';
 import { describeEndpoint } from './s3-client.factory.js';
 import { codeOf, statusOf, toStorageError } from './s3-errors.js';
-import { ObjectNotFoundError, StorageError, StorageTimeoutError, UploadRejectedError } from './storage.errors.js';
+import { ObjectNotFoundError, StorageError, StorageOperationError, StorageTimeoutError, UploadRejectedError } from './storage.errors.js';
 import type { ResolvedMediaOptions } from './storage-options.validation.js';
 import { contentDisposition, encodeKeyPath, type UrlSigner } from './url-signer.js';
 
@@ -105,7 +106,7 @@ export interface CreateUploadOptions {
    * @default 'application/octet-stream' (browsers download such objects rather than render them)
    */
   contentType?: string;
-  /** Seconds the form stays valid. @default urlExpiresIn */
+  /** Seconds the form stays valid. @default 300 (or urlExpiresIn when shorter) */
   expiresIn?: number;
 }
 
@@ -128,6 +129,17 @@ export interface UploadExpectations {
   contentType?: string;
   /** Types the bytes may be, as sniffed. */
   allowedTypes?: readonly string[];
+}
+
+/** Where direct uploads wait for `confirmUpload()`, under the location. */
+const PENDING_PREFIX = '.pending';
+/** Default lifetime of a presigned POST: enough to pick a file and start sending it. */
+const DIRECT_UPLOAD_EXPIRES_IN = 300;
+/** CopyObject moves at most 5 GiB in one request. */
+const MAX_COPY_BYTES = 5 * 1024 * 1024 * 1024;
+
+function pendingName(name: string): string {
+  return `${PENDING_PREFIX}/${name}`;
 }
 
 /** A conditional write lost to an object that already exists under the name. */
@@ -328,12 +340,15 @@ export class MediaStorage {
 
   /**
    * A presigned POST for a direct browser upload. The policy fixes the key, caps the size
-   * with `content-length-range` and, when given, the Content-Type: the S3 server rejects
-   * anything else itself. Follow up with `confirmUpload()`.
+   * with `content-length-range` and pins the Content-Type: the S3 server rejects anything
+   * else itself. The file lands under `.pending/` (invisible to `list()` of its folder) and
+   * becomes `name` only when `confirmUpload()` has checked it.
    */
   async createUpload(options: CreateUploadOptions): Promise<DirectUpload> {
-    if (!Number.isInteger(options.maxBytes) || options.maxBytes < 1) {
-      throw new StorageError(`createUpload(): maxBytes must be a positive whole number of bytes (got ${String(options.maxBytes)})`);
+    if (!Number.isInteger(options.maxBytes) || options.maxBytes < 1 || options.maxBytes > MAX_COPY_BYTES) {
+      throw new StorageError(
+        `createUpload(): maxBytes must be a whole number of bytes from 1 to ${MAX_COPY_BYTES} (5 GiB, the largest object confirmUpload can move) (got ${String(options.maxBytes)})`,
+      );
     }
     const extension = options.contentType ? extensionFor(options.contentType) : undefined;
     const name = normalizeName(options.name ?? `${options.prefix ?? 'uploads'}/${randomUUID()}${extension ? `.${extension}` : ''}`);
@@ -342,28 +357,51 @@ export class MediaStorage {
     // be served from the storage origin. Without one, the object is a download.
     const fields: Record<string, string> = { 'Content-Type': options.contentType ?? 'application/octet-stream' };
     const conditions: unknown[] = [['content-length-range', 1, options.maxBytes]];
-    if (this.options.acl) fields.acl = this.options.acl;
-    const post = await this.signer.presignPost(key, { expiresIn: options.expiresIn ?? this.options.urlExpiresIn, conditions, fields });
+    const post = await this.signer.presignPost(this.key(pendingName(name)), {
+      expiresIn: options.expiresIn ?? Math.min(this.options.urlExpiresIn, DIRECT_UPLOAD_EXPIRES_IN),
+      conditions,
+      fields,
+    });
     return { ...post, name, key, maxBytes: options.maxBytes };
   }
 
   /**
-   * Checks a directly uploaded object: size within `maxBytes`, and bytes that are what was
-   * promised (only the first bytes are read). An object that fails is deleted.
-   * @throws UploadRejectedError (the object is gone), ObjectNotFoundError (nothing was uploaded)
+   * Checks a direct upload and publishes it: size within `maxBytes`, bytes that are what was
+   * promised (only the first 32 are read, from the very version that was measured), then a
+   * server-side copy from `.pending/` to its name, conditional on that version. An upload that
+   * fails the checks is deleted. Confirming twice is harmless.
+   * @throws UploadRejectedError (the upload is gone), ObjectNotFoundError (nothing was uploaded)
    */
   async confirmUpload(name: string, expectations: UploadExpectations = {}): Promise<StoredObject> {
-    const stat = await this.stat(name);
-    const key = this.key(name);
+    const final = normalizeName(name);
+    const pending = pendingName(final);
+    const key = this.key(final);
+    let stat: ObjectStat;
+    try {
+      stat = await this.stat(pending);
+    } catch (error) {
+      // Already confirmed (a retried request): the object is at its name now.
+      if (!(error instanceof ObjectNotFoundError) || !(await this.exists(final))) throw error;
+      const done = await this.stat(final);
+      return { name: final, key, size: done.size, etag: done.etag, contentType: done.contentType ?? 'application/octet-stream' };
+    }
     const reject = async (reason: UploadRejectedError['reason'], message: string): Promise<never> => {
-      await this.delete(name);
-      throw new UploadRejectedError(reason, `${message}; the upload "${normalizeName(name)}" was deleted`, { bucket: this.bucket, key, endpoint: this.endpointLabel });
+      await this.delete(pending);
+      throw new UploadRejectedError(reason, `${message}; the upload "${final}" was deleted`, { bucket: this.bucket, key, endpoint: this.endpointLabel });
     };
     if (stat.size === 0) return reject('empty', 'the file is empty');
     if (expectations.maxBytes !== undefined && stat.size > expectations.maxBytes) {
       return reject('too-large', `the file has ${stat.size} bytes, more than the ${expectations.maxBytes} allowed`);
     }
-    const head = await this.read(name, { range: { start: 0, end: SNIFF_BYTES - 1 } });
+    const pendingKey = this.key(pending);
+    const version = `"${stat.etag}"`;
+    const head = await this.call('confirm', pendingKey, undefined, async (abortSignal) => {
+      const out = await this.client.send(
+        new GetObjectCommand({ Bucket: this.bucket, Key: pendingKey, Range: `bytes=0-${SNIFF_BYTES - 1}`, IfMatch: version }),
+        { abortSignal },
+      );
+      return Buffer.from(await out.Body!.transformToByteArray());
+    });
     const sniffed = sniffContentType(head);
     const declared = (expectations.contentType ?? stat.contentType ?? '').split(';')[0]!.trim().toLowerCase();
     if (declared && (sniffed ? sniffed !== declared : SNIFFABLE_TYPES.has(declared))) {
@@ -372,7 +410,29 @@ export class MediaStorage {
     if (expectations.allowedTypes && !expectations.allowedTypes.includes(sniffed ?? declared)) {
       return reject('type-not-allowed', `the file is ${sniffed ?? declared ?? 'of an unknown type'}; allowed: ${expectations.allowedTypes.join(', ')}`);
     }
-    return { name: normalizeName(name), key, size: stat.size, etag: stat.etag, contentType: sniffed ?? (declared || 'application/octet-stream') };
+    try {
+      await this.call('confirm', key, undefined, (abortSignal) =>
+        this.client.send(
+          new CopyObjectCommand({
+            Bucket: this.bucket,
+            Key: key,
+            CopySource: `${this.bucket}/${encodeKeyPath(pendingKey)}`,
+            // Only the version that was checked: a second POST in between fails the copy.
+            CopySourceIfMatch: version,
+            MetadataDirective: 'COPY',
+            ACL: this.options.acl,
+          }),
+          { abortSignal },
+        ),
+      );
+    } catch (error) {
+      if (error instanceof StorageOperationError && error.status === 412) {
+        return reject('bad-request', 'the upload was replaced while it was being checked');
+      }
+      throw error;
+    }
+    await this.delete(pending);
+    return { name: final, key, size: stat.size, etag: stat.etag, contentType: sniffed ?? (declared || 'application/octet-stream') };
   }
 
   /** The full S3 key for a name (location prefix included). @throws InvalidKeyError */

@@ -196,8 +196,8 @@ export interface MediaStorageOptions extends S3ConnectionOptions {
    */
   partSize?: number;
   /**
-   * Parts uploaded in parallel per multipart upload. Memory per upload is bounded by
-   * `partSize * queueSize`.
+   * Parts uploaded in parallel per multipart upload. Memory per upload is bounded by about
+   * `partSize * (queueSize + 1)`: the parts in flight and the one being filled.
    * @default 4
    */
   queueSize?: number;

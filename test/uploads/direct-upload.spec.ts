@@ -38,7 +38,8 @@ describe('createUpload (presigned POST)', () => {
     const upload = await fx.storage.createUpload({ prefix: 'avatars/9', contentType: 'image/png', maxBytes: 1000 });
     expect(upload.url).toBe(`${publicEndpoint}/${bucket}`);
     expect(upload.name).toMatch(/^avatars\/9\/[0-9a-f-]{36}\.png$/);
-    expect(upload.fields).toMatchObject({ key: `media/${upload.name}`, 'Content-Type': 'image/png', 'X-Amz-Algorithm': 'AWS4-HMAC-SHA256' });
+    expect(upload.key).toBe(`media/${upload.name}`);
+    expect(upload.fields).toMatchObject({ key: `media/.pending/${upload.name}`, 'Content-Type': 'image/png', 'X-Amz-Algorithm': 'AWS4-HMAC-SHA256' });
     const untyped = await fx.storage.createUpload({ maxBytes: 10 });
     expect(untyped.fields['Content-Type']).toBe('application/octet-stream');
     expect(Object.keys(upload.fields).some((k) => /checksum/i.test(k))).toBe(false);
@@ -46,6 +47,7 @@ describe('createUpload (presigned POST)', () => {
     expect(policy.conditions).toContainEqual(['content-length-range', 1, 1000]);
     const response = await post(upload, PNG, 'image/png');
     expect(response.status).toBe(204);
+    expect(await fx.storage.exists(upload.name)).toBe(false); // not published before it is checked
     expect(await fx.storage.confirmUpload(upload.name, { maxBytes: 1000, contentType: 'image/png' })).toMatchObject({
       name: upload.name,
       size: PNG.length,
@@ -88,26 +90,50 @@ describe('confirmUpload', () => {
   });
 
   it('deletes a file over the expected size, and rejects types outside allowedTypes', async () => {
-    const big = await fx.storage.save('confirm/big.png', Buffer.concat([PNG, Buffer.alloc(2000)]));
-    await expect(fx.storage.confirmUpload(big, { maxBytes: 1000 })).rejects.toMatchObject({ reason: 'too-large' });
-    expect(await fx.storage.exists(big)).toBe(false);
-    const gif = await fx.storage.save('confirm/a.gif', Buffer.from('GIF89a-------'));
-    await expect(fx.storage.confirmUpload(gif, { allowedTypes: ['image/png'] })).rejects.toMatchObject({ reason: 'type-not-allowed' });
-    expect(await fx.storage.exists(gif)).toBe(false);
+    const big = await fx.storage.createUpload({ prefix: 'confirm', contentType: 'image/png', maxBytes: 5000 });
+    expect((await post(big, Buffer.concat([PNG, Buffer.alloc(2000)]), 'image/png')).status).toBe(204);
+    await expect(fx.storage.confirmUpload(big.name, { maxBytes: 1000 })).rejects.toMatchObject({ reason: 'too-large' });
+    const gif = await fx.storage.createUpload({ prefix: 'confirm', contentType: 'image/gif', maxBytes: 5000 });
+    expect((await post(gif, Buffer.from('GIF89a-------'), 'image/gif')).status).toBe(204);
+    await expect(fx.storage.confirmUpload(gif.name, { allowedTypes: ['image/png'] })).rejects.toMatchObject({ reason: 'type-not-allowed' });
+    // Nothing published, nothing left pending.
+    const left: string[] = [];
+    for await (const entry of fx.storage.list('')) if (entry.name.includes('confirm/')) left.push(entry.name);
+    expect(left).toEqual([]);
   });
 
-  it('reads only the first bytes of the object', async () => {
-    const name = await fx.storage.save('confirm/ok.png', Buffer.concat([PNG, randomBytes(3 * 1024 * 1024)]));
+  it('reads only the first bytes of the version it measured, then moves it with a conditional copy', async () => {
+    const upload = await fx.storage.createUpload({ prefix: 'confirm', contentType: 'image/png', maxBytes: 4 * 1024 * 1024 });
+    const body = Buffer.concat([PNG, randomBytes(3 * 1024 * 1024)]);
+    expect((await post(upload, body, 'image/png')).status).toBe(204);
     fx.inputs.length = 0;
-    const confirmed = await fx.storage.confirmUpload(name, { contentType: 'image/png' });
-    expect(confirmed.size).toBe(PNG.length + 3 * 1024 * 1024);
-    expect(fx.inputs.map((i) => [i.command, i.input.Range])).toEqual([
-      ['HeadObjectCommand', undefined],
+    const confirmed = await fx.storage.confirmUpload(upload.name, { contentType: 'image/png' });
+    expect(confirmed.size).toBe(body.length);
+    const etag = `"${confirmed.etag}"`;
+    expect(fx.inputs.map((i) => [i.command, i.input.Range ?? i.input.CopySourceIfMatch ?? null])).toEqual([
+      ['HeadObjectCommand', null],
       ['GetObjectCommand', 'bytes=0-31'],
+      ['CopyObjectCommand', etag],
+      ['DeleteObjectCommand', null],
     ]);
+    expect(fx.inputs[1]!.input.IfMatch).toBe(etag);
+    expect(await fx.storage.read(upload.name)).toEqual(body);
   });
 
-  it('a missing upload is ObjectNotFoundError', async () => {
+  itRequires('signatures', 'a second POST with the same form after confirming does not change the published object', async () => {
+    const upload = await fx.storage.createUpload({ prefix: 'replay', contentType: 'image/png', maxBytes: 1000 });
+    expect((await post(upload, PNG, 'image/png')).status).toBe(204);
+    await fx.storage.confirmUpload(upload.name, { contentType: 'image/png' });
+    const evil = Buffer.concat([PNG.subarray(0, 8), Buffer.from('<script>alert(1)</script>')]);
+    expect((await post(upload, evil, 'image/png')).status).toBe(204); // lands in .pending/ only
+    expect(await fx.storage.read(upload.name)).toEqual(PNG);
+  });
+
+  it('confirming twice returns the published object; a missing upload is ObjectNotFoundError', async () => {
+    const upload = await fx.storage.createUpload({ prefix: 'twice', contentType: 'image/png', maxBytes: 1000 });
+    expect((await post(upload, PNG, 'image/png')).status).toBe(204);
+    const first = await fx.storage.confirmUpload(upload.name, { contentType: 'image/png' });
+    expect(await fx.storage.confirmUpload(upload.name, { contentType: 'image/png' })).toMatchObject({ name: first.name, size: first.size, etag: first.etag });
     await expect(fx.storage.confirmUpload('never/uploaded.png')).rejects.toBeInstanceOf(ObjectNotFoundError);
   });
 });
