@@ -176,7 +176,8 @@ function assertPruneIsSafe(options: ResolvedStorageOptions): void {
   const st = options.static!;
   const media = options.media;
   if (media.bucket !== st.bucket || media.endpoint !== st.endpoint) return;
-  const inside = st.location === '' || media.location === st.location || media.location.startsWith(`${st.location}/`);
+  // Either inside the other, or media at the bucket root, where a user key may start with the static prefix.
+  const inside = st.location === '' || media.location === '' || media.location === st.location || media.location.startsWith(`${st.location}/`);
   if (inside) {
     throw new StorageConfigurationError(
       [`media files (location "${media.location}") are stored under the static location "${st.location}" of bucket "${st.bucket}": --prune would delete them; give static files their own AWS_LOCATION`],

@@ -55,6 +55,8 @@ export interface HashedFile {
   storedName: string;
   /** The rewritten content, when references were rewritten; otherwise read from disk. */
   body?: Buffer;
+  /** The content's md5 (hex), for files kept under their own name: the name proves nothing. */
+  md5?: string;
 }
 
 /** Reads a file's bytes, or its md5 (hex) without keeping it in memory. */
@@ -81,15 +83,21 @@ export function hashedName(name: string, hash: string): string {
   return `${name.slice(0, slash + 1)}${base.slice(0, dot)}.${hash}${base.slice(dot)}`;
 }
 
-// Vite/Rollup/webpack `[name]-[hash:8].[ext]`: eight base64url characters. A real hash
-// almost always mixes in a digit, capital or `_`/`-`; an all-lowercase word such as
-// `app-settings.js` is a name, not a hash, so it is hashed like any other file.
+// Vite/Rollup/webpack `[name]-[hash:8].[ext]`: eight base64url characters. Names that only
+// look like it (`Poppins-SemiBold.woff2`, `banner-20240101.png`, `logo-v2_final.png`) must
+// not pass: a kept name is served `immutable`, so a later edit would never reach browsers.
+// A real hash that happens to look like a word is merely hashed once more, which is harmless.
 const BUNDLER_HASH = /-([A-Za-z0-9_-]{8})\.[A-Za-z0-9]+$/;
+const LOOKS_LIKE_WORDS = [
+  /^[A-Z]?[a-z]+(?:[A-Z][a-z]+)*$/, // CamelCase or lowercase words: SemiBold, settings
+  /^\d+$/, // numbers and dates: 20240101
+  /^[a-z0-9]+[_-][a-z0-9]+$/, // lowercase words joined by _ or -: v2_final
+];
 
 /** True when the bundler already put a content hash in the name (`index-B4c9Xk2a.js`). */
 export function isContentHashed(name: string): boolean {
   const m = BUNDLER_HASH.exec(name.slice(name.lastIndexOf('/') + 1));
-  return m !== null && /[A-Z0-9_-]/.test(m[1]!);
+  return m !== null && !LOOKS_LIKE_WORDS.some((words) => words.test(m[1]!));
 }
 
 /** Files whose references are rewritten: CSS (url, @import, source map) and JS (source map). */
@@ -189,7 +197,9 @@ export async function hashTree(
   const known = new Set(names);
 
   const kept = names.filter(isContentHashed);
-  for (const name of kept) files.set(name, { name, storedName: name });
+  await forEachLimit(kept, concurrency, async (name) => {
+    files.set(name, { name, storedName: name, md5: await reader.md5(name) });
+  });
   const rewritable = names.filter((n) => !isContentHashed(n) && isRewritable(n));
   const plain = names.filter((n) => !isContentHashed(n) && !isRewritable(n));
 

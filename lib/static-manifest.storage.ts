@@ -187,6 +187,14 @@ export class StaticManifestStorage {
   async collect(dir: string, options: CollectOptions = {}): Promise<CollectResult> {
     const started = performance.now();
     const { dryRun = false, prune = false, onProgress } = options;
+    // Pruning deletes every key under the location that no manifest names: at the bucket
+    // root that is everything else in the bucket too.
+    if (prune && this.options.location === '') {
+      throw new StorageConfigurationError(
+        [`static.location: is empty, so prune would delete every other object in bucket "${this.options.bucket}"; give static files their own prefix (AWS_LOCATION), e.g. "static"`],
+        'Refusing to prune',
+      );
+    }
 
     // Listing is network-bound and hashing local: run them side by side.
     const listing = this.listPrefix();
@@ -236,8 +244,12 @@ export class StaticManifestStorage {
     for (const f of files.values()) {
       const key = toKey(this.options.location, f.storedName);
       const size = f.body?.length ?? byName.get(f.name)!.size;
-      // A hashed key with the same size holds this content: the hash is in the name.
-      if (stored.get(key)?.size === size) unchanged++;
+      // A key we hashed holds this content when the size matches: the hash is in the name.
+      // A name kept from the bundler proves nothing: compare the md5 too (a multipart ETag,
+      // with a dash, is no md5; such a file is trusted by size as before).
+      const there = stored.get(key);
+      const same = there?.size === size && (f.md5 === undefined || there.etag.includes('-') || there.etag === f.md5);
+      if (same) unchanged++;
       else toUpload.push({ key, name: f.name, body: f.body, size });
     }
     toUpload.sort((a, b) => b.size - a.size); // big files first, so the tail of the run is short

@@ -209,6 +209,22 @@ describe('collect --dry-run and --prune', () => {
     expect(await keys('dry')).toEqual([]);
   });
 
+  it('re-uploads a file kept under its bundler name when its bytes change but its size does not', async () => {
+    const st = storage('kept');
+    await st.storage.collect(tree({ 'assets/app-B4c9Xk2a.js': 'aaaa' }));
+    const again = await st.storage.collect(tree({ 'assets/app-B4c9Xk2a.js': 'bbbb' }));
+    expect(again.uploaded).toEqual(['kept/assets/app-B4c9Xk2a.js']);
+    expect(await text('kept/assets/app-B4c9Xk2a.js')).toBe('bbbb');
+    const same = await st.storage.collect(tree({ 'assets/app-B4c9Xk2a.js': 'bbbb' }));
+    expect(same.uploaded).toEqual([]);
+  });
+
+  it('--prune refuses to run at the bucket root, where it would delete everything else', async () => {
+    await expect(storage('').storage.collect(tree(SITE), { prune: true })).rejects.toThrow(
+      `static.location: is empty, so prune would delete every other object in bucket "${bucket}"`,
+    );
+  });
+
   it('--prune deletes what neither the new nor the previous manifest references, and nothing outside the location', async () => {
     const v = (n: number) => ({ 'img/a.png': `image ${n}`, 'css/a.css': '.a{background:url(../img/a.png)}', 'keep.txt': 'same' });
     const run = (n: number, prune = false) => storage('pruned').storage.collect(tree(v(n)), { prune });
