@@ -24,7 +24,9 @@ export class HttpErrorsFilter implements ExceptionFilter {
     const { status, message } = this.describe(exception);
     if (status >= 500) {
       // Logged for the operator; storage errors name bucket, key and endpoint, never a secret.
-      this.logger.error(`${req.method} ${req.originalUrl} -> ${status}: ${exception instanceof Error ? exception.message : String(exception)}`);
+      // An HttpException from the library's upload interceptor carries the storage error as its cause.
+      const cause = exception instanceof Error && exception.cause instanceof Error ? ` (cause: ${exception.cause.message})` : '';
+      this.logger.error(`${req.method} ${req.originalUrl} -> ${status}: ${exception instanceof Error ? exception.message : String(exception)}${cause}`);
     }
     if (res.headersSent) return;
     res.status(status).json({ statusCode: status, error: reasonPhrase(status), message: sentence(message) });

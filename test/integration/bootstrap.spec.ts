@@ -2,7 +2,9 @@ import { HeadBucketCommand } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { createServer, type Server, type Socket } from 'node:net';
 import { inspect } from 'node:util';
+import { Test } from '@nestjs/testing';
 import { BucketBootstrapError } from '../../lib/storage.errors.js';
+import { StorageModule } from '../../lib/storage.module.js';
 import { storageFixture } from '../harness/nest-storage.js';
 import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, uniqueBucket } from '../harness/s3-test-env.js';
 
@@ -93,6 +95,33 @@ describe('bucket bootstrap (OnApplicationBootstrap)', () => {
       );
       expect(ms).toBeGreaterThanOrEqual(1400);
       expect(ms).toBeLessThan(4000);
+    } finally {
+      sockets.forEach((s) => s.destroy());
+      server.close();
+    }
+  });
+
+  it('with static storage on a stalled server, start-up still fails within bootstrapTimeout', async () => {
+    const { server, port, sockets } = await blackhole();
+    const started = Date.now();
+    try {
+      const error = await Test.createTestingModule({
+        imports: [
+          StorageModule.forRoot({
+            media: mediaOptions('media'),
+            static: mediaOptions('assets', { endpoint: `http://127.0.0.1:${port}`, requestTimeout: 30_000 }),
+            ensureBucket: 'off',
+            bootstrapTimeout: 800,
+          }),
+        ],
+      })
+        .compile()
+        .then(() => undefined, (e: unknown) => e);
+      expect(error).toMatchObject({ code: 'STORAGE_TIMEOUT', bucket: 'assets' });
+      expect((error as Error).message).toBe(
+        `load manifest "static/staticfiles.json" in bucket "assets" at http://127.0.0.1:${port} failed: no answer within bootstrapTimeout while reading the manifest at start-up`,
+      );
+      expect(Date.now() - started).toBeLessThan(3000);
     } finally {
       sockets.forEach((s) => s.destroy());
       server.close();
