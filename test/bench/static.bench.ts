@@ -8,13 +8,7 @@
  * through a counting HTTP proxy (it forwards the Host header unchanged, so SigV4 still
  * verifies).
  */
-import {
-  CreateBucketCommand,
-  DeleteBucketCommand,
-  DeleteObjectsCommand,
-  ListObjectsV2Command,
-  S3Client,
-} from '@aws-sdk/client-s3';
+import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,7 +16,7 @@ import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { benchServer, table } from './bench-util.js';
+import { benchServer, dropBucket, rawS3Client, table } from './bench-util.js';
 
 const FILES = 2000;
 const AWS = '/usr/bin/aws';
@@ -42,14 +36,7 @@ export async function runStaticBench(): Promise<void> {
   const haveAws = existsSync(AWS);
 
   const dir = mkdtempSync(join(tmpdir(), 'nss3-static-bench-'));
-  const client = new S3Client({
-    endpoint: server.endpoint,
-    region: server.region,
-    forcePathStyle: true,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
+  const client = rawS3Client(server);
   const tag = randomBytes(3).toString('hex');
   const ours = `nss3-bench-static-${tag}`;
   const theirs = `nss3-bench-sync-${tag}`;
@@ -115,7 +102,7 @@ export async function runStaticBench(): Promise<void> {
     for (const [label, ok] of checks) console.log(`  ${ok === undefined ? 'n/a ' : ok ? 'PASS' : 'MISS'}  ${label}`);
   } finally {
     await proxy.close();
-    for (const bucket of [ours, theirs]) await dropBucket(client, bucket).catch(() => undefined);
+    for (const bucket of [ours, theirs]) await dropBucket(server, bucket).catch(() => undefined);
     client.destroy();
     rmSync(dir, { recursive: true, force: true });
   }
@@ -256,12 +243,3 @@ async function countingProxy(target: string): Promise<{ url: string; reset(): vo
   };
 }
 
-async function dropBucket(client: S3Client, bucket: string): Promise<void> {
-  for (;;) {
-    const page = await client.send(new ListObjectsV2Command({ Bucket: bucket }));
-    const keys = (page.Contents ?? []).map((o) => ({ Key: o.Key! }));
-    if (keys.length === 0) break;
-    await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }));
-  }
-  await client.send(new DeleteBucketCommand({ Bucket: bucket }));
-}
