@@ -46,7 +46,14 @@ export function itRequires(capability: Capability, name: string, fn: () => Promi
     it(name, fn, timeout);
     return;
   }
-  const reason = `the ${s3.kind} server at ${s3.endpoint} ${WHY[capability]}`;
+  skipWithReason(name, `the ${s3.kind} server at ${s3.endpoint} ${WHY[capability]}`, fn);
+}
+
+/**
+ * Skips `name` with the reason printed, or, under `S3_TEST_REQUIRE_ALL=1` (set by .ci/run),
+ * registers a test that fails with it: CI must run everything.
+ */
+export function skipWithReason(name: string, reason: string, fn: () => Promise<void>): void {
   if (process.env.S3_TEST_REQUIRE_ALL === '1') {
     it(name, () => {
       throw new Error(`S3_TEST_REQUIRE_ALL is set but ${reason}`);

@@ -1,11 +1,11 @@
 import { HeadBucketCommand } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from '@jest/globals';
-import { createServer, type Server, type Socket } from 'node:net';
 import { inspect } from 'node:util';
 import { Test } from '@nestjs/testing';
 import { BucketBootstrapError } from '../../lib/storage.errors.js';
 import { StorageModule } from '../../lib/storage.module.js';
 import { storageFixture } from '../harness/nest-storage.js';
+import { blackhole, closedPort } from '../harness/net.js';
 import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, uniqueBucket } from '../harness/s3-test-env.js';
 
 const SECRET = 'sentinel-SECRET-d41d8cd98f00b204e9800998ecf8427e';
@@ -83,7 +83,7 @@ describe('bucket bootstrap (OnApplicationBootstrap)', () => {
   });
 
   it('a server that accepts connections but never answers fails start-up within bootstrapTimeout', async () => {
-    const { server, port, sockets } = await blackhole();
+    const { port, close } = await blackhole();
     try {
       const { error, ms } = await bootError({
         media: mediaOptions('media', { endpoint: `http://127.0.0.1:${port}` }),
@@ -96,13 +96,12 @@ describe('bucket bootstrap (OnApplicationBootstrap)', () => {
       expect(ms).toBeGreaterThanOrEqual(1400);
       expect(ms).toBeLessThan(4000);
     } finally {
-      sockets.forEach((s) => s.destroy());
-      server.close();
+      close();
     }
   });
 
   it('with static storage on a stalled server, start-up still fails within bootstrapTimeout', async () => {
-    const { server, port, sockets } = await blackhole();
+    const { port, close } = await blackhole();
     const started = Date.now();
     try {
       const error = await Test.createTestingModule({
@@ -123,8 +122,7 @@ describe('bucket bootstrap (OnApplicationBootstrap)', () => {
       );
       expect(Date.now() - started).toBeLessThan(3000);
     } finally {
-      sockets.forEach((s) => s.destroy());
-      server.close();
+      close();
     }
   });
 
@@ -140,18 +138,3 @@ describe('bucket bootstrap (OnApplicationBootstrap)', () => {
     expect(text).not.toContain(SECRET);
   });
 });
-
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
-async function blackhole(): Promise<{ server: Server; port: number; sockets: Socket[] }> {
-  const sockets: Socket[] = [];
-  const server = createServer((socket) => void sockets.push(socket));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, port: (server.address() as { port: number }).port, sockets };
-}

@@ -4,6 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { InvalidKeyError, ObjectNotFoundError, StorageError } from '../../lib/storage.errors.js';
 import { storageFixture, type StorageFixture } from '../harness/nest-storage.js';
+import { blackhole } from '../harness/net.js';
 import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, uniqueBucket } from '../harness/s3-test-env.js';
 
 const MIB = 1024 * 1024;
@@ -185,11 +186,8 @@ describe('MediaStorage against a real S3 server', () => {
 
 describe('timeouts', () => {
   it('an operation against a stalled server rejects with StorageTimeoutError after `timeout` ms', async () => {
-    const { createServer } = await import('node:net');
-    const sockets: import('node:net').Socket[] = [];
-    const server = createServer((s) => void sockets.push(s));
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    const endpoint = `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+    const stall = await blackhole();
+    const endpoint = `http://127.0.0.1:${stall.port}`;
     const stalled = await storageFixture({ media: mediaOptions('stalled', { endpoint, timeout: 400 }), ensureBucket: 'off' });
     try {
       for (const call of [() => stalled.storage.exists('a.txt'), () => stalled.storage.read('a.txt'), () => stalled.storage.save('a.txt', 'x')]) {
@@ -201,8 +199,7 @@ describe('timeouts', () => {
       }
     } finally {
       await stalled.moduleRef.close();
-      sockets.forEach((s) => s.destroy());
-      server.close();
+      stall.close();
     }
   });
 });

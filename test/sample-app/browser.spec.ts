@@ -5,10 +5,10 @@
  * the form, and the `<img>` must decode it from the public host. A URL signed for the wrong
  * host would fail the signature check there, and the image would not load.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect } from '@jest/globals';
 import { existsSync } from 'node:fs';
 import { type Browser, chromium, type Page } from 'playwright-core';
-import { createTestBucket, deleteTestBucket, itRequires, s3 } from '../harness/s3-test-env.js';
+import { createTestBucket, deleteTestBucket, itRequires, s3, skipWithReason } from '../harness/s3-test-env.js';
 import { mediaEnv, startSampleApp, type SampleApp } from './app-fixture.js';
 import { png } from './images.js';
 
@@ -52,15 +52,7 @@ afterAll(async () => {
 /** Like `itRequires('signatures', …)`, and also skips (or fails under S3_TEST_REQUIRE_ALL) without Chromium. */
 function itInBrowser(name: string, fn: () => Promise<void>): void {
   if (haveChromium) return itRequires('signatures', name, fn, 60_000);
-  const reason = `${CHROMIUM} is missing (apt-get install chromium)`;
-  if (process.env.S3_TEST_REQUIRE_ALL === '1') {
-    it(name, () => {
-      throw new Error(`S3_TEST_REQUIRE_ALL is set but ${reason}`);
-    });
-    return;
-  }
-  console.warn(`Skipping "${name}": ${reason}`);
-  it.skip(`${name} [skipped: ${reason}]`, fn);
+  skipWithReason(name, `${CHROMIUM} is missing (apt-get install chromium)`, fn);
 }
 
 describe('the sample page in Chromium', () => {

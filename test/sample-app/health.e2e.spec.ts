@@ -1,8 +1,8 @@
 /** `GET /health`: 200 when the bucket answers, 503 when the storage is down or the bucket is gone. */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createServer } from 'node:net';
 import request from 'supertest';
 import { HEALTH_TIMEOUT_MS } from '../../sample-app/src/health/health.controller.js';
+import { closedPort } from '../harness/net.js';
 import { createTestBucket, deleteTestBucket, s3, uniqueBucket } from '../harness/s3-test-env.js';
 import { mediaEnv, startSampleApp, type SampleApp } from './app-fixture.js';
 
@@ -22,15 +22,6 @@ async function start(env: Record<string, string>): Promise<SampleApp> {
   const app = await startSampleApp(env);
   apps.push(app);
   return app;
-}
-
-/** A loopback port nothing listens on: taken, then released. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
 }
 
 describe('GET /health', () => {
