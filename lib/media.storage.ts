@@ -3,7 +3,6 @@
  * default, with signed URLs for the browser.
  */
 import {
-  CopyObjectCommand,
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
@@ -12,16 +11,16 @@ import {
   type PutObjectCommandInput,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { randomBytes, randomUUID } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { addAbortSignal, Readable } from 'node:stream';
 import { asBuffer, nextOrAbort, unquote } from './abortable.js';
-import { extensionFor, guessContentType } from './content-type.js';
-import { SNIFF_BYTES, SNIFFABLE_TYPES, sniffContentType } from './content-sniffing.js';
+import { guessContentType } from './content-type.js';
 import { multipartUpload } from './multipart-upload.js';
 import { alternativeName, fromKey, normalizeName, normalizePrefix, toKey } from './key-normalizer.js';
+import { DirectUploads, type CreateUploadOptions, type DirectUpload, type UploadExpectations } from './direct-uploads.js';
 import { describeEndpoint } from './s3-client.factory.js';
 import { codeOf, statusOf, toStorageError } from './s3-errors.js';
-import { ObjectNotFoundError, StorageError, StorageOperationError, StorageTimeoutError, UploadRejectedError } from './storage.errors.js';
+import { ObjectNotFoundError, StorageError, StorageTimeoutError } from './storage.errors.js';
 import type { ResolvedMediaOptions } from './storage-options.validation.js';
 import { contentDisposition, encodeKeyPath, type UrlSigner } from './url-signer.js';
 
@@ -90,57 +89,7 @@ export interface UrlOptions {
   responseContentType?: string;
 }
 
-/** Options of `createUpload()`. */
-export interface CreateUploadOptions {
-  /** The most bytes the server will accept; it rejects larger uploads itself. Required. */
-  maxBytes: number;
-  /** Folder for the generated name `<prefix>/<uuid>.<ext>`. @default 'uploads' */
-  prefix?: string;
-  /**
-   * The exact name to upload to instead of a generated one. It must be unique: a presigned
-   * POST cannot refuse to replace an existing object, so `overwrite: false` does not apply.
-   */
-  name?: string;
-  /**
-   * The exact Content-Type the browser must send (the policy pins it).
-   * @default 'application/octet-stream' (browsers download such objects rather than render them)
-   */
-  contentType?: string;
-  /** Seconds the form stays valid. @default 300 (or urlExpiresIn when shorter) */
-  expiresIn?: number;
-}
-
-/** A presigned POST: send `fields` then the file (as the last field, `file`) to `url`. */
-export interface DirectUpload {
-  url: string;
-  fields: Record<string, string>;
-  /** The name the object will have (relative to the location); pass it to `confirmUpload()`. */
-  name: string;
-  key: string;
-  maxBytes: number;
-  expiresAt: Date;
-}
-
-/** What `confirmUpload()` checks. */
-export interface UploadExpectations {
-  /** The most bytes allowed. */
-  maxBytes?: number;
-  /** The type the bytes must be (checked against their signature when it is one we know). */
-  contentType?: string;
-  /** Types the bytes may be, as sniffed. */
-  allowedTypes?: readonly string[];
-}
-
-/** Where direct uploads wait for `confirmUpload()`, under the location. */
-const PENDING_PREFIX = '.pending';
-/** Default lifetime of a presigned POST: enough to pick a file and start sending it. */
-const DIRECT_UPLOAD_EXPIRES_IN = 300;
-/** CopyObject moves at most 5 GiB in one request. */
-const MAX_COPY_BYTES = 5 * 1024 * 1024 * 1024;
-
-function pendingName(name: string): string {
-  return `${PENDING_PREFIX}/${name}`;
-}
+export type { CreateUploadOptions, DirectUpload, UploadExpectations } from './direct-uploads.js';
 
 /** A conditional write lost to an object that already exists under the name. */
 const PRECONDITION = new Set(['PreconditionFailed', 'ConditionalRequestConflict']);
@@ -340,99 +289,36 @@ export class MediaStorage {
 
   /**
    * A presigned POST for a direct browser upload. The policy fixes the key, caps the size
-   * with `content-length-range` and pins the Content-Type: the S3 server rejects anything
-   * else itself. The file lands under `.pending/` (invisible to `list()` of its folder) and
-   * becomes `name` only when `confirmUpload()` has checked it.
+   * with `content-length-range`, pins the Content-Type and a marker only our forms carry: the
+   * S3 server rejects anything else itself. The file lands under `.pending/` (invisible to
+   * `list()` of its folder) and becomes `name` only when `confirmUpload()` has checked it.
    */
-  async createUpload(options: CreateUploadOptions): Promise<DirectUpload> {
-    if (!Number.isInteger(options.maxBytes) || options.maxBytes < 1 || options.maxBytes > MAX_COPY_BYTES) {
-      throw new StorageError(
-        `createUpload(): maxBytes must be a whole number of bytes from 1 to ${MAX_COPY_BYTES} (5 GiB, the largest object confirmUpload can move) (got ${String(options.maxBytes)})`,
-      );
-    }
-    const extension = options.contentType ? extensionFor(options.contentType) : undefined;
-    const name = normalizeName(options.name ?? `${options.prefix ?? 'uploads'}/${randomUUID()}${extension ? `.${extension}` : ''}`);
-    const key = toKey(this.options.location, name);
-    // The type is always pinned: a browser-chosen text/html or image/svg+xml would otherwise
-    // be served from the storage origin. Without one, the object is a download.
-    const fields: Record<string, string> = { 'Content-Type': options.contentType ?? 'application/octet-stream' };
-    const conditions: unknown[] = [['content-length-range', 1, options.maxBytes]];
-    const post = await this.signer.presignPost(this.key(pendingName(name)), {
-      expiresIn: options.expiresIn ?? Math.min(this.options.urlExpiresIn, DIRECT_UPLOAD_EXPIRES_IN),
-      conditions,
-      fields,
-    });
-    return { ...post, name, key, maxBytes: options.maxBytes };
+  createUpload(options: CreateUploadOptions): Promise<DirectUpload> {
+    return this.directUploads.create(options);
   }
 
   /**
-   * Checks a direct upload and publishes it: size within `maxBytes`, bytes that are what was
-   * promised (only the first 32 are read, from the very version that was measured), then a
-   * server-side copy from `.pending/` to its name, conditional on that version. An upload that
-   * fails the checks is deleted. Confirming twice is harmless.
-   * @throws UploadRejectedError (the upload is gone), ObjectNotFoundError (nothing was uploaded)
+   * Checks a direct upload and publishes it: it must carry the marker of a `createUpload()`
+   * form for `name`, have at most `maxBytes`, and bytes that are what was promised. A name
+   * once published is never written again: confirming it again (a retry, or the same form
+   * posted again) checks the published object and returns it. An upload that fails the
+   * checks is deleted; an object that does not come from a form is left alone.
+   * @throws UploadRejectedError, ObjectNotFoundError (nothing was uploaded)
    */
-  async confirmUpload(name: string, expectations: UploadExpectations = {}): Promise<StoredObject> {
-    const final = normalizeName(name);
-    const pending = pendingName(final);
-    const key = this.key(final);
-    let stat: ObjectStat;
-    try {
-      stat = await this.stat(pending);
-    } catch (error) {
-      // Already confirmed (a retried request): the object is at its name now.
-      if (!(error instanceof ObjectNotFoundError) || !(await this.exists(final))) throw error;
-      const done = await this.stat(final);
-      return { name: final, key, size: done.size, etag: done.etag, contentType: done.contentType ?? 'application/octet-stream' };
-    }
-    const reject = async (reason: UploadRejectedError['reason'], message: string): Promise<never> => {
-      await this.delete(pending);
-      throw new UploadRejectedError(reason, `${message}; the upload "${final}" was deleted`, { bucket: this.bucket, key, endpoint: this.endpointLabel });
-    };
-    if (stat.size === 0) return reject('empty', 'the file is empty');
-    if (expectations.maxBytes !== undefined && stat.size > expectations.maxBytes) {
-      return reject('too-large', `the file has ${stat.size} bytes, more than the ${expectations.maxBytes} allowed`);
-    }
-    const pendingKey = this.key(pending);
-    const version = `"${stat.etag}"`;
-    const head = await this.call('confirm', pendingKey, undefined, async (abortSignal) => {
-      const out = await this.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: pendingKey, Range: `bytes=0-${SNIFF_BYTES - 1}`, IfMatch: version }),
-        { abortSignal },
-      );
-      return Buffer.from(await out.Body!.transformToByteArray());
-    });
-    const sniffed = sniffContentType(head);
-    const declared = (expectations.contentType ?? stat.contentType ?? '').split(';')[0]!.trim().toLowerCase();
-    if (declared && (sniffed ? sniffed !== declared : SNIFFABLE_TYPES.has(declared))) {
-      return reject('type-not-allowed', `the file was declared ${declared} but its bytes are ${sniffed ?? 'not that type'}`);
-    }
-    if (expectations.allowedTypes && !expectations.allowedTypes.includes(sniffed ?? declared)) {
-      return reject('type-not-allowed', `the file is ${sniffed ?? declared ?? 'of an unknown type'}; allowed: ${expectations.allowedTypes.join(', ')}`);
-    }
-    try {
-      await this.call('confirm', key, undefined, (abortSignal) =>
-        this.client.send(
-          new CopyObjectCommand({
-            Bucket: this.bucket,
-            Key: key,
-            CopySource: `${this.bucket}/${encodeKeyPath(pendingKey)}`,
-            // Only the version that was checked: a second POST in between fails the copy.
-            CopySourceIfMatch: version,
-            MetadataDirective: 'COPY',
-            ACL: this.options.acl,
-          }),
-          { abortSignal },
-        ),
-      );
-    } catch (error) {
-      if (error instanceof StorageOperationError && error.status === 412) {
-        return reject('bad-request', 'the upload was replaced while it was being checked');
-      }
-      throw error;
-    }
-    await this.delete(pending);
-    return { name: final, key, size: stat.size, etag: stat.etag, contentType: sniffed ?? (declared || 'application/octet-stream') };
+  confirmUpload(name: string, expectations: UploadExpectations = {}): Promise<StoredObject> {
+    return this.directUploads.confirm(name, expectations);
+  }
+
+  private directUploadsInstance?: DirectUploads;
+
+  private get directUploads(): DirectUploads {
+    return (this.directUploadsInstance ??= new DirectUploads({
+      client: this.client,
+      options: this.options,
+      signer: this.signer,
+      endpointLabel: this.endpointLabel,
+      call: (operation, key, send) => this.call(operation, key, undefined, send),
+    }));
   }
 
   /** The full S3 key for a name (location prefix included). @throws InvalidKeyError */

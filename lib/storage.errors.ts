@@ -126,10 +126,14 @@ export class StorageAbortedError extends StorageOperationError {
   override readonly code = 'STORAGE_ABORTED' as const;
 }
 
-/** An upload broke a rule (too large, wrong type); whatever was sent has been removed. */
+/**
+ * An upload broke a rule (too large, wrong type); whatever was sent has been removed. From
+ * `confirmUpload()` also `not-direct-upload` (the object did not come from a `createUpload()`
+ * form for that name) and `conflict` (another confirmation holds the name); those delete nothing.
+ */
 export class UploadRejectedError extends StorageError {
   override readonly code = 'STORAGE_UPLOAD_REJECTED' as const;
-  readonly reason: 'too-large' | 'type-not-allowed' | 'size-mismatch' | 'empty' | 'bad-request';
+  readonly reason: 'too-large' | 'type-not-allowed' | 'size-mismatch' | 'empty' | 'bad-request' | 'not-direct-upload' | 'conflict';
 
   constructor(reason: UploadRejectedError['reason'], message: string, context: StorageErrorContext = {}) {
     super(message, context);

@@ -159,6 +159,16 @@ export class UrlSigner {
     return { url: `${base.origin}${base.pathPrefix.replace(/\/$/, '') || '/'}`, fields, expiresAt };
   }
 
+  /**
+   * A 32-byte key for MACs the storage makes itself (direct-upload markers), derived one-way
+   * from the secret access key under `label`: instances sharing credentials derive the same
+   * key, and neither it nor the secret appears in anything sent out.
+   */
+  async deriveKey(label: string): Promise<Buffer> {
+    const { secretAccessKey } = await this.credentials();
+    return createHmac('sha256', `nestjs-s3-storage:${secretAccessKey}`).update(label).digest();
+  }
+
   /** The unsigned URL of a key on the signing endpoint (for public-read buckets). */
   async unsignedUrl(key: string): Promise<string> {
     const base = this.base ?? (await this.resolveBase());
