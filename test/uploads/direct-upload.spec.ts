@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
-import { ObjectNotFoundError, UploadRejectedError } from '../../lib/storage.errors.js';
+import { InvalidKeyError, ObjectNotFoundError, UploadRejectedError } from '../../lib/storage.errors.js';
 import { storageFixture, type StorageFixture } from '../harness/nest-storage.js';
 import { deleteTestBucket, itRequires, mediaOptions, s3, uniqueBucket } from '../harness/s3-test-env.js';
 
@@ -102,7 +102,7 @@ describe('confirmUpload', () => {
     expect(left).toEqual([]);
   });
 
-  it('reads only the first bytes of the version it measured, then moves it with a conditional copy', async () => {
+  it('reads only the first bytes of the version it measured, claims the name, then copies that version', async () => {
     const upload = await fx.storage.createUpload({ prefix: 'confirm', contentType: 'image/png', maxBytes: 4 * 1024 * 1024 });
     const body = Buffer.concat([PNG, randomBytes(3 * 1024 * 1024)]);
     expect((await post(upload, body, 'image/png')).status).toBe(204);
@@ -110,23 +110,20 @@ describe('confirmUpload', () => {
     const confirmed = await fx.storage.confirmUpload(upload.name, { contentType: 'image/png' });
     expect(confirmed.size).toBe(body.length);
     const etag = `"${confirmed.etag}"`;
-    expect(fx.inputs.map((i) => [i.command, i.input.Range ?? i.input.CopySourceIfMatch ?? null])).toEqual([
-      ['HeadObjectCommand', null],
-      ['GetObjectCommand', 'bytes=0-31'],
-      ['CopyObjectCommand', etag],
-      ['DeleteObjectCommand', null],
+    const shape = fx.inputs.map((i) => [i.command, i.input.Key, i.input.Range ?? i.input.CopySourceIfMatch ?? i.input.IfNoneMatch ?? null]);
+    // The two HEADs (pending and published) go out together.
+    expect(shape.slice(0, 2).sort()).toEqual([
+      ['HeadObjectCommand', `media/.pending/${upload.name}`, null],
+      ['HeadObjectCommand', `media/${upload.name}`, null],
     ]);
-    expect(fx.inputs[1]!.input.IfMatch).toBe(etag);
+    expect(shape.slice(2)).toEqual([
+      ['GetObjectCommand', `media/.pending/${upload.name}`, 'bytes=0-31'],
+      ['PutObjectCommand', `media/.pending/.claims/${upload.name}`, '*'],
+      ['CopyObjectCommand', `media/${upload.name}`, etag],
+      ['DeleteObjectCommand', `media/.pending/${upload.name}`, null],
+    ]);
+    expect(fx.inputs[2]!.input.IfMatch).toBe(etag);
     expect(await fx.storage.read(upload.name)).toEqual(body);
-  });
-
-  itRequires('signatures', 'a second POST with the same form after confirming does not change the published object', async () => {
-    const upload = await fx.storage.createUpload({ prefix: 'replay', contentType: 'image/png', maxBytes: 1000 });
-    expect((await post(upload, PNG, 'image/png')).status).toBe(204);
-    await fx.storage.confirmUpload(upload.name, { contentType: 'image/png' });
-    const evil = Buffer.concat([PNG.subarray(0, 8), Buffer.from('<script>alert(1)</script>')]);
-    expect((await post(upload, evil, 'image/png')).status).toBe(204); // lands in .pending/ only
-    expect(await fx.storage.read(upload.name)).toEqual(PNG);
   });
 
   it('confirming twice returns the published object; a missing upload is ObjectNotFoundError', async () => {
@@ -135,6 +132,112 @@ describe('confirmUpload', () => {
     const first = await fx.storage.confirmUpload(upload.name, { contentType: 'image/png' });
     expect(await fx.storage.confirmUpload(upload.name, { contentType: 'image/png' })).toMatchObject({ name: first.name, size: first.size, etag: first.etag });
     await expect(fx.storage.confirmUpload('never/uploaded.png')).rejects.toBeInstanceOf(ObjectNotFoundError);
+  });
+});
+
+/** A PNG unlike `PNG`: same signature, other bytes. */
+const OTHER_PNG = Buffer.concat([PNG.subarray(0, 8), randomBytes(300)]);
+
+async function rejection(promise: Promise<unknown>): Promise<UploadRejectedError> {
+  const error = await promise.then(() => undefined, (e: unknown) => e);
+  expect(error).toBeInstanceOf(UploadRejectedError);
+  return error as UploadRejectedError;
+}
+
+describe('confirmUpload publishes only what a createUpload() form uploaded', () => {
+  it('every form carries a marker its policy pins', async () => {
+    const upload = await fx.storage.createUpload({ prefix: 'marked', contentType: 'image/png', maxBytes: 1000 });
+    const marker = upload.fields['x-amz-meta-direct-upload'];
+    expect(marker).toMatch(/^[A-Za-z0-9_-]{16}\.[A-Za-z0-9_-]{43}$/);
+    const policy = JSON.parse(Buffer.from(upload.fields.Policy!, 'base64').toString()) as { conditions: unknown[] };
+    expect(policy.conditions).toContainEqual({ 'x-amz-meta-direct-upload': marker });
+    const again = await fx.storage.createUpload({ name: upload.name, contentType: 'image/png', maxBytes: 1000 });
+    expect(again.fields['x-amz-meta-direct-upload']).not.toBe(marker); // a new upload id each time
+    expect(JSON.stringify(upload)).not.toContain(s3.secretAccessKey);
+  });
+
+  itRequires('signatures', 'the server refuses a form whose marker was changed', async () => {
+    const upload = await fx.storage.createUpload({ prefix: 'marked', contentType: 'image/png', maxBytes: 1000 });
+    const forged = { ...upload.fields, 'x-amz-meta-direct-upload': `${'A'.repeat(16)}.${'B'.repeat(43)}` };
+    expect((await post({ url: upload.url, fields: forged }, PNG, 'image/png')).status).toBe(403);
+    expect(await fx.storage.exists(`.pending/${upload.name}`)).toBe(false);
+  });
+
+  it('refuses an object that save() put at .pending/<name>, leaves it there and publishes nothing', async () => {
+    await fx.storage.save('.pending/forged/saved.png', PNG, { contentType: 'image/png' });
+    const error = await rejection(fx.storage.confirmUpload('forged/saved.png', { contentType: 'image/png' }));
+    expect(error.reason).toBe('not-direct-upload');
+    expect(error.message).toBe('the object waiting at ".pending/forged/saved.png" was not uploaded with a createUpload() form for "forged/saved.png"; it was not published');
+    expect(await fx.storage.exists('forged/saved.png')).toBe(false);
+    expect(await fx.storage.exists('.pending/forged/saved.png')).toBe(true);
+  });
+
+  it("refuses a marker copied from another name's form (it is bound to the key)", async () => {
+    const form = await fx.storage.createUpload({ name: 'forged/mine.png', contentType: 'image/png', maxBytes: 1000 });
+    const marker = form.fields['x-amz-meta-direct-upload']!;
+    await fx.storage.save('.pending/forged/theirs.png', PNG, { contentType: 'image/png', metadata: { 'direct-upload': marker } });
+    expect((await rejection(fx.storage.confirmUpload('forged/theirs.png'))).reason).toBe('not-direct-upload');
+    expect(await fx.storage.exists('forged/theirs.png')).toBe(false);
+    // The same marker at the right name is accepted: the check is the binding, not the presence.
+    await fx.storage.save('.pending/forged/mine.png', PNG, { contentType: 'image/png', metadata: { 'direct-upload': marker } });
+    expect((await fx.storage.confirmUpload('forged/mine.png')).size).toBe(PNG.length);
+  });
+
+  it('refuses to confirm an existing object that no form published, and deletes nothing', async () => {
+    await fx.storage.save('existing/plain.png', PNG, { contentType: 'image/png' });
+    const error = await rejection(fx.storage.confirmUpload('existing/plain.png', { contentType: 'image/png' }));
+    expect(error.reason).toBe('not-direct-upload');
+    expect(error.message).toBe('"existing/plain.png" exists but was not published by confirmUpload() from a createUpload() form for that name; nothing was changed');
+    expect(await fx.storage.read('existing/plain.png')).toEqual(PNG);
+  });
+
+  it('checks the expectations on an already-published name too, and leaves it in place', async () => {
+    const upload = await fx.storage.createUpload({ prefix: 'published', contentType: 'image/png', maxBytes: 1000 });
+    expect((await post(upload, PNG, 'image/png')).status).toBe(204);
+    await fx.storage.confirmUpload(upload.name, { contentType: 'image/png' });
+    const tooLarge = await rejection(fx.storage.confirmUpload(upload.name, { maxBytes: 100 }));
+    expect(tooLarge.reason).toBe('too-large');
+    expect(tooLarge.message).toBe(`the file has ${PNG.length} bytes, more than the 100 allowed; "${upload.name}" was already published and was left as it is`);
+    expect((await rejection(fx.storage.confirmUpload(upload.name, { allowedTypes: ['image/gif'] }))).reason).toBe('type-not-allowed');
+    expect((await rejection(fx.storage.confirmUpload(upload.name, { contentType: 'image/jpeg' }))).reason).toBe('type-not-allowed');
+    expect(await fx.storage.read(upload.name)).toEqual(PNG);
+  });
+
+  it('a used form posted again and confirmed again does not change the published bytes', async () => {
+    const upload = await fx.storage.createUpload({ prefix: 'replay', contentType: 'image/png', maxBytes: 1000 });
+    expect((await post(upload, PNG, 'image/png')).status).toBe(204);
+    const first = await fx.storage.confirmUpload(upload.name, { contentType: 'image/png' });
+    expect((await post(upload, OTHER_PNG, 'image/png')).status).toBe(204); // a valid PNG: passes every check
+    const again = await fx.storage.confirmUpload(upload.name, { contentType: 'image/png' });
+    expect(again.etag).toBe(first.etag);
+    expect(await fx.storage.read(upload.name)).toEqual(PNG);
+    expect(await fx.storage.exists(`.pending/${upload.name}`)).toBe(false); // the replayed file is cleared away
+  });
+
+  itRequires('conditional-writes', 'a used form cannot publish again even after the published object was removed', async () => {
+    const upload = await fx.storage.createUpload({ prefix: 'replay', contentType: 'image/png', maxBytes: 1000 });
+    expect((await post(upload, PNG, 'image/png')).status).toBe(204);
+    await fx.storage.confirmUpload(upload.name, { contentType: 'image/png' });
+    await fx.storage.delete(upload.name);
+    expect((await post(upload, OTHER_PNG, 'image/png')).status).toBe(204);
+    const error = await rejection(fx.storage.confirmUpload(upload.name, { contentType: 'image/png' }));
+    expect(error.reason).toBe('conflict');
+    expect(await fx.storage.exists(upload.name)).toBe(false);
+  }, 30_000);
+
+  itRequires('conditional-writes', 'confirmations racing for one name all answer the one object that was published', async () => {
+    const upload = await fx.storage.createUpload({ prefix: 'race', contentType: 'image/png', maxBytes: 1000 });
+    expect((await post(upload, PNG, 'image/png')).status).toBe(204);
+    const results = await Promise.allSettled(Array.from({ length: 6 }, () => fx.storage.confirmUpload(upload.name, { contentType: 'image/png' })));
+    const etags = new Set(results.map((r) => (r.status === 'fulfilled' ? r.value.etag : `rejected: ${String(r.reason)}`)));
+    expect([...etags]).toEqual([(await fx.storage.stat(upload.name)).etag]);
+    expect(await fx.storage.read(upload.name)).toEqual(PNG);
+  }, 30_000);
+
+  it('names under .pending/ are reserved', async () => {
+    await expect(fx.storage.createUpload({ name: '.pending/x.png', maxBytes: 10 })).rejects.toBeInstanceOf(InvalidKeyError);
+    await expect(fx.storage.createUpload({ name: '.claims/x.png', maxBytes: 10 })).rejects.toBeInstanceOf(InvalidKeyError);
+    await expect(fx.storage.confirmUpload('.pending/forged/saved.png')).rejects.toBeInstanceOf(InvalidKeyError);
   });
 });
 
