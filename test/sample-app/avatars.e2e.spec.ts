@@ -238,6 +238,79 @@ describe('DELETE /users/:id/avatar', () => {
   });
 });
 
+describe('direct avatar upload: confirm takes only what this user\'s form uploaded', () => {
+  /** Starts a direct upload for `userId` and POSTs `bytes` to the form the way a browser does. */
+  async function startAndPost(userId: string, bytes: Buffer): Promise<{ name: string; fields: Record<string, string>; url: string }> {
+    const start = await http().post(`/users/${userId}/avatar/direct`).send({ contentType: 'image/png' });
+    expect(start.status).toBe(201);
+    const upload = start.body as { name: string; fields: Record<string, string>; url: string };
+    expect(await postForm(upload, bytes)).toBe(204);
+    return upload;
+  }
+
+  async function postForm(upload: { fields: Record<string, string>; url: string }, bytes: Buffer): Promise<number> {
+    const form = new FormData();
+    for (const [k, v] of Object.entries(upload.fields)) form.append(k, v);
+    form.append('file', new Blob([bytes], { type: 'image/png' }));
+    return (await fetch(upload.url, { method: 'POST', body: form })).status;
+  }
+
+  async function shownBytes(userId: string): Promise<Buffer> {
+    const current = await http().get(`/users/${userId}/avatar?format=json`);
+    expect(current.status).toBe(200);
+    return Buffer.from(await (await fetch(current.body.url as string)).arrayBuffer());
+  }
+
+  it('POST to the signed form, confirm, and the avatar serves those bytes', async () => {
+    const user = newUser('direct');
+    const image = png(7);
+    const upload = await startAndPost(user, image);
+    const confirm = await http().post(`/users/${user}/avatar/direct/confirm`).send({ name: upload.name });
+    expect(confirm.status).toBe(201);
+    expect(confirm.body.key).toBe(upload.name);
+    expect(await keysOf(user)).toEqual([upload.name]);
+    expect((await shownBytes(user)).equals(image)).toBe(true);
+  });
+
+  it("one user's confirm cannot take another user's upload; the owner still can", async () => {
+    const alice = newUser('alice');
+    const mallory = newUser('mallory');
+    const image = png(5);
+    const upload = await startAndPost(alice, image);
+    const stolen = await http().post(`/users/${mallory}/avatar/direct/confirm`).send({ name: upload.name });
+    expectActionableError(stolen, 400, /Confirm the "name" that the direct-upload form was created for/);
+    // Nor by aliasing it into Mallory's prefix: the form's marker is bound to Alice's key.
+    const aliased = await http()
+      .post(`/users/${mallory}/avatar/direct/confirm`)
+      .send({ name: upload.name.replace(`avatars/${alice}/`, `avatars/${mallory}/`) });
+    expect(aliased.status).toBe(404);
+    expect(await keysOf(mallory)).toEqual([]);
+    const own = await http().post(`/users/${alice}/avatar/direct/confirm`).send({ name: upload.name });
+    expect(own.status).toBe(201);
+    expect((await shownBytes(alice)).equals(image)).toBe(true);
+  });
+
+  it('refuses to confirm an avatar that was stored through the app, and keeps it', async () => {
+    const user = newUser('stored');
+    const uploaded = await http().post(`/users/${user}/avatar`).attach('avatar', png(4), 'me.png');
+    expect(uploaded.status).toBe(201);
+    const confirm = await http().post(`/users/${user}/avatar/direct/confirm`).send({ name: uploaded.body.key });
+    expectActionableError(confirm, 400, /was not published by confirmUpload\(\) from a createUpload\(\) form/);
+    expect(await keysOf(user)).toEqual([uploaded.body.key]);
+  });
+
+  it('a used form posted again and confirmed again does not change the avatar', async () => {
+    const user = newUser('replay');
+    const first = png(6);
+    const upload = await startAndPost(user, first);
+    expect((await http().post(`/users/${user}/avatar/direct/confirm`).send({ name: upload.name })).status).toBe(201);
+    expect(await postForm(upload, png(9))).toBe(204); // a valid PNG, within the limit: it passes every check
+    const again = await http().post(`/users/${user}/avatar/direct/confirm`).send({ name: upload.name });
+    expect(again.status).toBe(201);
+    expect((await shownBytes(user)).equals(first)).toBe(true);
+  });
+});
+
 describe('AVATAR_MAX_BYTES', () => {
   it('lowers the limit, and the 413 message names the new one', async () => {
     const small = await startSampleApp({ ...mediaEnv(bucket), AVATAR_MAX_BYTES: '2048' });

@@ -55,6 +55,11 @@ export class AvatarsService {
   /**
    * After a direct upload: checks the bytes really are the image type declared (deleting the
    * object when not: UploadRejectedError, answered 415/413) and makes it the avatar.
+   *
+   * Only names under this user's own prefix are accepted, so one user's confirm cannot reach
+   * another user's objects. The storage adds the other half: it publishes only an object that
+   * a form created for exactly this name uploaded (the form's marker is bound to the key), so
+   * an avatar stored some other way, or a used form posted again, cannot be confirmed into place.
    */
   async confirmDirect(userId: string, name: unknown): Promise<AvatarRef> {
     if (typeof name !== 'string' || !new RegExp(`^${prefix(userId)}[0-9a-z]{9}-[0-9a-f]{12}\\.(png|jpg|webp|gif)$`).test(name)) {
