@@ -207,7 +207,7 @@ export class DirectUploads {
     } catch (error) {
       // Nothing was published: free the name so the form can be confirmed again.
       await this.remove(this.key(claimName(final))).catch(() => undefined);
-      if (statusOf(error) === 412 || statusOf((error as { cause?: unknown }).cause) === 412) {
+      if (isPreconditionFailure(error)) {
         await this.remove(pendingKey);
         throw this.rejected(key, { reason: 'bad-request', message: `the upload was replaced while it was being checked; the upload "${final}" was deleted` });
       }
