@@ -17,7 +17,7 @@ export function createS3Client(options: ResolvedConnectionOptions): S3Client {
   const config: S3ClientConfig = {
     endpoint: options.endpoint,
     region: options.region,
-    credentials: options.credentials,
+    credentials: clientCredentials(options.credentials),
     forcePathStyle: options.forcePathStyle,
     maxAttempts: options.maxAttempts,
     requestChecksumCalculation: checksum,
@@ -32,6 +32,15 @@ export function createS3Client(options: ResolvedConnectionOptions): S3Client {
     },
   };
   return new S3Client(config);
+}
+
+/**
+ * What the SDK gets: a provider as it is (the client memoizes it and refreshes it before
+ * it expires), static credentials as a private copy, because the SDK writes its feature
+ * attribution (`$source`) into the object it is given and the options must never change.
+ */
+function clientCredentials(credentials: ResolvedConnectionOptions['credentials']): S3ClientConfig['credentials'] {
+  return typeof credentials === 'function' ? credentials : credentials && { ...credentials };
 }
 
 /** An endpoint for messages: the URL without user-info, or "AWS S3 (region)" when unset. */
