@@ -270,6 +270,10 @@ describe('options are never changed, and what the SDK touched is accepted', () =
         const media = ref.get(MediaStorage);
         const name = await media.save(`app-${i}.txt`, `app ${i}`);
         expect((await media.read(name)).toString()).toBe(`app ${i}`);
+        // Nor do the module's resolved options change once the SDK has used their credentials.
+        const resolved = ref.get<ResolvedStorageOptions>(STORAGE_OPTIONS);
+        expect(resolved.media.credentials).toEqual(OPTIONS.media.credentials);
+        expect(resolved.static?.credentials).toEqual(OPTIONS.static?.credentials);
       } finally {
         await ref.close();
       }
