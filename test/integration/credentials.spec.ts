@@ -214,16 +214,26 @@ describe('credential providers', () => {
     expect(calls).toBe(1);
   });
 
-  it("accepts the SDK's provider type, and a provider of long-term keys works", async () => {
+  it("accepts the SDK's provider type; URLs never outlive what it announces (10 minutes), on any server", async () => {
     type SdkCredentials = NonNullable<S3ClientConfig['credentials']>;
-    const sdkProvider: Extract<SdkCredentials, (...args: never[]) => unknown> = async () => ({ accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey });
+    // Long-term keys announced as expiring in 10 minutes: the clamp without needing STS.
+    const sdkProvider: Extract<SdkCredentials, (...args: never[]) => unknown> = async () => ({
+      accessKeyId: s3.accessKeyId,
+      secretAccessKey: s3.secretAccessKey,
+      expiration: new Date(Date.now() + 600_000),
+    });
     // Both ways: what the SDK's providers are fits our option, and ours fits the SDK's.
     const credentials: StorageCredentialProvider = sdkProvider;
     const back: SdkCredentials = credentials;
     expect(back).toBe(sdkProvider);
     const ref = await boot({ media: mediaOptions(bucket, { credentials, location: 'provider-long' }) });
     refs.push(ref);
-    await roundTrip(ref.get(MediaStorage), 'l.txt', 'long-term keys from a provider');
+    const media = ref.get(MediaStorage);
+    await roundTrip(media, 'l.txt', 'long-term keys from a provider');
+    const url = new URL(await media.url('l.txt', { expiresIn: 3600 }));
+    expect(Number(url.searchParams.get('X-Amz-Expires'))).toBeLessThanOrEqual(600);
+    expect(Number(url.searchParams.get('X-Amz-Expires'))).toBeGreaterThan(300);
+    expect((await fetch(url)).status).toBe(200);
   });
 });
 
