@@ -35,12 +35,14 @@ export function createS3Client(options: ResolvedConnectionOptions): S3Client {
 }
 
 /**
- * What the SDK gets: a provider as it is (the client memoizes it and refreshes it before
- * it expires), static credentials as a private copy, because the SDK writes its feature
- * attribution (`$source`) into the object it is given and the options must never change.
+ * What the SDK gets, so that it never writes to the caller's options: static credentials as
+ * a private copy (the SDK adds its feature attribution, `$source`, to the object it is given),
+ * a provider behind a wrapper (the SDK marks the function it is given as `memoized`; it
+ * memoizes the wrapper and refreshes it before the credentials expire).
  */
 function clientCredentials(credentials: ResolvedConnectionOptions['credentials']): S3ClientConfig['credentials'] {
-  return typeof credentials === 'function' ? credentials : credentials && { ...credentials };
+  if (typeof credentials === 'function') return (identityProperties) => credentials(identityProperties);
+  return credentials && { ...credentials };
 }
 
 /** An endpoint for messages: the URL without user-info, or "AWS S3 (region)" when unset. */

@@ -6,6 +6,8 @@
  */
 import { ListBucketsCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
 import { GetSessionTokenCommand, STSClient } from '@aws-sdk/client-sts';
+import type { AttributedAwsCredentialIdentity } from '@aws-sdk/types';
+import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { spawn } from 'node:child_process';
@@ -31,6 +33,7 @@ async function sessionCredentials(durationSeconds = 900): Promise<TemporaryCrede
     region: s3.region,
     credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
     maxAttempts: 1,
+    requestHandler: { connectionTimeout: 5_000, requestTimeout: 10_000 },
   });
   try {
     const { Credentials: c } = await sts.send(new GetSessionTokenCommand({ DurationSeconds: durationSeconds }));
@@ -226,6 +229,11 @@ describe('credential providers', () => {
     const credentials: StorageCredentialProvider = sdkProvider;
     const back: SdkCredentials = credentials;
     expect(back).toBe(sdkProvider);
+    // The SDK packages' own names for the same shapes (compile-time checks).
+    const smithy: AwsCredentialIdentityProvider = credentials;
+    const attributed: AttributedAwsCredentialIdentity = { accessKeyId: 'a', secretAccessKey: 'b', $source: { CREDENTIALS_CODE: 'e' } };
+    const asOption: StorageCredentials = attributed;
+    expect([typeof smithy, asOption.accessKeyId]).toEqual(['function', 'a']);
     const ref = await boot({ media: mediaOptions(bucket, { credentials, location: 'provider-long' }) });
     refs.push(ref);
     const media = ref.get(MediaStorage);
@@ -249,6 +257,21 @@ describe('options are never changed, and what the SDK touched is accepted', () =
     const ref = await boot({ media: mediaOptions(bucket, { credentials, location: 'used' }) });
     refs.push(ref);
     await roundTrip(ref.get(MediaStorage), 'u.txt', 'used credentials');
+  });
+
+  it('an already-memoized provider (another client\'s config.credentials) is used, never written to', async () => {
+    // The SDK marks the function it is given as memoized; a Proxy records any such write
+    // (a frozen function would only throw in strict-mode builds of the SDK).
+    const writes: PropertyKey[] = [];
+    const memoized = Object.assign(async () => ({ accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey }), { memoized: true });
+    const provider = new Proxy(memoized, {
+      set: (target, key, value) => (writes.push(key), Reflect.set(target, key, value)),
+      defineProperty: (target, key, descriptor) => (writes.push(key), Reflect.defineProperty(target, key, descriptor)),
+    });
+    const ref = await boot({ media: mediaOptions(bucket, { credentials: provider, location: 'memoized-provider' }) });
+    refs.push(ref);
+    await roundTrip(ref.get(MediaStorage), 'f.txt', 'memoized provider');
+    expect(writes).toEqual([]);
   });
 
   it("the module's own resolved options, passed back in after use, start another module", async () => {
