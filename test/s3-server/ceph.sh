@@ -5,7 +5,8 @@
 # Usage: test/s3-server/ceph.sh install|start|stop|status|env
 #
 #   install  apt-get install the Ceph packages (only if radosgw is missing)
-#   start    (re)start a fresh cluster, create the test user, write + print
+#   start    (re)start a fresh cluster, create the test user (allowed to get
+#            session tokens from STS), write + print
 #            $CEPH_STATE_DIR/env (S3_TEST_ENDPOINT, S3_TEST_ACCESS_KEY, ...)
 #   stop     kill exactly the recorded daemons and delete the state dir
 #   status   exit 0 if the gateway answers GET / with 200, else 1
