@@ -33,7 +33,8 @@ const USAGE = `Usage:
       Create the bucket(s) when missing (both configured buckets by default).
 
 Configured from the environment: AWS_STORAGE_BUCKET_NAME, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-AWS_S3_REGION, AWS_S3_ENDPOINT_URL, AWS_LOCATION (static files); MEDIA_S3_* (media).`;
+AWS_SESSION_TOKEN (temporary credentials), AWS_S3_REGION, AWS_S3_ENDPOINT_URL, AWS_LOCATION (static
+files); MEDIA_S3_* (media). Without keys, the AWS SDK's provider chain (profile, IAM role) is used.`;
 
 /** Where the CLI writes; tests and embedders may pass their own. */
 export interface CliIo {
@@ -217,7 +218,7 @@ function describeError(error: unknown): string {
 /** Belt and braces: no message ever shows a secret from the environment. */
 function redact(message: string, env: Record<string, string | undefined>): string {
   let out = message;
-  for (const name of ['AWS_SECRET_ACCESS_KEY', 'MEDIA_S3_SECRET_KEY', 'AWS_SESSION_TOKEN']) {
+  for (const name of ['AWS_SECRET_ACCESS_KEY', 'MEDIA_S3_SECRET_KEY', 'AWS_SESSION_TOKEN', 'MEDIA_S3_SESSION_TOKEN']) {
     const secret = env[name];
     if (secret && secret.length >= 4) out = out.split(secret).join('***');
   }

@@ -17,7 +17,7 @@ export function createS3Client(options: ResolvedConnectionOptions): S3Client {
   const config: S3ClientConfig = {
     endpoint: options.endpoint,
     region: options.region,
-    credentials: options.credentials,
+    credentials: clientCredentials(options.credentials),
     forcePathStyle: options.forcePathStyle,
     maxAttempts: options.maxAttempts,
     requestChecksumCalculation: checksum,
@@ -32,6 +32,17 @@ export function createS3Client(options: ResolvedConnectionOptions): S3Client {
     },
   };
   return new S3Client(config);
+}
+
+/**
+ * What the SDK gets, so that it never writes to the caller's options: static credentials as
+ * a private copy (the SDK adds its feature attribution, `$source`, to the object it is given),
+ * a provider behind a wrapper (the SDK marks the function it is given as `memoized`; it
+ * memoizes the wrapper and refreshes it before the credentials expire).
+ */
+function clientCredentials(credentials: ResolvedConnectionOptions['credentials']): S3ClientConfig['credentials'] {
+  if (typeof credentials === 'function') return (identityProperties) => credentials(identityProperties);
+  return credentials && { ...credentials };
 }
 
 /** An endpoint for messages: the URL without user-info, or "AWS S3 (region)" when unset. */

@@ -9,6 +9,7 @@ export const STORAGE_ENV = {
   MEDIA_S3_BUCKET_NAME: 'media.bucket',
   MEDIA_S3_ACCESS_KEY: 'media.credentials.accessKeyId',
   MEDIA_S3_SECRET_KEY: 'media.credentials.secretAccessKey',
+  MEDIA_S3_SESSION_TOKEN: 'media.credentials.sessionToken',
   MEDIA_S3_ENDPOINT_URL: 'media.endpoint',
   MEDIA_S3_URL_ENDPOINT_URL: 'media.publicEndpoint',
   MEDIA_S3_REGION: 'media.region',
@@ -21,6 +22,7 @@ export const STORAGE_ENV = {
   AWS_STORAGE_BUCKET_NAME: 'static.bucket',
   AWS_ACCESS_KEY_ID: 'static.credentials.accessKeyId',
   AWS_SECRET_ACCESS_KEY: 'static.credentials.secretAccessKey',
+  AWS_SESSION_TOKEN: 'static.credentials.sessionToken',
   AWS_S3_REGION: 'static.region (AWS_S3_REGION_NAME also accepted)',
   AWS_S3_ENDPOINT_URL: 'static.endpoint',
   AWS_S3_URL_ENDPOINT_URL: 'static.publicEndpoint',
@@ -36,7 +38,7 @@ type Env = Record<string, string | undefined>;
  *
  * `media` reads `MEDIA_S3_*`. When `MEDIA_S3_BUCKET_NAME` is unset but
  * `AWS_STORAGE_BUCKET_NAME` is set (the seed's "static on S3 too" setup), media shares the
- * `AWS_*` connection under the `media/` prefix. `static` is configured only when
+ * `AWS_*` connection (keys and session token included) under the `media/` prefix. `static` is configured only when
  * `AWS_STORAGE_BUCKET_NAME` is set. Invalid values are passed through for validation to
  * report, never silently dropped.
  */
@@ -53,7 +55,7 @@ export function storageOptionsFromEnv(env: Env = process.env): StorageModuleOpti
     bucket: value('AWS_STORAGE_BUCKET_NAME') as string,
     endpoint: value('AWS_S3_ENDPOINT_URL'),
     region: value('AWS_S3_REGION') ?? value('AWS_S3_REGION_NAME'),
-    credentials: credentials(value('AWS_ACCESS_KEY_ID'), value('AWS_SECRET_ACCESS_KEY')),
+    credentials: credentials(value('AWS_ACCESS_KEY_ID'), value('AWS_SECRET_ACCESS_KEY'), value('AWS_SESSION_TOKEN')),
   };
 
   const mediaBucket = value('MEDIA_S3_BUCKET_NAME');
@@ -64,7 +66,7 @@ export function storageOptionsFromEnv(env: Env = process.env): StorageModuleOpti
           bucket: mediaBucket as string,
           endpoint: value('MEDIA_S3_ENDPOINT_URL'),
           region: value('MEDIA_S3_REGION'),
-          credentials: credentials(value('MEDIA_S3_ACCESS_KEY'), value('MEDIA_S3_SECRET_KEY')),
+          credentials: credentials(value('MEDIA_S3_ACCESS_KEY'), value('MEDIA_S3_SECRET_KEY'), value('MEDIA_S3_SESSION_TOKEN')),
           location: value('MEDIA_S3_LOCATION'),
         };
   Object.assign(media, {
@@ -92,10 +94,19 @@ export function storageOptionsFromEnv(env: Env = process.env): StorageModuleOpti
 }
 
 
-function credentials(accessKeyId: string | undefined, secretAccessKey: string | undefined): StorageCredentials | undefined {
-  if (accessKeyId === undefined && secretAccessKey === undefined) return undefined;
-  // One without the other is a mistake: keep both (one empty) so validation names the missing one.
-  return { accessKeyId: accessKeyId ?? '', secretAccessKey: secretAccessKey ?? '' };
+/**
+ * Keys with their session token: temporary credentials (Lambda, CodeBuild, GitHub OIDC,
+ * `aws sts …`) are refused without it. None of the three set: the SDK's provider chain.
+ */
+function credentials(
+  accessKeyId: string | undefined,
+  secretAccessKey: string | undefined,
+  sessionToken: string | undefined,
+): StorageCredentials | undefined {
+  if (accessKeyId === undefined && secretAccessKey === undefined && sessionToken === undefined) return undefined;
+  // A part without the rest is a mistake: keep the keys (empty) so validation names the missing one.
+  const keys = { accessKeyId: accessKeyId ?? '', secretAccessKey: secretAccessKey ?? '' };
+  return sessionToken === undefined ? keys : { ...keys, sessionToken };
 }
 
 function dropUndefined<T extends object>(o: T): T {

@@ -3,15 +3,55 @@
  * once, at module initialisation; one error lists every problem found.
  */
 
-/** Static credentials. Omit them to use the AWS SDK's default provider chain (env, profile, IAM role). */
+/**
+ * A set of credentials, as the AWS SDK's credential providers return them. Omit
+ * `credentials` to use the SDK's default provider chain (env, profile, IAM role).
+ *
+ * Structurally the SDK's `AwsCredentialIdentity` (`@smithy/types`), SDK attribution
+ * (`$source`) included: credentials an S3 client has already used, or the module's own
+ * resolved options, are accepted as they are. They are copied, never modified.
+ */
 export interface StorageCredentials {
-  /** Access key id. Env: `MEDIA_S3_ACCESS_KEY` / `AWS_ACCESS_KEY_ID`. */
-  accessKeyId: string;
-  /** Secret access key. Never logged, never quoted in an error. Env: `MEDIA_S3_SECRET_KEY` / `AWS_SECRET_ACCESS_KEY`. */
-  secretAccessKey: string;
-  /** Session token for temporary credentials. */
-  sessionToken?: string;
+  /** Access key id. Env: `MEDIA_S3_ACCESS_KEY` (media), `AWS_ACCESS_KEY_ID` (static). */
+  readonly accessKeyId: string;
+  /** Secret access key. Never logged, never quoted in an error. Env: `MEDIA_S3_SECRET_KEY` (media), `AWS_SECRET_ACCESS_KEY` (static). */
+  readonly secretAccessKey: string;
+  /**
+   * Session token of temporary credentials (STS, Lambda, CodeBuild, GitHub OIDC). Sent with
+   * every request and in every signed URL. Never logged.
+   * Env: `MEDIA_S3_SESSION_TOKEN` (media), `AWS_SESSION_TOKEN` (static).
+   * @default undefined (long-term keys)
+   */
+  readonly sessionToken?: string;
+  /**
+   * When temporary credentials stop working. Signed URLs never outlive it.
+   * @default undefined (no expiry)
+   */
+  readonly expiration?: Date;
+  /**
+   * The SDK's credential scope (set by some providers).
+   * @default undefined
+   */
+  readonly credentialScope?: string;
+  /**
+   * The AWS account id (set by some providers).
+   * @default undefined
+   */
+  readonly accountId?: string;
+  /**
+   * The SDK's feature attribution, added to credentials it has used. Accepted and ignored.
+   * @default undefined
+   */
+  readonly $source?: Readonly<Record<string, string | undefined>>;
 }
+
+/**
+ * A credential provider: a function resolving {@link StorageCredentials}, such as the AWS
+ * SDK's `AwsCredentialIdentityProvider`s (`fromTemporaryCredentials()`,
+ * `fromNodeProviderChain()`, `fromWebToken()` from `@aws-sdk/credential-providers`). The S3
+ * client memoizes it and calls it again shortly before the credentials it returned expire.
+ */
+export type StorageCredentialProvider = (identityProperties?: Record<string, unknown>) => Promise<StorageCredentials>;
 
 /**
  * Canned ACLs. Send one only when you need it: buckets created on AWS since April 2023
@@ -53,10 +93,13 @@ export interface S3ConnectionOptions {
    */
   region?: string;
   /**
-   * Static credentials.
+   * Static credentials (with `sessionToken` for temporary ones), or a credential provider
+   * such as `fromTemporaryCredentials()`. Signed URLs never outlive credentials that expire.
+   * Env: `MEDIA_S3_ACCESS_KEY`, `MEDIA_S3_SECRET_KEY`, `MEDIA_S3_SESSION_TOKEN` (media);
+   * `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` (static).
    * @default undefined (the AWS SDK default credential provider chain)
    */
-  credentials?: StorageCredentials;
+  credentials?: StorageCredentials | StorageCredentialProvider;
   /**
    * Path-style addressing (`https://host/bucket/key`) instead of virtual-hosted
    * (`https://bucket.host/key`).

@@ -8,6 +8,7 @@ import {
   ArrayNotEmpty,
   IsArray,
   IsBoolean,
+  IsDate,
   IsIn,
   IsInt,
   IsNotEmpty,
@@ -32,6 +33,7 @@ import type {
   StorageCannedAcl,
   StorageChecksumMode,
   StorageCorsRule,
+  StorageCredentialProvider,
   StorageCredentials,
   StorageModuleOptions,
 } from './storage-module-options.interface.js';
@@ -66,9 +68,26 @@ class CredentialsSchema implements StorageCredentials {
   @IsString({ message: 'must be a string' })
   secretAccessKey!: string;
 
-  @IsString({ message: 'must be a string' })
+  @IsString({ message: 'must be a string (the session token of temporary credentials)' })
   @IsOptional()
   sessionToken?: string;
+
+  // The SDK's own fields: credentials a provider or an S3 client has handled carry them.
+  @IsDate({ message: 'must be a Date (when the temporary credentials expire)' })
+  @IsOptional()
+  expiration?: Date;
+
+  @IsString({ message: 'must be a string' })
+  @IsOptional()
+  credentialScope?: string;
+
+  @IsString({ message: 'must be a string' })
+  @IsOptional()
+  accountId?: string;
+
+  @IsObject({ message: 'must be an object (the AWS SDK\'s feature attribution)' })
+  @IsOptional()
+  $source?: Record<string, string | undefined>;
 }
 
 class ObjectParametersSchema implements ObjectParameters {
@@ -125,9 +144,10 @@ class ConnectionSchema implements S3ConnectionOptions {
   @IsOptional()
   region?: string;
 
+  // A provider function is taken as it is; an object is checked by CredentialsSchema.
   @ValidateNested()
   @IsOptional()
-  credentials?: StorageCredentials;
+  credentials?: StorageCredentials | StorageCredentialProvider;
 
   @IsBoolean({ message: 'must be true or false' })
   @IsOptional()
@@ -274,7 +294,8 @@ export interface ResolvedConnectionOptions {
   bucket: string;
   endpoint?: string;
   region?: string;
-  credentials?: StorageCredentials;
+  /** A frozen copy of static credentials (without the SDK's `$source`), or the provider as given. */
+  credentials?: Readonly<StorageCredentials> | StorageCredentialProvider;
   forcePathStyle: boolean;
   checksums: StorageChecksumMode;
   requestTimeout: number;
@@ -385,6 +406,9 @@ export function validateStorageOptions(options: unknown): string[] {
 function toConnection<T extends ConnectionSchema>(target: T, plain: Record<string, unknown>): T {
   const out = Object.assign(target, plain);
   if (isObject(plain.credentials)) out.credentials = Object.assign(new CredentialsSchema(), plain.credentials);
+  // A provider is a function, which class-validator cannot check (it is called on first use);
+  // any other non-object is reported by crossFieldProblems with a message that says what fits.
+  else delete out.credentials;
   if (isObject(plain.objectParameters) && out instanceof MediaSchema) {
     (out as MediaSchema).objectParameters = Object.assign(new ObjectParametersSchema(), plain.objectParameters);
   }
@@ -403,6 +427,13 @@ function crossFieldProblems(plain: Record<string, unknown>): string[] {
     } catch (error) {
       if (error instanceof InvalidKeyError) problems.push(`${section}.${field}: ${error.reason}`);
     }
+  }
+  for (const section of ['media', 'static'] as const) {
+    const credentials = isObject(plain[section]) ? (plain[section] as Record<string, unknown>).credentials : undefined;
+    if (credentials === undefined || typeof credentials === 'function' || isObject(credentials)) continue;
+    problems.push(
+      `${section}.credentials: must be an object { accessKeyId, secretAccessKey, sessionToken? } or a credential provider function such as fromTemporaryCredentials({ ... }); omit it to use the AWS provider chain`,
+    );
   }
   const media = isObject(plain.media) ? plain.media : undefined;
   if (media?.signedUrls === true && typeof media.customDomain === 'string') {
@@ -437,7 +468,7 @@ function resolveConnection(o: S3ConnectionOptions): ResolvedConnectionOptions {
     bucket: o.bucket,
     endpoint,
     region: o.region ?? (custom ? 'us-east-1' : undefined),
-    credentials: o.credentials && { ...o.credentials },
+    credentials: resolveCredentials(o.credentials),
     forcePathStyle: o.forcePathStyle ?? custom,
     checksums: o.checksums ?? (custom ? 'when-required' : 'when-supported'),
     requestTimeout: o.requestTimeout ?? 30_000,
@@ -446,6 +477,19 @@ function resolveConnection(o: S3ConnectionOptions): ResolvedConnectionOptions {
     maxAttempts: o.maxAttempts ?? 3,
     maxSockets: o.maxSockets ?? 64,
   };
+}
+
+/**
+ * Static credentials are copied (without the SDK's `$source`, which the S3 client adds to
+ * the object it is given) and frozen, so neither the caller's object nor the resolved
+ * options ever change. A provider is kept as it is: the S3 client memoizes it.
+ */
+function resolveCredentials(
+  credentials: StorageCredentials | StorageCredentialProvider | undefined,
+): Readonly<StorageCredentials> | StorageCredentialProvider | undefined {
+  if (credentials === undefined || typeof credentials === 'function') return credentials;
+  const { $source: _attribution, ...copy } = credentials;
+  return Object.freeze(copy);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

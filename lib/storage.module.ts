@@ -76,7 +76,9 @@ export class StorageModule extends ConfigurableStorageModule implements OnApplic
 
 /**
  * The signer for media URLs: signs for `publicEndpoint` when set, with the same
- * credentials and region the client resolves (static keys, or the provider chain).
+ * credentials and region the client resolves. Static keys are read as they are; a
+ * provider (given, or the default chain) goes through the client's memoized one, so it is
+ * called once per credential lifetime, not per URL, and its expiry clamps URL lifetimes.
  */
 export function createMediaSigner(options: ResolvedMediaOptions, client: S3Client): UrlSigner {
   return new UrlSigner({
@@ -84,6 +86,6 @@ export function createMediaSigner(options: ResolvedMediaOptions, client: S3Clien
     endpoint: options.publicEndpoint ?? options.endpoint,
     forcePathStyle: options.forcePathStyle,
     region: options.region ?? (() => client.config.region()),
-    credentials: options.credentials ?? (() => client.config.credentials()),
+    credentials: typeof options.credentials === 'object' ? options.credentials : () => client.config.credentials(),
   });
 }

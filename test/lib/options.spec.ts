@@ -119,3 +119,79 @@ describe('locations', () => {
     ]);
   });
 });
+
+describe('credentials', () => {
+  const keys = { accessKeyId: 'AKIA', secretAccessKey: 'secret-value' };
+
+  it('accept a credential provider function, kept as it is', () => {
+    const provider = async () => ({ ...keys, sessionToken: 't', expiration: new Date(Date.now() + 600_000) });
+    expect(validateStorageOptions({ media: { bucket: 'media', credentials: provider } })).toEqual([]);
+    expect(resolveStorageOptions({ media: { bucket: 'media', credentials: provider } }).media.credentials).toBe(provider);
+  });
+
+  it("accept the SDK's own fields on a static object ($source, expiration, credentialScope, accountId)", () => {
+    const credentials = {
+      ...keys,
+      sessionToken: 'token',
+      expiration: new Date('2030-01-01T00:00:00Z'),
+      credentialScope: 'us-east-1',
+      accountId: '123456789012',
+      $source: { CREDENTIALS_CODE: 'e' },
+    };
+    expect(validateStorageOptions({ media: { bucket: 'media' }, static: { bucket: 'assets', credentials } })).toEqual([]);
+    const resolved = resolveStorageOptions({ media: { bucket: 'media', credentials } }).media.credentials;
+    // A frozen copy without the SDK's attribution: the S3 client adds its own to its own copy.
+    expect(resolved).toEqual({ ...keys, sessionToken: 'token', expiration: credentials.expiration, credentialScope: 'us-east-1', accountId: '123456789012' });
+    expect(resolved).not.toBe(credentials);
+    expect(Object.isFrozen(resolved)).toBe(true);
+    expect(credentials.$source).toEqual({ CREDENTIALS_CODE: 'e' });
+  });
+
+  it('still refuse misspelt fields and wrong types, without quoting a value', () => {
+    const problems = validateStorageOptions({
+      media: { bucket: 'media', credentials: { ...keys, secretKey: 'typo-secret', expiration: '2030-01-01' } },
+      static: { bucket: 'assets', credentials: 'AKIA:secret-in-a-string' },
+    });
+    expect(problems.sort()).toEqual(
+      [
+        'media.credentials.expiration: must be a Date (when the temporary credentials expire)',
+        "media.credentials.secretKey: is not a known option; check its spelling (see the README's options table)",
+        'static.credentials: must be an object { accessKeyId, secretAccessKey, sessionToken? } or a credential provider function such as fromTemporaryCredentials({ ... }); omit it to use the AWS provider chain',
+      ].sort(),
+    );
+    expect(problems.join('\n')).not.toMatch(/typo-secret|secret-in-a-string|secret-value/);
+  });
+
+  it('are valid again when the resolved options are passed back in', () => {
+    const resolved = resolveStorageOptions({
+      media: { bucket: 'media', endpoint: 'http://minio:9000', credentials: { ...keys, sessionToken: 't' } },
+      static: { bucket: 'assets', credentials: async () => keys },
+    });
+    expect(validateStorageOptions(resolved)).toEqual([]);
+    expect(resolveStorageOptions(resolved)).toEqual(resolved);
+  });
+
+  it('never change the object passed in', () => {
+    const options = deepFreeze({
+      media: {
+        bucket: 'media',
+        credentials: { ...keys, expiration: new Date('2030-01-01T00:00:00Z') },
+        objectParameters: { metadata: { a: 'b' } },
+        cors: { allowedOrigins: ['http://localhost:3000'], allowedMethods: ['GET' as const] },
+      },
+      static: { bucket: 'assets', credentials: { ...keys, $source: { CREDENTIALS_CODE: 'e' } } },
+    });
+    const before = structuredClone(options);
+    resolveStorageOptions(options);
+    resolveStorageOptions(options);
+    expect(options).toEqual(before);
+  });
+});
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !(value instanceof Date)) {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}

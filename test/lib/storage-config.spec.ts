@@ -44,6 +44,49 @@ describe('storageOptionsFromEnv', () => {
     expect(options).toEqual({ media: { ...connection, location: 'media' }, static: connection, ensureBucket: 'check' });
   });
 
+  it('reads AWS_SESSION_TOKEN with the AWS_* keys, for static files and for media sharing them', () => {
+    // What Lambda, CodeBuild and GitHub OIDC (configure-aws-credentials) export.
+    const options = storageOptionsFromEnv({
+      AWS_ACCESS_KEY_ID: 'ASIATEMP',
+      AWS_SECRET_ACCESS_KEY: 'SECRET',
+      AWS_SESSION_TOKEN: 'TOKEN',
+      AWS_STORAGE_BUCKET_NAME: 'assets',
+      AWS_S3_REGION: 'eu-west-1',
+    });
+    const credentials = { accessKeyId: 'ASIATEMP', secretAccessKey: 'SECRET', sessionToken: 'TOKEN' };
+    expect(options.static?.credentials).toEqual(credentials);
+    expect(options.media.credentials).toEqual(credentials);
+    expect(resolveStorageOptions(options).static?.credentials).toEqual(credentials);
+  });
+
+  it('reads MEDIA_S3_SESSION_TOKEN with the MEDIA_S3_* keys, and never mixes the two sets', () => {
+    const options = storageOptionsFromEnv({
+      MEDIA_S3_BUCKET_NAME: 'media',
+      MEDIA_S3_ACCESS_KEY: 'ASIAMEDIA',
+      MEDIA_S3_SECRET_KEY: 'MSECRET',
+      MEDIA_S3_SESSION_TOKEN: 'MTOKEN',
+      AWS_STORAGE_BUCKET_NAME: 'assets',
+      AWS_ACCESS_KEY_ID: 'AKIALONG',
+      AWS_SECRET_ACCESS_KEY: 'SECRET',
+    });
+    expect(options.media.credentials).toEqual({ accessKeyId: 'ASIAMEDIA', secretAccessKey: 'MSECRET', sessionToken: 'MTOKEN' });
+    expect(options.static?.credentials).toEqual({ accessKeyId: 'AKIALONG', secretAccessKey: 'SECRET' });
+  });
+
+  it('names the missing keys when only a session token is set', () => {
+    const options = storageOptionsFromEnv({ MEDIA_S3_BUCKET_NAME: 'media', MEDIA_S3_SESSION_TOKEN: 'orphan-token' });
+    expect(() => resolveStorageOptions(options)).toThrow(StorageConfigurationError);
+    try {
+      resolveStorageOptions(options);
+    } catch (error) {
+      expect((error as StorageConfigurationError).problems).toEqual([
+        'media.credentials.accessKeyId: must not be empty: set MEDIA_S3_ACCESS_KEY, or omit credentials to use the AWS provider chain',
+        'media.credentials.secretAccessKey: must not be empty: set MEDIA_S3_SECRET_KEY, or omit credentials to use the AWS provider chain',
+      ]);
+      expect((error as Error).message).not.toContain('orphan-token');
+    }
+  });
+
   it('passes bad values through for validation to name, without the secret', () => {
     const options = storageOptionsFromEnv({ MEDIA_S3_BUCKET_NAME: 'media', MEDIA_S3_SECRET_KEY: 'hunter2', MEDIA_S3_URL_EXPIRES_IN: 'soon' });
     let error: unknown;

@@ -5,7 +5,8 @@
 # Usage: test/s3-server/ceph.sh install|start|stop|status|env
 #
 #   install  apt-get install the Ceph packages (only if radosgw is missing)
-#   start    (re)start a fresh cluster, create the test user, write + print
+#   start    (re)start a fresh cluster, create the test user (allowed to get
+#            session tokens from STS), write + print
 #            $CEPH_STATE_DIR/env (S3_TEST_ENDPOINT, S3_TEST_ACCESS_KEY, ...)
 #   stop     kill exactly the recorded daemons and delete the state dir
 #   status   exit 0 if the gateway answers GET / with 200, else 1
@@ -19,6 +20,8 @@
 #   CEPH_MEMSTORE_BYTES OSD capacity in bytes (default 6 GiB); data is held in RAM
 #   CEPH_START_TIMEOUT  seconds to wait for the gateway (default 60)
 #   S3_TEST_ACCESS_KEY / S3_TEST_SECRET_KEY  credentials of the S3 test user
+#   CEPH_STS_KEY        the gateway's STS key (16 characters) that encrypts the
+#                       session tokens of GetSessionToken/AssumeRole (STS is on)
 set -euo pipefail
 
 STATE_DIR="${CEPH_STATE_DIR:-/tmp/nestjs-s3-storage-ceph}"
@@ -30,6 +33,7 @@ START_TIMEOUT="${CEPH_START_TIMEOUT:-60}"
 ACCESS_KEY="${S3_TEST_ACCESS_KEY:-nss3testaccess}"
 SECRET_KEY="${S3_TEST_SECRET_KEY:-nss3testsecretkey0123456789abcdef}"
 REGION="us-east-1"
+STS_KEY="${CEPH_STS_KEY:-nss3stskey012345}"
 
 CONF="$STATE_DIR/ceph.conf"
 MARKER="$STATE_DIR/.nestjs-s3-storage-ceph"
@@ -190,6 +194,11 @@ rgw gc obj min wait = 2
 rgw gc processor period = 5
 rgw gc processor max time = 5
 debug rgw = 1
+# STS (GetSessionToken, AssumeRole) so tests can use temporary credentials with a
+# session token, as Lambda, CodeBuild and GitHub OIDC deliver them. The key encrypts
+# the session tokens RGW issues and must be exactly 16 characters.
+rgw s3 auth use sts = true
+rgw sts key = $STS_KEY
 EOF
 }
 
@@ -241,6 +250,19 @@ cmd_stop() {
   rm -rf "$STATE_DIR"
 }
 
+# An IAM user policy allowing sts:GetSessionToken (RGW's STS refuses it otherwise); the
+# temporary credentials then carry the user's own S3 permissions. Signed by curl (SigV4).
+allow_session_tokens() {
+  local policy='{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sts:GetSessionToken","Resource":"*"}]}'
+  local code
+  code=$(curl -s -o "$STATE_DIR/log/put-user-policy.out" -w '%{http_code}' -m "$(remaining)" \
+    --aws-sigv4 "aws:amz:$REGION:iam" --user "$ACCESS_KEY:$SECRET_KEY" \
+    --data-urlencode Action=PutUserPolicy --data-urlencode Version=2010-05-08 \
+    --data-urlencode UserName=nss3test --data-urlencode PolicyName=nss3-session-tokens \
+    --data-urlencode "PolicyDocument=$policy" "http://127.0.0.1:$PORT/" || true)
+  [[ "$code" == 200 ]] || fail "PutUserPolicy (sts:GetSessionToken) answered HTTP $code"
+}
+
 cmd_start() {
   for c in ceph-mon ceph-osd radosgw radosgw-admin monmaptool ceph curl setsid; do
     command -v "$c" >/dev/null 2>&1 || die "'$c' not found (run '$0 install' first)"
@@ -285,6 +307,9 @@ cmd_start() {
     --uid=nss3test --display-name="nestjs-s3-storage tests" \
     --access-key="$ACCESS_KEY" --secret-key="$SECRET_KEY" \
     >"$STATE_DIR/user.json" 2>"$STATE_DIR/log/user-create.out" || fail "radosgw-admin user create failed"
+  # lets the user attach its own IAM policy (below): RGW grants sts:GetSessionToken only by policy
+  timeout "$(remaining)" radosgw-admin -c "$CONF" caps add --uid=nss3test --caps="user-policy=*" \
+    >/dev/null 2>>"$STATE_DIR/log/user-create.out" || fail "radosgw-admin caps add failed"
 
   # --- gateway
   spawn rgw radosgw -c "$CONF" -f -n client.rgw.a
@@ -298,6 +323,8 @@ cmd_start() {
       fail "the S3 gateway did not answer 200 on http://127.0.0.1:$PORT/ within ${START_TIMEOUT}s"
     sleep 0.05
   done
+
+  allow_session_tokens
 
   cat >"$ENV_FILE" <<EOF
 S3_TEST_ENDPOINT=http://127.0.0.1:$PORT
