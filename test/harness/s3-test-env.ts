@@ -35,6 +35,8 @@ const WHY: Record<Capability, string> = {
   signatures: 'does not verify presigned-URL signatures',
   private: 'does not deny anonymous reads of private objects',
   'conditional-writes': 'ignores If-None-Match on PUT',
+  'conditional-complete': 'ignores If-None-Match on CompleteMultipartUpload',
+  'long-key-segments': 'cannot store a key segment longer than a file name (255 bytes)',
 };
 
 /**
