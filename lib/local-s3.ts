@@ -8,6 +8,7 @@
  * presigned-URL signatures and honours no conditional write.
  */
 import { mkdirSync, mkdtempSync } from 'node:fs';
+import { readdir, readFile, rm, stat } from 'node:fs/promises';
 import { create as createDomain } from 'node:domain';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -66,6 +67,7 @@ interface S3rverErrorClass {
   new (code: string, message: string, detail?: Record<string, string>): S3rverError;
 }
 interface FilesystemStore {
+  getBucketPath(bucket: string): string;
   getResourcePath(bucket: string, key?: string, resource?: string): string;
   initiateUpload(bucket: string, key: string, ...rest: unknown[]): Promise<unknown>;
 }
@@ -175,6 +177,63 @@ function contained(handle: (req: IncomingMessage, res: ServerResponse) => void, 
   };
 }
 
+/**
+ * The two multipart calls s3rver lacks (it answers NotImplemented / MethodNotAllowed), read
+ * from its own upload folders, so cleanup of abandoned uploads works here as on S3. Returns
+ * false for every other request.
+ */
+function multipartExtras(store: FilesystemStore) {
+  const uploadsDir = (bucket: string): string => store.getResourcePath(bucket, undefined, 'uploads');
+  const send = (res: ServerResponse, status: number, body = ''): void => {
+    res.writeHead(status, body ? { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(body) } : {});
+    res.end(body);
+  };
+  const exists = (path: string): Promise<boolean> => stat(path).then(() => true, () => false);
+  const escape = (s: string): string => s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
+
+  return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+    const url = new URL(req.url ?? '/', 'http://local');
+    const [bucket, ...rest] = url.pathname.slice(1).split('/').map(decodeURIComponent);
+    const key = rest.join('/');
+    // Anything but a plain bucket name is left to s3rver, which refuses it.
+    if (!bucket || !/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(bucket)) return false;
+    const listing = req.method === 'GET' && !key && url.searchParams.has('uploads');
+    const uploadId = url.searchParams.get('uploadId');
+    const aborting = req.method === 'DELETE' && key !== '' && uploadId !== null;
+    if (!listing && !aborting) return false;
+    if (!(await exists(store.getBucketPath(bucket)))) {
+      send(res, 404, xmlError('NoSuchBucket', 'The specified bucket does not exist'));
+      return true;
+    }
+    if (aborting) {
+      const dir = join(uploadsDir(bucket), uploadId!);
+      if (!/^[0-9a-f]+$/.test(uploadId!) || !(await exists(dir))) {
+        send(res, 404, xmlError('NoSuchUpload', 'The specified multipart upload does not exist'));
+        return true;
+      }
+      await rm(dir, { recursive: true, force: true });
+      send(res, 204);
+      return true;
+    }
+    const prefix = url.searchParams.get('prefix') ?? '';
+    const uploads: string[] = [];
+    for (const id of await readdir(uploadsDir(bucket)).catch(() => [] as string[])) {
+      const dir = join(uploadsDir(bucket), id);
+      const uploadKey = await readFile(join(dir, 'key'), 'utf8').catch(() => undefined);
+      if (uploadKey === undefined || !uploadKey.startsWith(prefix)) continue;
+      const initiated = (await stat(dir)).birthtime.toISOString();
+      uploads.push(`<Upload><Key>${escape(uploadKey)}</Key><UploadId>${id}</UploadId><Initiated>${initiated}</Initiated><StorageClass>STANDARD</StorageClass></Upload>`);
+    }
+    send(
+      res,
+      200,
+      `<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult><Bucket>${escape(bucket)}</Bucket><Prefix>${escape(prefix)}</Prefix>` +
+        `<MaxUploads>1000</MaxUploads><IsTruncated>false</IsTruncated>${uploads.join('')}</ListMultipartUploadsResult>`,
+    );
+    return true;
+  };
+}
+
 /** Starts s3rver behind the guards above; resolves once it listens. */
 export async function startLocalS3(options: LocalS3Options = {}): Promise<LocalS3> {
   const { S3rver, S3Error } = await loadS3rver();
@@ -187,7 +246,15 @@ export async function startLocalS3(options: LocalS3Options = {}): Promise<LocalS
   const app = new S3rver({ directory, silent: true, vhostBuckets: false });
   guardStore(app.store, directory, S3Error);
 
-  const server: Server = createServer(contained(app.callback(), report));
+  const s3rver = app.callback();
+  const extras = multipartExtras(app.store);
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    extras(req, res).then(
+      (handled) => handled || s3rver(req, res),
+      (error: Error) => process.nextTick(() => res.emit('error', error)),
+    );
+  };
+  const server: Server = createServer(contained(handle, report));
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, address, () => {

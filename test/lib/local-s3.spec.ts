@@ -3,7 +3,15 @@
  * a request it cannot store gets an S3 error for that request, and the process and the
  * server go on. Runs its own server, whatever server the rest of the suite uses.
  */
-import { CreateBucketCommand, CreateMultipartUploadCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  AbortMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -105,6 +113,15 @@ describe('startLocalS3', () => {
     });
     expect(reported).toEqual([expect.stringMatching(/^PUT \/local-s3-guard\/blocked: EISDIR/)]);
     await stillServes('eisdir');
+  });
+
+  it('lists and aborts in-progress multipart uploads (which s3rver itself lacks)', async () => {
+    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'open/upload.bin' }));
+    const listed = await client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: 'open/' }));
+    expect((listed.Uploads ?? []).map((u) => [u.Key, u.UploadId])).toEqual([['open/upload.bin', UploadId]]);
+    await client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: 'open/upload.bin', UploadId }));
+    expect((await client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }))).Uploads ?? []).toEqual([]);
+    expect(await failure(client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: 'open/upload.bin', UploadId })))).toMatchObject({ name: 'NoSuchUpload', status: 404 });
   });
 
   describe('through MediaStorage', () => {
