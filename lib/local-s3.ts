@@ -34,6 +34,16 @@ export interface LocalS3Options {
    */
   port?: number;
   /**
+   * The account clients sign with (s3rver checks the access key id, not SigV4 signatures).
+   * @default 'S3RVER'
+   */
+  accessKeyId?: string;
+  /**
+   * The account's secret.
+   * @default 'S3RVER'
+   */
+  secretAccessKey?: string;
+  /**
    * Where a request the server could not complete is reported (never the process's fatal
    * handler). Receives the error and the request's method and path.
    * @default writes one line to stderr
@@ -73,6 +83,7 @@ interface FilesystemStore {
 }
 interface S3rverApp {
   store: FilesystemStore;
+  on(event: 'error', listener: (error: Error & { status?: number }, ctx?: { method: string; path: string }) => void): void;
   logger: { close(): void };
   callback(): (req: IncomingMessage, res: ServerResponse) => void;
 }
@@ -113,10 +124,18 @@ function tooLong(path: string, root: string): string | undefined {
   return undefined;
 }
 
-async function loadS3rver(): Promise<{ S3rver: S3rverClass; S3Error: S3rverErrorClass }> {
+interface S3rverAccounts {
+  DUMMY_ACCOUNT: { createKeyPair(accessKeyId: string, secretAccessKey: string): void };
+}
+
+async function loadS3rver(): Promise<{ S3rver: S3rverClass; S3Error: S3rverErrorClass; accounts: S3rverAccounts }> {
   try {
-    const [server, error] = await Promise.all([import('s3rver'), import('s3rver/lib/models/error.js')]);
-    return { S3rver: (server as { default: S3rverClass }).default, S3Error: (error as { default: S3rverErrorClass }).default };
+    const [server, error, account] = await Promise.all([import('s3rver'), import('s3rver/lib/models/error.js'), import('s3rver/lib/models/account.js')]);
+    return {
+      S3rver: (server as { default: S3rverClass }).default,
+      S3Error: (error as { default: S3rverErrorClass }).default,
+      accounts: (account as { default: S3rverAccounts }).default,
+    };
   } catch (cause) {
     throw new StorageConfigurationError(
       [`the local S3 server needs the optional peer dependency "s3rver" (3.x): npm install --save-dev s3rver (${(cause as Error).message})`],
@@ -236,7 +255,10 @@ function multipartExtras(store: FilesystemStore) {
 
 /** Starts s3rver behind the guards above; resolves once it listens. */
 export async function startLocalS3(options: LocalS3Options = {}): Promise<LocalS3> {
-  const { S3rver, S3Error } = await loadS3rver();
+  const { S3rver, S3Error, accounts } = await loadS3rver();
+  const accessKeyId = options.accessKeyId ?? ACCOUNT;
+  const secretAccessKey = options.secretAccessKey ?? ACCOUNT;
+  accounts.DUMMY_ACCOUNT.createKeyPair(accessKeyId, secretAccessKey);
   const directory = options.directory ?? mkdtempSync(join(tmpdir(), 'nss3-local-s3-'));
   mkdirSync(directory, { recursive: true });
   const address = options.address ?? '127.0.0.1';
@@ -245,6 +267,10 @@ export async function startLocalS3(options: LocalS3Options = {}): Promise<LocalS
     ((error, request) => process.stderr.write(`local S3 server: ${request.method} ${request.path} failed: ${error.message}\n`));
   const app = new S3rver({ directory, silent: true, vhostBuckets: false });
   guardStore(app.store, directory, S3Error);
+  // s3rver answers its own failures with a 500 and, when silent, tells nobody why.
+  app.on('error', (error, ctx) => {
+    if ((error.status ?? 500) >= 500) report(error, { method: ctx?.method ?? '?', path: ctx?.path ?? '?' });
+  });
 
   const s3rver = app.callback();
   const extras = multipartExtras(app.store);
@@ -265,8 +291,8 @@ export async function startLocalS3(options: LocalS3Options = {}): Promise<LocalS
   const { port } = server.address() as AddressInfo;
   return {
     endpoint: `http://${address.includes(':') ? `[${address}]` : address}:${port}`,
-    accessKeyId: ACCOUNT,
-    secretAccessKey: ACCOUNT,
+    accessKeyId,
+    secretAccessKey,
     region: 'us-east-1',
     directory,
     close: () =>

@@ -7,3 +7,7 @@ declare module 's3rver/lib/models/error.js' {
   const S3Error: unknown;
   export default S3Error;
 }
+declare module 's3rver/lib/models/account.js' {
+  const AWSAccount: unknown;
+  export default AWSAccount;
+}

@@ -54,6 +54,12 @@ describe('the bin', () => {
   }
 });
 
+describe('the test run', () => {
+  it('spawns child processes (apps, the CLI, npm) on the same Node as jest, so a CI pass on another Node tests that Node', () => {
+    expect(execFileSync('node', ['-p', 'process.version'], { encoding: 'utf8' }).trim()).toBe(process.version);
+  });
+});
+
 describe('imports of the shipped build', () => {
   const declared = new Set([...Object.keys(manifest.dependencies), ...Object.keys(manifest.peerDependencies)]);
   const optional = new Set(Object.entries(manifest.peerDependenciesMeta ?? {}).filter(([, m]) => m.optional).map(([p]) => p));
