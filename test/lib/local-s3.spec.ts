@@ -5,13 +5,17 @@
  */
 import {
   AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
   CreateBucketCommand,
   CreateMultipartUploadCommand,
   GetObjectCommand,
+  HeadObjectCommand,
   ListMultipartUploadsCommand,
   PutObjectCommand,
   S3Client,
+  UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Test, type TestingModule } from '@nestjs/testing';
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
@@ -122,6 +126,19 @@ describe('startLocalS3', () => {
     await client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: 'open/upload.bin', UploadId }));
     expect((await client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }))).Uploads ?? []).toEqual([]);
     expect(await failure(client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: 'open/upload.bin', UploadId })))).toMatchObject({ name: 'NoSuchUpload', status: 404 });
+  });
+
+  it("gives a completed multipart upload S3's ETag (MD5 of the part MD5s, then -<parts>)", async () => {
+    const Key = 'mp/two-parts.bin';
+    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key }));
+    const bodies = [Buffer.alloc(5 * 1024 * 1024, 1), Buffer.from('tail')];
+    const parts = [];
+    for (const [i, Body] of bodies.entries()) parts.push({ PartNumber: i + 1, ETag: (await client.send(new UploadPartCommand({ Bucket: BUCKET, Key, UploadId, PartNumber: i + 1, Body }))).ETag });
+    const done = await client.send(new CompleteMultipartUploadCommand({ Bucket: BUCKET, Key, UploadId, MultipartUpload: { Parts: parts } }));
+    const md5 = (b: Buffer): Buffer => createHash('md5').update(b).digest();
+    const expected = `"${createHash('md5').update(Buffer.concat(bodies.map(md5))).digest('hex')}-2"`;
+    expect(done.ETag).toBe(expected);
+    expect((await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key }))).ETag).toBe(expected);
   });
 
   describe('through MediaStorage', () => {
