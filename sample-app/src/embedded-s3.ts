@@ -1,10 +1,11 @@
 /**
- * An S3-compatible server in-process on loopback (s3rver, files on disk), so `npm start`
- * works with no Docker and no configuration. For development only: it does not check
- * presigned-URL signatures.
+ * An S3-compatible server in-process on loopback, so `npm start` works with no Docker and
+ * no configuration. The package's guarded local server (dist/…/local-s3.js): a request it
+ * cannot store gets an S3 error response and the app goes on. For development only: it does
+ * not check presigned-URL signatures.
  */
-import { mkdirSync } from 'node:fs';
-import S3rver from 's3rver';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
 export interface EmbeddedS3 {
   endpoint: string;
@@ -13,18 +14,12 @@ export interface EmbeddedS3 {
   close(): Promise<void>;
 }
 
-/** s3rver's built-in account. */
-const ACCESS_KEY = 'S3RVER';
+type StartLocalS3 = (options: { directory?: string; port?: number; address?: string }) => Promise<EmbeddedS3>;
 
 export async function startEmbeddedS3(options: { directory: string; port?: number; address?: string }): Promise<EmbeddedS3> {
-  mkdirSync(options.directory, { recursive: true });
-  const address = options.address ?? '127.0.0.1';
-  const server = new S3rver({ address, port: options.port ?? 0, directory: options.directory, silent: true, vhostBuckets: false });
-  const info = await server.run();
-  return {
-    endpoint: `http://${address}:${info.port}`,
-    accessKeyId: ACCESS_KEY,
-    secretAccessKey: ACCESS_KEY,
-    close: () => server.close(),
-  };
+  // Not a public entry point of the package (s3rver is an optional peer): found beside the
+  // build the package name resolves to.
+  const entry = fileURLToPath(import.meta.resolve('nestjs-s3-storage'));
+  const { startLocalS3 } = (await import(pathToFileURL(join(dirname(entry), 'local-s3.js')).href)) as { startLocalS3: StartLocalS3 };
+  return startLocalS3(options);
 }

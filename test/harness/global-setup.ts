@@ -3,16 +3,29 @@
  *   1. an endpoint from the environment (`S3_TEST_ENDPOINT`, `S3_TEST_ACCESS_KEY`,
  *      `S3_TEST_SECRET_KEY`, optional `S3_TEST_REGION`), e.g. the Ceph gateway `.ci/run` starts;
  *   2. MinIO through @testcontainers/minio when a container runtime is reachable;
- *   3. s3rver in-process on loopback.
- * Then probes what the server enforces (signatures, private objects, conditional writes),
- * so tests that need a capability can skip with a printed reason where it is missing.
+ *   3. the package's guarded local server (s3rver) in-process on loopback.
+ * Then probes what the server enforces (signatures, private objects, conditional writes on
+ * PutObject and on CompleteMultipartUpload, long key segments), so tests that need a
+ * capability can skip with a printed reason where it is missing.
  */
-import { CreateBucketCommand, DeleteBucketCommand, DeleteObjectCommand, GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateBucketCommand,
+  CreateMultipartUploadCommand,
+  DeleteBucketCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import S3rver from 's3rver';
+import { randomBytes } from 'node:crypto';
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type * as LocalS3Module from '../../lib/local-s3.js';
 
 export interface TestServer {
   kind: 'external' | 'minio' | 's3rver';
@@ -23,7 +36,30 @@ export interface TestServer {
   stop(): Promise<void>;
 }
 
-export type Capability = 'signatures' | 'private' | 'conditional-writes';
+/**
+ * - `conditional-writes`: PutObject with `If-None-Match: *` over an existing key gets 412.
+ * - `conditional-complete`: CompleteMultipartUpload with `If-None-Match: *` over an existing
+ *   key gets 412 (AWS, MinIO; Ceph RGW ignores it). No test requires it: the library's
+ *   no-overwrite guarantee must hold without it, so CI on Ceph runs everything.
+ * - `long-key-segments`: a key whose one segment is 1,000 bytes is stored (not s3rver, which
+ *   keeps each segment as a file name).
+ * - `list-pagination`: ListObjectsV2 pages with continuation tokens (s3rver 3.7 makes them
+ *   with DES, which OpenSSL 3 refuses: a truncated listing gets a 500).
+ */
+export type Capability = 'signatures' | 'private' | 'conditional-writes' | 'conditional-complete' | 'long-key-segments' | 'list-pagination';
+
+/**
+ * The built lib's local server: jest's global setup gets no moduleNameMapper, so it loads
+ * the build (npm test builds first) rather than the TypeScript source.
+ */
+async function loadLocalS3(): Promise<typeof LocalS3Module> {
+  const built = pathToFileURL(resolve('dist/esm/local-s3.js')).href;
+  try {
+    return (await import(built)) as typeof LocalS3Module;
+  } catch (error) {
+    throw new Error(`cannot load ${built} (${(error as Error).message}): run the tests with "npm test", which builds first`);
+  }
+}
 
 export async function startTestServer(): Promise<TestServer> {
   const env = process.env;
@@ -42,17 +78,16 @@ export async function startTestServer(): Promise<TestServer> {
   }
   const minio = await startMinio();
   if (minio) return minio;
-  // Not the sample app's embedded-s3.ts: jest loads global setup without path mapping,
-  // so this file imports packages only.
-  const server = new S3rver({ address: '127.0.0.1', port: 0, directory: mkdtempSync(join(tmpdir(), 'nss3-test-s3rver-')), silent: true, vhostBuckets: false });
-  const { port } = await server.run();
+  const { startLocalS3 } = await loadLocalS3();
+  // A secret unlike the access key id, so tests can tell them apart in URLs and logs.
+  const local = await startLocalS3({ accessKeyId: 'nss3-local', secretAccessKey: `nss3-local-secret-${randomBytes(8).toString('hex')}` });
   return {
     kind: 's3rver',
-    endpoint: `http://127.0.0.1:${port}`,
-    accessKeyId: 'S3RVER',
-    secretAccessKey: 'S3RVER',
-    region: 'us-east-1',
-    stop: () => server.close(),
+    endpoint: local.endpoint,
+    accessKeyId: local.accessKeyId,
+    secretAccessKey: local.secretAccessKey,
+    region: local.region,
+    stop: () => local.close(),
   };
 }
 
@@ -97,11 +132,16 @@ export async function probeCapabilities(server: TestServer): Promise<Capability[
     const url = await getSignedUrl(client, new GetObjectCommand({ Bucket: bucket, Key }), { expiresIn: 60 });
     const tampered = url.replace(/X-Amz-Signature=([0-9a-f])/, (_m, c: string) => `X-Amz-Signature=${c === '0' ? '1' : '0'}`);
     if ((await fetch(tampered)).status === 403) found.push('signatures');
-    try {
-      await client.send(new PutObjectCommand({ Bucket: bucket, Key, Body: 'again', IfNoneMatch: '*' }));
-    } catch (error) {
-      if ((error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 412) found.push('conditional-writes');
+    if (await refused412(client.send(new PutObjectCommand({ Bucket: bucket, Key, Body: 'again', IfNoneMatch: '*' })))) found.push('conditional-writes');
+    if (await completeRefused(client, bucket, Key)) found.push('conditional-complete');
+    const longKey = `long/${'a'.repeat(1000)}`;
+    if (await client.send(new PutObjectCommand({ Bucket: bucket, Key: longKey, Body: 'long' })).then(() => true, () => false)) {
+      found.push('long-key-segments');
+      await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: longKey }));
     }
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'page-2.txt', Body: 'p' }));
+    if (await client.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1 })).then((page) => Boolean(page.NextContinuationToken), () => false)) found.push('list-pagination');
+    await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'page-2.txt' }));
     await client.send(new DeleteObjectCommand({ Bucket: bucket, Key }));
     await client.send(new DeleteBucketCommand({ Bucket: bucket }));
   } finally {
@@ -110,6 +150,30 @@ export async function probeCapabilities(server: TestServer): Promise<Capability[
   return found;
 }
 
+/** True when `request` failed with 412 Precondition Failed; false when it succeeded or failed otherwise. */
+async function refused412(request: Promise<unknown>): Promise<boolean> {
+  return request.then(
+    () => false,
+    (error: unknown) => (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode === 412,
+  );
+}
+
+/** A real multipart upload completed with `If-None-Match: *` over the existing `Key`. */
+async function completeRefused(client: S3Client, Bucket: string, Key: string): Promise<boolean> {
+  const upload = await client.send(new CreateMultipartUploadCommand({ Bucket, Key })).catch(() => undefined);
+  if (!upload?.UploadId) return false;
+  const { UploadId } = upload;
+  try {
+    const part = await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber: 1, Body: 'multipart probe' }));
+    const refused = await refused412(
+      client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, IfNoneMatch: '*', MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag }] } })),
+    );
+    return refused;
+  } finally {
+    // After a refused (or failed) Complete the upload is still open; after a success this 404s.
+    await client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId })).catch(() => undefined);
+  }
+}
 
 declare global {
   // Kept for the teardown, which runs in the same process.
@@ -129,5 +193,5 @@ export default async function globalSetup(): Promise<void> {
     S3_TEST_KIND: server.kind,
     S3_TEST_CAPABILITIES: capabilities.join(','),
   });
-  process.stdout.write(`\nS3 test server: ${server.kind} at ${server.endpoint} (enforces: ${capabilities.join(', ') || 'nothing'})\n`);
+  process.stdout.write(`\nS3 test server: ${server.kind} at ${server.endpoint} (enforces: ${capabilities.join(', ') || 'nothing'}); Node ${process.version}\n`);
 }

@@ -8,7 +8,7 @@ import {
   DeleteBucketCommand,
   DeleteObjectsCommand,
   ListMultipartUploadsCommand,
-  ListObjectsV2Command,
+  ListObjectsCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
 import { it } from '@jest/globals';
@@ -35,6 +35,9 @@ const WHY: Record<Capability, string> = {
   signatures: 'does not verify presigned-URL signatures',
   private: 'does not deny anonymous reads of private objects',
   'conditional-writes': 'ignores If-None-Match on PUT',
+  'conditional-complete': 'ignores If-None-Match on CompleteMultipartUpload',
+  'long-key-segments': 'cannot store a key segment longer than a file name (255 bytes)',
+  'list-pagination': 'cannot page ListObjectsV2 with continuation tokens',
 };
 
 /**
@@ -96,7 +99,8 @@ export async function deleteTestBucket(bucket: string): Promise<void> {
   const client = rawClient();
   try {
     for (;;) {
-      const page = await client.send(new ListObjectsV2Command({ Bucket: bucket }));
+      // ListObjects (v1): its first page needs no continuation token, which s3rver cannot make.
+      const page = await client.send(new ListObjectsCommand({ Bucket: bucket }));
       const keys = (page.Contents ?? []).map((o) => ({ Key: o.Key! }));
       if (keys.length === 0) break;
       await client.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: keys, Quiet: true } }));

@@ -68,7 +68,7 @@ describe('MediaStorage against a real S3 server', () => {
     expect(Buffer.concat(chunks).toString()).toBe('2345');
   });
 
-  it('lists 2,500 keys through the async iterable, page after page, relative to the location', async () => {
+  itRequires('list-pagination', 'lists 2,500 keys through the async iterable, page after page, relative to the location', async () => {
     const client = rawClient();
     const names = Array.from({ length: 2500 }, (_, i) => `many/${String(i).padStart(5, '0')}.txt`);
     try {
@@ -195,7 +195,8 @@ describe('timeouts', () => {
         const error = await call().then(() => undefined, (e: unknown) => e);
         expect(error).toMatchObject({ code: 'STORAGE_TIMEOUT', bucket: 'stalled', endpoint });
         expect((error as Error).message).toMatch(/^(exists|open|save) "a\.txt" in bucket "stalled" at http:\/\/127\.0\.0\.1:\d+ failed: no answer within 400 ms \(the timeout option\)$/);
-        expect(Date.now() - started).toBeLessThan(2000);
+        // Generous: the message above already says the 400 ms timeout fired; this only rules out a hang.
+        expect(Date.now() - started).toBeLessThan(10_000);
       }
     } finally {
       await stalled.moduleRef.close();

@@ -1,56 +1,131 @@
+/**
+ * What package.json promises, checked on the build `npm test` made: the bin runs, every
+ * import of the shipped code is something a user's install provides, and the README names
+ * exactly the packages that come as dependencies.
+ */
 import { describe, expect, it } from '@jest/globals';
-import { execFileSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { builtinModules } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 
 interface Manifest {
   dependencies: Record<string, string>;
   peerDependencies: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
   exports: Record<string, string | Record<string, Record<string, string>>>;
   bin: Record<string, string>;
-  engines: { node: string };
+  files: string[];
 }
 const manifest = JSON.parse(readFileSync('package.json', 'utf8')) as Manifest;
+const SHIPPED = ['dist/esm', 'dist/cjs'];
 
-describe('package.json', () => {
-  it('declares every package lib/ imports, as a dependency or peer dependency', () => {
-    const declared = new Set([...Object.keys(manifest.dependencies), ...Object.keys(manifest.peerDependencies)]);
-    const imported = new Set<string>();
-    for (const file of readdirSync('lib').filter((f) => f.endsWith('.ts'))) {
-      for (const [, spec] of readFileSync(`lib/${file}`, 'utf8').matchAll(/^(?:import|export)[^'"]*from\s+'([^']+)'|^import\s+'([^']+)'/gm)) {
-        if (!spec || spec.startsWith('.') || spec.startsWith('node:') || builtinModules.includes(spec)) continue;
-        imported.add(spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
-      }
-    }
-    expect([...imported].filter((p) => !declared.has(p))).toEqual([]);
-    expect(imported.size).toBeGreaterThan(3);
+function jsFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true, recursive: true })
+    .filter((e) => e.isFile() && e.name.endsWith('.js'))
+    .map((e) => join(e.parentPath, e.name));
+}
+
+/** Every module specifier in a built file: static and dynamic imports, re-exports, require(). */
+function specifiers(source: string): { spec: string; dynamic: boolean }[] {
+  const found: { spec: string; dynamic: boolean }[] = [];
+  for (const m of source.matchAll(/^\s*(?:import|export)\s[^'"]*?from\s*['"]([^'"]+)['"]|^\s*import\s*['"]([^'"]+)['"]/gm)) found.push({ spec: (m[1] ?? m[2])!, dynamic: false });
+  // tsc's CommonJS output turns a dynamic import into `Promise.resolve().then(() => require(...))`.
+  for (const m of source.matchAll(/(\bimport|Promise\.resolve\(\)\.then\(\(\) => (?:__importStar\()?require|\brequire)\(\s*['"]([^'"]+)['"]\s*\)/g)) {
+    found.push({ spec: m[2]!, dynamic: m[1] !== 'require' });
+  }
+  return found;
+}
+
+const packageName = (spec: string): string => (spec.startsWith('@') ? spec.split('/').slice(0, 2).join('/') : spec.split('/')[0]!);
+const isBuiltin = (spec: string): boolean => spec.startsWith('node:') || builtinModules.includes(spec.split('/')[0]!);
+
+describe('the bin', () => {
+  for (const [name, target] of Object.entries(manifest.bin)) {
+    it(`${name} (${target}) is executable after the build and answers --help with exit 0`, () => {
+      expect(SHIPPED.some((dir) => target.replace(/^\.\//, '').startsWith(`${dir}/`))).toBe(true);
+      expect((statSync(target).mode & 0o111).toString(8)).toBe('111');
+      // Run as the file itself, the way npx and a shell do: needs the mode bits and the shebang.
+      const result = spawnSync(resolve(target), ['--help'], { encoding: 'utf8', timeout: 60_000 });
+      expect({ status: result.status, error: result.error?.message }).toEqual({ status: 0, error: undefined });
+      expect(result.stdout).toMatch(/collectstatic/);
+    });
+  }
+});
+
+describe('the test run', () => {
+  it('spawns child processes (apps, the CLI, npm) on the same Node as jest, so a CI pass on another Node tests that Node', () => {
+    expect(execFileSync('node', ['-p', 'process.version'], { encoding: 'utf8' }).trim()).toBe(process.version);
+  });
+});
+
+describe('imports of the shipped build', () => {
+  const declared = new Set([...Object.keys(manifest.dependencies), ...Object.keys(manifest.peerDependencies)]);
+  const optional = new Set(Object.entries(manifest.peerDependenciesMeta ?? {}).filter(([, m]) => m.optional).map(([p]) => p));
+  const files = SHIPPED.flatMap(jsFiles);
+
+  it('covers both builds', () => {
+    expect(files.filter((f) => f.startsWith('dist/esm/')).length).toBeGreaterThan(10);
+    expect(files.filter((f) => f.startsWith('dist/cjs/')).length).toBe(files.filter((f) => f.startsWith('dist/esm/')).length);
   });
 
-  it('points exports, types and bin at files the build produced', () => {
-    const targets = [
-      ...Object.values(manifest.exports['.'] as Record<string, Record<string, string>>).flatMap((c) => Object.values(c)),
-      ...Object.values(manifest.bin),
-    ];
+  it('each names a node: builtin, a declared dependency or peer dependency, or a shipped file', () => {
+    const problems: string[] = [];
+    const packages = new Set<string>();
+    for (const file of files) {
+      for (const { spec, dynamic } of specifiers(readFileSync(file, 'utf8'))) {
+        if (spec.startsWith('.')) {
+          if (!existsSync(join(dirname(file), spec))) problems.push(`${file}: ${spec} is not in the build`);
+          continue;
+        }
+        if (isBuiltin(spec)) continue;
+        const pkg = packageName(spec);
+        packages.add(pkg);
+        if (!declared.has(pkg)) problems.push(`${file}: ${spec} is not a dependency or peer dependency`);
+        // An optional peer may be missing from a user's install: only a dynamic import, on the
+        // path that needs it, may load it.
+        if (optional.has(pkg) && !dynamic) problems.push(`${file}: optional peer ${spec} is imported statically`);
+      }
+    }
+    expect(problems).toEqual([]);
+    // The scan itself works: it found the SDK (static) and s3rver (dynamic, optional).
+    expect([...packages]).toEqual(expect.arrayContaining(['@aws-sdk/client-s3', '@nestjs/common', 's3rver']));
+  });
+
+  it('declares no dependency the build never imports', () => {
+    const used = new Set(files.flatMap((f) => specifiers(readFileSync(f, 'utf8')).map((s) => packageName(s.spec))));
+    expect(Object.keys(manifest.dependencies).filter((d) => !used.has(d))).toEqual([]);
+  });
+});
+
+describe('the README', () => {
+  it('lists exactly the packages that ship as dependencies', () => {
+    const readme = readFileSync('README.md', 'utf8');
+    const sentence = /These come with the package as dependencies:(.*?)\.(?:\s|$)/s.exec(readme);
+    expect(sentence).not.toBeNull();
+    const listed = [...sentence![1]!.matchAll(/`([^`]+)`/g)].map((m) => m[1]!);
+    expect(listed.sort()).toEqual(Object.keys(manifest.dependencies).sort());
+  });
+});
+
+describe('exports', () => {
+  it('point at files the build produced, and the CommonJS folder is marked commonjs', () => {
+    const targets = Object.values(manifest.exports)
+      .filter((v): v is Record<string, Record<string, string>> => typeof v === 'object')
+      .flatMap((conditions) => Object.values(conditions).flatMap((c) => Object.values(c)));
+    expect(targets.length).toBeGreaterThan(3);
     expect(targets.filter((t) => !existsSync(t))).toEqual([]);
     expect(JSON.parse(readFileSync('dist/cjs/package.json', 'utf8'))).toEqual({ type: 'commonjs' });
   });
 
-  it('supports Nest 11 and 12 on Node 20.19+', () => {
-    expect(manifest.peerDependencies['@nestjs/common']).toBe('^11.0.0 || ^12.0.0');
-    expect(manifest.peerDependencies['@nestjs/core']).toBe('^11.0.0 || ^12.0.0');
-    expect(manifest.engines.node).toBe('>=20.19');
-  });
-});
-
-describe('self-reference', () => {
-  it("resolves 'nestjs-s3-storage' to the build", async () => {
+  it("self-reference: 'nestjs-s3-storage' resolves to the build for import and require", async () => {
     const pkg = await import('nestjs-s3-storage');
     expect(typeof pkg.StorageModule.forRoot).toBe('function');
     expect(typeof pkg.MediaStorage).toBe('function');
-    const resolve = (type: string): string =>
+    const resolveWith = (type: string): string =>
       execFileSync('node', [`--input-type=${type}`, '-e', type === 'module' ? "console.log(import.meta.resolve('nestjs-s3-storage'))" : "console.log(require.resolve('nestjs-s3-storage'))"], { encoding: 'utf8' }).trim();
-    expect(resolve('module')).toBe(pathToFileURL(`${process.cwd()}/dist/esm/index.js`).href);
-    expect(resolve('commonjs')).toBe(`${process.cwd()}/dist/cjs/index.js`);
+    expect(resolveWith('module')).toBe(pathToFileURL(`${process.cwd()}/dist/esm/index.js`).href);
+    expect(resolveWith('commonjs')).toBe(`${process.cwd()}/dist/cjs/index.js`);
   });
 });

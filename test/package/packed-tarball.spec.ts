@@ -1,11 +1,12 @@
 /**
- * The published artifact, as users get it: `npm pack`, installed into a Nest 11 CommonJS
- * app and a Nest 12 ESM app, each of which injects MediaStorage and round-trips an object
- * through the test S3 server.
+ * The published artifact, as users get it: `npm pack` of a copy of the sources with no
+ * build (so its `prepack` must build `dist`), installed into a Nest 11 CommonJS app and a
+ * Nest 12 ESM app, each of which injects MediaStorage and round-trips an object through
+ * the test S3 server and runs the bin.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -67,9 +68,15 @@ async function runApp(dir: string, file: string, label: string): Promise<{ text:
 }
 
 beforeAll(async () => {
-  await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: root, timeout: 120_000 });
+  // Packed from a copy: prepack rebuilds dist there, not under the suites using this one's.
+  const source = join(work, 'source');
+  mkdirSync(source);
+  for (const entry of ['lib', 'package.json', 'README.md', 'tsconfig.json']) cpSync(join(root, entry), join(source, entry), { recursive: true });
+  symlinkSync(join(root, 'node_modules'), join(source, 'node_modules'), 'dir');
+  expect(existsSync(join(source, 'dist'))).toBe(false);
+  await run('npm', ['pack', '--silent', '--pack-destination', work], { cwd: source, timeout: 180_000 });
   tarball = join(work, readdirSync(work).find((f) => f.endsWith('.tgz'))!);
-}, 180_000);
+}, 240_000);
 
 afterAll(async () => {
   rmSync(work, { recursive: true, force: true });
@@ -84,6 +91,11 @@ describe('the packed tarball', () => {
     expect(files.filter((f) => /^package\/(lib|test|sample-app)\//.test(f) || f.includes('dist/sample-app'))).toEqual([]);
   });
 
+  it('ships the bin executable', async () => {
+    const { stdout } = await run('tar', ['-tvzf', tarball, 'package/dist/cjs/cli.js']);
+    expect(stdout).toMatch(/^-rwxr-xr-x /);
+  });
+
   it('works in a Nest 12 ESM app (import)', async () => {
     const dir = await makeApp('nest12-esm', 'module', { '@nestjs/common': '^12.0.0', '@nestjs/core': '^12.0.0', '@nestjs/config': '^12.0.0', 'reflect-metadata': '^0.2.0', rxjs: '^7.8.0' },
       APP_BODY(`import 'reflect-metadata';\nimport * as common from '@nestjs/common';\nimport * as core from '@nestjs/core';\nimport * as storage from 'nestjs-s3-storage';`));
@@ -94,5 +106,8 @@ describe('the packed tarball', () => {
     const dir = await makeApp('nest11-cjs', 'commonjs', { '@nestjs/common': '^11.0.0', '@nestjs/core': '^11.0.0', '@nestjs/config': '^4.0.0', 'reflect-metadata': '^0.2.0', rxjs: '^7.8.0' },
       APP_BODY(`require('reflect-metadata');\nconst common = require('@nestjs/common');\nconst core = require('@nestjs/core');\nconst storage = require('nestjs-s3-storage');`));
     expect(await runApp(dir, 'main.cjs', 'nest11')).toEqual({ text: 'hello from nest11', isMediaStorage: true });
+    // The way a user runs the command line: through npx and the installed bin link.
+    const { stdout } = await run('npx', ['--no-install', 'nestjs-s3-storage', '--help'], { cwd: dir, timeout: 60_000 });
+    expect(stdout).toMatch(/collectstatic/);
   }, 300_000);
 });

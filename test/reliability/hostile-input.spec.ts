@@ -17,7 +17,7 @@ import { InvalidKeyError } from '../../lib/storage.errors.js';
 import { StorageModule } from '../../lib/storage.module.js';
 import { DEFAULT_AVATAR_MAX_BYTES } from '../../sample-app/src/app.config.js';
 import { storageFixture, type StorageFixture } from '../harness/nest-storage.js';
-import { createTestBucket, deleteTestBucket, mediaOptions, rawClient, s3 } from '../harness/s3-test-env.js';
+import { createTestBucket, deleteTestBucket, itRequires, mediaOptions, rawClient, s3 } from '../harness/s3-test-env.js';
 import { mediaEnv, startSampleApp, type SampleApp } from '../sample-app/app-fixture.js';
 import { png } from '../sample-app/images.js';
 import { bucketContents, multipart, rawRequest, type FilePart, type RawResponse } from './http-raw.js';
@@ -101,10 +101,9 @@ describe('hostile names against MediaStorage', () => {
     ['division slash (∕) is not a separator', '..\u2215escape.txt', 'tenant/..\u2215escape.txt'],
     ['percent-encoded ../', '%2e%2e%2fescape.txt', 'tenant/%2e%2e%2fescape.txt'],
     ['an NFD name (e + combining accent) stored as NFC', 'cafe\u0301.txt', 'tenant/caf\u00e9.txt'],
-    ['exactly 1,024 key bytes of 3-byte characters', EURO_1017, `tenant/${EURO_1017}`],
   ];
 
-  it.each(confined)('stores %s inside the location, under the stated key, readable by name and by signed URL', async (_label, name, key) => {
+  const storesConfined = async (name: string, key: string): Promise<void> => {
     const data = randomBytes(64);
     const storedName = await storage.save(name, data);
     expect(storage.key(storedName)).toBe(key);
@@ -116,7 +115,12 @@ describe('hostile names against MediaStorage', () => {
     expect(Buffer.from(await response.arrayBuffer())).toEqual(data);
     await storage.delete(name);
     expect((await bucketContents(raw, bucket)).keys).not.toContain(key);
-  });
+  };
+  it.each(confined)('stores %s inside the location, under the stated key, readable by name and by signed URL', (_label, name, key) => storesConfined(name, key));
+  // One 1,017-byte segment: more than a file name can hold, so not on s3rver.
+  itRequires('long-key-segments', 'stores exactly 1,024 key bytes of 3-byte characters inside the location, readable by name and by signed URL', () =>
+    storesConfined(EURO_1017, `tenant/${EURO_1017}`),
+  );
 
   it('NFC and NFD spellings of one name address one object (no look-alike duplicates)', async () => {
     const nfd = 'unicode/Ame\u0301lie.txt';
