@@ -244,7 +244,7 @@ export function computeBase(bucket: string, endpoint: string | undefined, forceP
   if (endpoint === undefined) {
     const suffix = dnsSuffix(region);
     const host = region === 'aws-global' ? `s3.${suffix}` : `s3.${region}.${suffix}`;
-    if (!forcePathStyle && !sdkForcesPathStyle(bucket, endpoint) && isVirtualHostable(bucket)) {
+    if (!forcePathStyle && !sdkForcesPathStyle(bucket, undefined) && isVirtualHostable(bucket)) {
       return { origin: `https://${bucket}.${host}`, host: `${bucket}.${host}`, pathPrefix: '/', region: signingRegion };
     }
     return { origin: `https://${host}`, host, pathPrefix: `/${encodeRfc3986(bucket)}/`, region: signingRegion };
@@ -256,7 +256,7 @@ export function computeBase(bucket: string, endpoint: string | undefined, forceP
   const isIp = /^\d{1,3}(\.\d{1,3}){3}$/.test(url.hostname) || url.hostname.startsWith('[');
   const virtual =
     !forcePathStyle &&
-    !sdkForcesPathStyle(bucket, endpoint) &&
+    !sdkForcesPathStyle(bucket, url.protocol) &&
     !isIp &&
     (isVirtualHostable(bucket) || (url.protocol === 'http:' && bucket.split('.').every(isVirtualHostable)));
   if (virtual) {
@@ -269,11 +269,12 @@ export function computeBase(bucket: string, endpoint: string | undefined, forceP
 /**
  * The SDK's `resolveParamsForS3` forces path style before the ruleset runs for names that
  * are not DNS-compatible, contain something IP-like (`/(\d+\.){3}\d+/` anywhere) or `..`,
- * or contain a dot unless the endpoint string starts with `http:` (case-sensitively).
+ * or contain a dot unless the endpoint is plain `http` (it sees the endpoint as the client
+ * normalized it, so `HTTP://` counts as http).
  */
-function sdkForcesPathStyle(bucket: string, endpoint: string | undefined): boolean {
+function sdkForcesPathStyle(bucket: string, protocol: string | undefined): boolean {
   const dnsCompatible = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket) && !/(\d+\.){3}\d+/.test(bucket) && !bucket.includes('..');
-  return !dnsCompatible || (bucket.includes('.') && !String(endpoint).startsWith('http:'));
+  return !dnsCompatible || (bucket.includes('.') && protocol !== 'http:');
 }
 
 /** A bucket name that can be one DNS label of a TLS-covered host: `aws.isVirtualHostableS3Bucket(bucket, false)`. */
