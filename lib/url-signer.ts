@@ -254,14 +254,16 @@ export function computeBase(bucket: string, endpoint: string | undefined, forceP
   const authority = url.host;
   const basePath = url.pathname.replace(/\/+$/, '');
   const isIp = /^\d{1,3}(\.\d{1,3}){3}$/.test(url.hostname) || url.hostname.startsWith('[');
-  const virtual =
-    !forcePathStyle &&
-    !sdkForcesPathStyle(bucket, url.protocol) &&
-    !isIp &&
-    (isVirtualHostable(bucket) || (url.protocol === 'http:' && bucket.split('.').every(isVirtualHostable)));
-  if (virtual) {
+  const virtual = !forcePathStyle && !sdkForcesPathStyle(bucket, url.protocol) && !isIp;
+  if (virtual && isVirtualHostable(bucket)) {
     const host = `${bucket}.${authority}`;
     return { origin: `${url.protocol}//${host}`, host, pathPrefix: `${basePath}/`, region: signingRegion };
+  }
+  if (virtual && url.protocol === 'http:' && bucket.split('.').every(isVirtualHostable)) {
+    // The ruleset's branch for dotted names over http does not map aws-global (validation
+    // refuses aws-global with an endpoint; this keeps the signer equal to the SDK anyway).
+    const host = `${bucket}.${authority}`;
+    return { origin: `${url.protocol}//${host}`, host, pathPrefix: `${basePath}/`, region };
   }
   return { origin: `${url.protocol}//${authority}`, host: authority, pathPrefix: `${basePath}/${encodeRfc3986(bucket)}/`, region: signingRegion };
 }

@@ -61,6 +61,7 @@ const ADDRESSING_CASES: Case[] = [
   { label: 'aws-global (no endpoint)', client: { region: 'aws-global' }, bucket: 'my-media', credentials: AK },
   { label: 'aws-global, dotted bucket', client: { region: 'aws-global' }, bucket: 'media.example.com', credentials: AK },
   { label: 'aws-global with a custom endpoint', client: { region: 'aws-global', endpoint: 'http://localhost:9000', forcePathStyle: true }, bucket: 'media', credentials: AK },
+  { label: 'aws-global, custom http endpoint, dotted bucket virtual-hosted (validation refuses it; the signer still equals the SDK)', client: { region: 'aws-global', endpoint: 'http://minio.local:9000', forcePathStyle: false }, bucket: 'media.example.com', credentials: AK },
 ];
 
 /** Every region the installed SDK lists, plus one unlisted region per partition pattern, virtual-hosted and path-style. */
