@@ -128,6 +128,14 @@ export class StaticManifestStorage {
     this.manifestKey = toKey(options.location, options.manifestName);
   }
 
+  /**
+   * `false` when the module has no `static` options: the injected instance then fails every
+   * use with a `StorageConfigurationError`. Check it to make static files optional.
+   */
+  get isConfigured(): boolean {
+    return true;
+  }
+
   /** The manifest's full key (location included). */
   get manifestObjectKey(): string {
     return this.manifestKey;
@@ -518,11 +526,15 @@ async function walk(dir: string, reserved: string | undefined): Promise<LocalFil
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
+/** Nest calls these on every provider it finds them on; the stub must not fail the boot. */
+const LIFECYCLE_HOOKS = new Set(['onModuleInit', 'onApplicationBootstrap', 'onModuleDestroy', 'beforeApplicationShutdown', 'onApplicationShutdown']);
+
 /**
  * What `StaticManifestStorage` resolves to when no `static` options are configured: an
- * instance whose every method throws a configuration error saying what to set. (Nest builds
- * providers eagerly, so the provider itself cannot fail without breaking apps that never
- * inject it.)
+ * instance with `isConfigured === false` whose every method fails with a configuration error
+ * saying what to set: sync members throw, async ones reject. (Nest builds providers eagerly,
+ * so the provider itself cannot fail without breaking apps that never inject it.) Every
+ * member of the class is covered, so a method added later cannot reach the missing client.
  */
 export function unconfiguredStaticManifestStorage(): StaticManifestStorage {
   const fail = (): never => {
@@ -534,9 +546,14 @@ export function unconfiguredStaticManifestStorage(): StaticManifestStorage {
     );
   };
   const stub = Object.create(StaticManifestStorage.prototype) as StaticManifestStorage;
-  for (const method of ['url', 'hashedName'] as const) Object.defineProperty(stub, method, { value: fail });
-  // The async methods reject rather than throw, as the real ones would.
-  for (const method of ['load', 'collect'] as const) Object.defineProperty(stub, method, { value: async () => fail() });
-  Object.defineProperty(stub, 'manifestObjectKey', { get: fail });
+  for (const name of Object.getOwnPropertyNames(StaticManifestStorage.prototype)) {
+    if (name === 'constructor' || name === 'isConfigured' || LIFECYCLE_HOOKS.has(name)) continue;
+    const member = Object.getOwnPropertyDescriptor(StaticManifestStorage.prototype, name)!;
+    if (member.get || member.set) Object.defineProperty(stub, name, { get: fail, set: fail });
+    else if (typeof member.value === 'function' && member.value.constructor.name === 'AsyncFunction') {
+      Object.defineProperty(stub, name, { value: async () => fail() });
+    } else Object.defineProperty(stub, name, { value: fail });
+  }
+  Object.defineProperty(stub, 'isConfigured', { value: false });
   return stub;
 }

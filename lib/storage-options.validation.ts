@@ -18,12 +18,15 @@ import {
   Matches,
   Max,
   Min,
+  ValidateBy,
   ValidateNested,
   validateSync,
+  type ValidationArguments,
   type ValidationError,
 } from 'class-validator';
 import { normalizeName } from './key-normalizer.js';
 import { InvalidKeyError, StorageConfigurationError } from './storage.errors.js';
+import { hasUserInfo, redactUserInfo } from './url-user-info.js';
 import type {
   EnsureBucketMode,
   MediaStorageOptions,
@@ -54,6 +57,35 @@ const ACLS: StorageCannedAcl[] = [
 const URL_PATTERN = /^https?:\/\/[^\s/?#]+(\/[^\s?#]*)?$/;
 const URL_HINT = 'must be an http(s) URL such as "http://minio:9000" or "https://s3.eu-west-1.amazonaws.com"';
 const BUCKET_PATTERN = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+/** A region is one DNS label of the endpoint host (the SDK refuses anything else at request time). */
+const REGION_PATTERN = /^(?!-)[a-z0-9-]{1,63}(?<!-)$/;
+const USER_INFO_HINT =
+  'must not contain user-info ("user:password@" before the host; the value is not shown): URLs are printed in logs and error messages. ' +
+  'Give S3 keys as credentials instead ({ accessKeyId, secretAccessKey }; MEDIA_S3_ACCESS_KEY / MEDIA_S3_SECRET_KEY, or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for static files)';
+
+/** A `(got …)` message for URL options: the value is quoted with any user-info redacted. */
+function urlMessage(hint: string): (args: ValidationArguments) => string {
+  return (args) => `${hint} (got ${typeof args.value === 'string' ? redactUserInfo(args.value) : String(args.value)})`;
+}
+
+/** Refuses user-info in a URL option, without quoting the value. Listed last, so it runs first. */
+function NoUserInfo(): PropertyDecorator {
+  return ValidateBy({
+    name: 'noUserInfo',
+    validator: { validate: (value: unknown) => typeof value !== 'string' || !hasUserInfo(value), defaultMessage: () => USER_INFO_HINT },
+  });
+}
+
+/** The pattern lets through what `new URL` refuses (`http://h:99999`); the client would fail later with less to go on. */
+function ParsesAsUrl(hint: string, assumeScheme = false): PropertyDecorator {
+  return ValidateBy({
+    name: 'parsesAsUrl',
+    validator: {
+      validate: (value: unknown) => typeof value !== 'string' || URL.canParse(assumeScheme && !/^https?:\/\//.test(value) ? `https://${value}` : value),
+      defaultMessage: (args?: ValidationArguments) => `${hint}; it does not parse as a URL (got ${redactUserInfo(String(args?.value))})`,
+    },
+  });
+}
 // class-validator runs a property's decorators bottom-up and stopAtFirstError keeps the
 // first failure, so each property lists its type check last.
 const BUCKET_HINT =
@@ -136,11 +168,13 @@ class ConnectionSchema implements S3ConnectionOptions {
   @IsString({ message: `is required and ${BUCKET_HINT}` })
   bucket!: string;
 
-  @Matches(URL_PATTERN, { message: `${URL_HINT} (got $value)` })
+  @ParsesAsUrl(URL_HINT)
+  @Matches(URL_PATTERN, { message: urlMessage(URL_HINT) })
+  @NoUserInfo()
   @IsOptional()
   endpoint?: string;
 
-  @Matches(/^[a-z0-9-]+$/, { message: 'must be a region name such as "us-east-1" (got $value)' })
+  @Matches(REGION_PATTERN, { message: 'must be a region name such as "us-east-1" (got $value)' })
   @IsOptional()
   region?: string;
 
@@ -185,7 +219,9 @@ class ConnectionSchema implements S3ConnectionOptions {
 }
 
 class MediaSchema extends ConnectionSchema implements MediaStorageOptions {
-  @Matches(URL_PATTERN, { message: `${URL_HINT}; it is the host the browser uses, e.g. "http://localhost:9000" (got $value)` })
+  @ParsesAsUrl(URL_HINT)
+  @Matches(URL_PATTERN, { message: urlMessage(`${URL_HINT}; it is the host the browser uses, e.g. "http://localhost:9000"`) })
+  @NoUserInfo()
   @IsOptional()
   publicEndpoint?: string;
 
@@ -211,9 +247,11 @@ class MediaSchema extends ConnectionSchema implements MediaStorageOptions {
   @IsOptional()
   signedUrls?: boolean;
 
+  @ParsesAsUrl('must be a host or base URL such as "cdn.example.com"', true)
   @Matches(/^(https?:\/\/)?[^\s/?#]+(\/[^\s?#]*)?$/, {
-    message: 'must be a host or base URL such as "cdn.example.com" or "https://cdn.example.com/media" (got $value)',
+    message: urlMessage('must be a host or base URL such as "cdn.example.com" or "https://cdn.example.com/media"'),
   })
+  @NoUserInfo()
   @IsOptional()
   customDomain?: string;
 
@@ -244,13 +282,17 @@ class StaticSchema extends ConnectionSchema implements StaticStorageOptions {
   @IsOptional()
   location?: string;
 
+  @ParsesAsUrl('must be a host or base URL such as "cdn.example.com"', true)
   @Matches(/^(https?:\/\/)?[^\s/?#]+(\/[^\s?#]*)?$/, {
-    message: 'must be a host or base URL such as "cdn.example.com" (got $value)',
+    message: urlMessage('must be a host or base URL such as "cdn.example.com"'),
   })
+  @NoUserInfo()
   @IsOptional()
   customDomain?: string;
 
-  @Matches(URL_PATTERN, { message: `${URL_HINT} (got $value)` })
+  @ParsesAsUrl(URL_HINT)
+  @Matches(URL_PATTERN, { message: urlMessage(URL_HINT) })
+  @NoUserInfo()
   @IsOptional()
   publicEndpoint?: string;
 
@@ -400,6 +442,7 @@ export function validateStorageOptions(options: unknown): string[] {
     '',
   );
   problems.push(...crossFieldProblems(plain));
+  problems.push(...regionProblems(plain));
   return problems;
 }
 
@@ -445,6 +488,23 @@ function crossFieldProblems(plain: Record<string, unknown>): string[] {
     for (const [k, v] of Object.entries(media.objectParameters.metadata)) {
       if (typeof v !== 'string') problems.push(`media.objectParameters.metadata.${k}: must be a string`);
     }
+  }
+  return problems;
+}
+
+/**
+ * `aws-global` is the SDK's name for AWS's global endpoint (`s3.amazonaws.com`, signed for
+ * us-east-1). Against any other server it means nothing, and the SDK signs some requests
+ * for region "aws-global" there.
+ */
+function regionProblems(plain: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  for (const section of ['media', 'static'] as const) {
+    const o = isObject(plain[section]) ? (plain[section] as Record<string, unknown>) : undefined;
+    if (o?.region !== 'aws-global' || (o.endpoint === undefined && o.publicEndpoint === undefined)) continue;
+    problems.push(
+      `${section}.region: "aws-global" names AWS's global endpoint and cannot be used with ${section}.${o.endpoint === undefined ? 'publicEndpoint' : 'endpoint'}; give the region your S3 server expects, e.g. "us-east-1"`,
+    );
   }
   return problems;
 }

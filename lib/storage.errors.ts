@@ -6,7 +6,27 @@
  * contain credentials: endpoints are stripped of any user-info before they are quoted.
  *
  * This file imports nothing else from `lib/`, so every other file may import it.
+ *
+ * `instanceof` holds across copies: an app that loads both the ESM and the CommonJS build
+ * (or two installs of the package) has two copies of every class here, and an error made by
+ * one copy is still `instanceof` the other's classes. Each class is branded with a
+ * `Symbol.for` key, which is one symbol per process whatever copy asks for it, and
+ * `Symbol.hasInstance` accepts a value whose prototype chain carries the class's brand.
  */
+
+/** The static property holding a class's own brand (absent on users' subclasses). */
+const BRAND = Symbol.for('nestjs-s3-storage.brand');
+
+/**
+ * Brands `cls` as `nestjs-s3-storage.<name>`: its instances, and those of its subclasses,
+ * carry the brand on their prototype chain. The name is written out, not `cls.name`, so a
+ * minifier renaming classes cannot split or merge brands.
+ */
+function brand(cls: abstract new (...args: never[]) => StorageError, name: string): void {
+  const symbol = Symbol.for(`nestjs-s3-storage.${name}`);
+  Object.defineProperty(cls, BRAND, { value: symbol });
+  Object.defineProperty(cls.prototype, symbol, { value: true });
+}
 
 /** What an error was about. All fields are optional: a configuration error has no key. */
 export interface StorageErrorContext {
@@ -47,7 +67,20 @@ export class StorageError extends Error {
     this.key = context.key;
     this.endpoint = context.endpoint;
   }
+
+  /**
+   * `value instanceof X`: the ordinary prototype check, or, for the module's own classes,
+   * the brand that another copy of the module (the other build) put on the value.
+   * A subclass you write keeps the ordinary semantics: it has no brand of its own.
+   */
+  static override [Symbol.hasInstance]<T>(this: abstract new (...args: never[]) => T, value: unknown): value is T {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    if (typeof value !== 'object' || value === null || !Object.hasOwn(this, BRAND)) return false;
+    const symbol = (this as unknown as Record<symbol, symbol>)[BRAND]!;
+    return (value as Record<symbol, unknown>)[symbol] === true;
+  }
 }
+brand(StorageError, 'StorageError');
 
 /** The module options are invalid. `problems` lists each one with its fix. */
 export class StorageConfigurationError extends StorageError {
@@ -59,6 +92,7 @@ export class StorageConfigurationError extends StorageError {
     this.problems = problems;
   }
 }
+brand(StorageConfigurationError, 'StorageConfigurationError');
 
 /** A name could not be turned into a safe object key; nothing was sent to S3. */
 export class InvalidKeyError extends StorageError {
@@ -71,6 +105,7 @@ export class InvalidKeyError extends StorageError {
     this.reason = reason;
   }
 }
+brand(InvalidKeyError, 'InvalidKeyError');
 
 /** The object does not exist. */
 export class ObjectNotFoundError extends StorageError {
@@ -80,6 +115,7 @@ export class ObjectNotFoundError extends StorageError {
     super(`Object "${context.key}" not found in bucket "${context.bucket}"${at(context.endpoint)}`, context);
   }
 }
+brand(ObjectNotFoundError, 'ObjectNotFoundError');
 
 /** Why the start-up bucket check failed. */
 export type BucketBootstrapFailure = 'unreachable' | 'access-denied' | 'missing' | 'timeout' | 'name-taken' | 'failed';
@@ -94,6 +130,7 @@ export class BucketBootstrapError extends StorageError {
     this.reason = reason;
   }
 }
+brand(BucketBootstrapError, 'BucketBootstrapError');
 
 /** An S3 request failed. `operation` names the storage method, `status` the HTTP status if any. */
 export class StorageOperationError extends StorageError {
@@ -115,16 +152,19 @@ export class StorageOperationError extends StorageError {
     this.s3Code = context.s3Code;
   }
 }
+brand(StorageOperationError, 'StorageOperationError');
 
 /** An S3 request did not finish within the configured time. */
 export class StorageTimeoutError extends StorageOperationError {
   override readonly code = 'STORAGE_TIMEOUT' as const;
 }
+brand(StorageTimeoutError, 'StorageTimeoutError');
 
 /** The caller aborted the operation through its `AbortSignal`. */
 export class StorageAbortedError extends StorageOperationError {
   override readonly code = 'STORAGE_ABORTED' as const;
 }
+brand(StorageAbortedError, 'StorageAbortedError');
 
 /**
  * An upload broke a rule (too large, wrong type); whatever was sent has been removed. From
@@ -140,6 +180,7 @@ export class UploadRejectedError extends StorageError {
     this.reason = reason;
   }
 }
+brand(UploadRejectedError, 'UploadRejectedError');
 
 /** The static-files manifest is missing, corrupt, or lacks an entry. */
 export class ManifestError extends StorageError {
@@ -151,6 +192,7 @@ export class ManifestError extends StorageError {
     this.reason = reason;
   }
 }
+brand(ManifestError, 'ManifestError');
 
 function at(endpoint: string | undefined): string {
   return endpoint ? ` at ${endpoint}` : '';

@@ -1,7 +1,7 @@
 /**
  * `StorageModule.forRoot(options)` / `StorageModule.forRootAsync({ useFactory, inject, … })`.
  *
- * Provides `MediaStorage`, `StaticManifestStorage` (usable when `static` is configured), the
+ * Provides `MediaStorage`, `StaticManifestStorage` (`isConfigured` false without `static`), the
  * S3 clients under their tokens, and the start-up bucket check. Options are validated once, here; clients are destroyed on shutdown.
  */
 import type { S3Client } from '@aws-sdk/client-s3';

@@ -237,25 +237,81 @@ export class UrlSigner {
   }
 }
 
-/** Origin, host and path prefix for a bucket, mirroring the SDK's endpoint rules. */
+/**
+ * Origin, host, path prefix and signing region for a bucket: the S3 endpoint ruleset of
+ * `@aws-sdk/client-s3` for plain bucket names (no ARNs, access points, FIPS, dual-stack or
+ * accelerate, which the module never configures).
+ * - Virtual-hosted (`bucket.host/`) only when path style is not forced and the bucket is a
+ *   DNS label (`aws.isVirtualHostableS3Bucket`); over plain `http` a custom endpoint also
+ *   takes dotted names (no TLS wildcard certificate to break).
+ * - An IP-address endpoint (`http://127.0.0.1:9000`, `http://[::1]:9000`) is always
+ *   path-style: a bucket cannot be a subdomain of an address.
+ * - Without an endpoint the host is `s3.<region>.<partition DNS suffix>`; the `aws-global`
+ *   pseudo-region means the global endpoint `s3.amazonaws.com`, signed for us-east-1.
+ */
 export function computeBase(bucket: string, endpoint: string | undefined, forcePathStyle: boolean, region: string): Base {
-  const url = new URL(endpoint ?? awsEndpoint(region));
+  const signingRegion = region === 'aws-global' ? 'us-east-1' : region;
+  if (endpoint === undefined) {
+    const suffix = dnsSuffix(region);
+    const host = region === 'aws-global' ? `s3.${suffix}` : `s3.${region}.${suffix}`;
+    if (!forcePathStyle && !sdkForcesPathStyle(bucket, undefined) && isVirtualHostable(bucket)) {
+      return { origin: `https://${bucket}.${host}`, host: `${bucket}.${host}`, pathPrefix: '/', region: signingRegion };
+    }
+    return { origin: `https://${host}`, host, pathPrefix: `/${encodeRfc3986(bucket)}/`, region: signingRegion };
+  }
+  const url = new URL(endpoint);
+  // `host` drops a default port (`https://h:443` is `h`), as the signed URL does.
+  const authority = url.host;
   const basePath = url.pathname.replace(/\/+$/, '');
-  // Dotted names break TLS wildcard certificates; names that are not DNS labels cannot be hosts.
-  const virtual = !forcePathStyle && /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(bucket);
-  const host = virtual ? `${bucket}.${url.host}` : url.host;
-  return {
-    origin: `${url.protocol}//${host}`,
-    host,
-    pathPrefix: virtual ? `${basePath}/` : `${basePath}/${encodeRfc3986(bucket)}/`,
-    region,
-  };
+  const isIp = /^\d{1,3}(\.\d{1,3}){3}$/.test(url.hostname) || url.hostname.startsWith('[');
+  const virtual = !forcePathStyle && !sdkForcesPathStyle(bucket, url.protocol) && !isIp;
+  if (virtual && isVirtualHostable(bucket)) {
+    const host = `${bucket}.${authority}`;
+    return { origin: `${url.protocol}//${host}`, host, pathPrefix: `${basePath}/`, region: signingRegion };
+  }
+  if (virtual && url.protocol === 'http:' && bucket.split('.').every(isVirtualHostable)) {
+    // The ruleset's branch for dotted names over http does not map aws-global (validation
+    // refuses aws-global with an endpoint; this keeps the signer equal to the SDK anyway).
+    const host = `${bucket}.${authority}`;
+    return { origin: `${url.protocol}//${host}`, host, pathPrefix: `${basePath}/`, region };
+  }
+  return { origin: `${url.protocol}//${authority}`, host: authority, pathPrefix: `${basePath}/${encodeRfc3986(bucket)}/`, region: signingRegion };
 }
 
-function awsEndpoint(region: string): string {
-  const suffix = region.startsWith('cn-') ? 'amazonaws.com.cn' : 'amazonaws.com';
-  return `https://s3.${region}.${suffix}`;
+/**
+ * The SDK's `resolveParamsForS3` forces path style before the ruleset runs for names that
+ * are not DNS-compatible, contain something IP-like (`/(\d+\.){3}\d+/` anywhere) or `..`,
+ * or contain a dot unless the endpoint is plain `http` (it sees the endpoint as the client
+ * normalized it, so `HTTP://` counts as http).
+ */
+function sdkForcesPathStyle(bucket: string, protocol: string | undefined): boolean {
+  const dnsCompatible = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket) && !/(\d+\.){3}\d+/.test(bucket) && !bucket.includes('..');
+  return !dnsCompatible || (bucket.includes('.') && protocol !== 'http:');
 }
+
+/** A bucket name that can be one DNS label of a TLS-covered host: `aws.isVirtualHostableS3Bucket(bucket, false)`. */
+function isVirtualHostable(bucket: string): boolean {
+  return /^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(bucket);
+}
+
+/**
+ * The DNS suffix of a region's partition, as in the SDK's `partitions.json` (the parity
+ * test walks every region listed there): named regions first, then each partition's region
+ * pattern, else the `aws` partition.
+ */
+function dnsSuffix(region: string): string {
+  for (const [pattern, suffix] of PARTITION_SUFFIXES) if (pattern.test(region)) return suffix;
+  return 'amazonaws.com';
+}
+
+const PARTITION_SUFFIXES: readonly [RegExp, string][] = [
+  [/^(aws-cn-global|cn-\w+-\d+)$/, 'amazonaws.com.cn'],
+  [/^eusc-de-\w+-\d+$/, 'amazonaws.eu'],
+  [/^(aws-iso-global|us-iso-\w+-\d+)$/, 'c2s.ic.gov'],
+  [/^(aws-iso-b-global|us-isob-\w+-\d+)$/, 'sc2s.sgov.gov'],
+  [/^(aws-iso-e-global|eu-isoe-\w+-\d+)$/, 'cloud.adc-e.uk'],
+  [/^(aws-iso-f-global|us-isof-\w+-\d+)$/, 'csp.hci.ic.gov'],
+];
 
 function sha256Hex(value: string): string {
   return createHash('sha256').update(value).digest('hex');

@@ -2,6 +2,9 @@ import { GetObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { getSignedUrl } from '@aws-sdk/s3-request-presigner';
 import { afterAll, describe, expect, it, jest } from '@jest/globals';
 import { Logger } from '@nestjs/common';
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { contentDisposition, UrlSigner, type SigningCredentials } from '../../lib/url-signer.js';
 
 const NOW = Date.parse('2026-03-04T05:06:07.890Z');
@@ -36,11 +39,54 @@ const CASES: Case[] = [
   { label: 'session token', client: { region: 'ap-southeast-2', endpoint: 'https://s3.example.com:8443/base', forcePathStyle: true }, bucket: 'b-1', credentials: { accessKeyId: 'ASIA', secretAccessKey: 's', sessionToken: 'FwoGZXIvYXdzE/+token==' } },
 ];
 
+/** The partitions the installed SDK knows (`partitions.json` inside @aws-sdk/core), so an SDK update adding one shows up here. */
+function sdkPartitions(): { id: string; regionRegex: string; regions: Record<string, unknown>; outputs: { dnsSuffix: string } }[] {
+  const core = dirname(createRequire(import.meta.url).resolve('@aws-sdk/core/package.json'));
+  const text = readFileSync(join(core, 'dist-es/submodules/client/util-endpoints/lib/aws/partitions.js'), 'utf8');
+  return JSON.parse(text.slice(text.indexOf('{'), text.lastIndexOf('}') + 1)).partitions;
+}
+
+const AK = { accessKeyId: 'AKIAEXAMPLE', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY' };
+
+/** Virtual-hosted requested where the SDK falls back to path style (or keeps virtual-hosted), per its endpoint rules. */
+const ADDRESSING_CASES: Case[] = [
+  { label: 'IPv4 endpoint, virtual-hosted requested', client: { region: 'us-east-1', endpoint: 'http://127.0.0.1:9000', forcePathStyle: false }, bucket: 'media', credentials: AK },
+  { label: 'IPv4 https endpoint with a base path, virtual-hosted requested', client: { region: 'us-east-1', endpoint: 'https://10.0.0.1/s3', forcePathStyle: false }, bucket: 'media', credentials: AK },
+  { label: 'IPv6 endpoint, virtual-hosted requested', client: { region: 'us-east-1', endpoint: 'http://[::1]:7480', forcePathStyle: false }, bucket: 'media', credentials: AK },
+  { label: 'dotted bucket, https custom endpoint, virtual-hosted requested', client: { region: 'eu-west-1', endpoint: 'https://s3.example.com', forcePathStyle: false }, bucket: 'media.example.com', credentials: AK },
+  { label: 'dotted bucket, http custom endpoint, virtual-hosted requested', client: { region: 'us-east-1', endpoint: 'http://minio.local:9000', forcePathStyle: false }, bucket: 'media.example.com', credentials: AK },
+  { label: 'dotted bucket, HTTP (upper case) custom endpoint, virtual-hosted requested', client: { region: 'us-east-1', endpoint: 'HTTP://MINIO.LOCAL:9000', forcePathStyle: false }, bucket: 'media.example.com', credentials: AK },
+  { label: 'IP-shaped bucket, http custom endpoint, virtual-hosted requested', client: { region: 'us-east-1', endpoint: 'http://minio.local:9000', forcePathStyle: false }, bucket: '100.100.100.100', credentials: AK },
+  { label: 'hostname endpoint with an explicit default port, virtual-hosted', client: { region: 'us-east-1', endpoint: 'https://s3.example.com:443', forcePathStyle: false }, bucket: 'media', credentials: AK },
+  { label: 'aws-global (no endpoint)', client: { region: 'aws-global' }, bucket: 'my-media', credentials: AK },
+  { label: 'aws-global, dotted bucket', client: { region: 'aws-global' }, bucket: 'media.example.com', credentials: AK },
+  { label: 'aws-global with a custom endpoint', client: { region: 'aws-global', endpoint: 'http://localhost:9000', forcePathStyle: true }, bucket: 'media', credentials: AK },
+  { label: 'aws-global, custom http endpoint, dotted bucket virtual-hosted (validation refuses it; the signer still equals the SDK)', client: { region: 'aws-global', endpoint: 'http://minio.local:9000', forcePathStyle: false }, bucket: 'media.example.com', credentials: AK },
+];
+
+/** Every region the installed SDK lists, plus one unlisted region per partition pattern, virtual-hosted and path-style. */
+const PARTITION_CASES: Case[] = (() => {
+  const regions = new Set<string>(['xx-unknown-1', 'us-iso-west-9', 'us-isob-north-9', 'eu-isoe-south-9', 'us-isof-north-9', 'cn-south-9', 'us-gov-south-9', 'eusc-de-west-9']);
+  for (const partition of sdkPartitions()) for (const region of Object.keys(partition.regions)) regions.add(region);
+  return [...regions].flatMap((region): Case[] => [
+    { label: `region ${region}, virtual-hosted`, client: { region }, bucket: 'my-media', credentials: AK },
+    { label: `region ${region}, path-style`, client: { region, forcePathStyle: true }, bucket: 'my-media', credentials: AK },
+  ]);
+})();
+
+it('the parity matrix covers every partition of the installed SDK, the iso ones included', () => {
+  const suffixes = sdkPartitions().map((p) => p.outputs.dnsSuffix);
+  expect(suffixes).toEqual(expect.arrayContaining(['amazonaws.com', 'amazonaws.com.cn', 'c2s.ic.gov', 'sc2s.sgov.gov', 'cloud.adc-e.uk', 'csp.hci.ic.gov']));
+  for (const region of ['us-iso-east-1', 'us-isob-east-1', 'eu-isoe-west-1', 'us-isof-south-1', 'cn-north-1', 'us-gov-west-1', 'aws-global']) {
+    expect(PARTITION_CASES.map((c) => c.client.region)).toContain(region);
+  }
+});
+
 describe('UrlSigner matches getSignedUrl byte for byte at a pinned clock', () => {
   const clients: S3Client[] = [];
   afterAll(() => clients.forEach((c) => c.destroy()));
 
-  for (const c of CASES) {
+  for (const c of [...CASES, ...ADDRESSING_CASES, ...PARTITION_CASES]) {
     it(`${c.label}: ${TRICKY_KEYS.length} tricky keys, with and without response overrides`, async () => {
       const client = new S3Client({
         ...c.client,
@@ -74,6 +120,18 @@ describe('UrlSigner matches getSignedUrl byte for byte at a pinned clock', () =>
       }
     });
   }
+
+  it('addresses as the SDK does: path style for IP endpoints, iso partition hosts, aws-global signed for us-east-1', async () => {
+    const url = async (bucket: string, region: string, endpoint?: string) =>
+      new UrlSigner({ bucket, endpoint, forcePathStyle: false, region, credentials: AK, clock: () => NOW }).sign('a.png', { expiresIn: 60 });
+    expect(await url('media', 'us-east-1', 'http://127.0.0.1:9000')).toMatch(/^http:\/\/127\.0\.0\.1:9000\/media\/a\.png\?/);
+    expect(await url('media.example.com', 'eu-west-1', 'https://s3.example.com')).toMatch(/^https:\/\/s3\.example\.com\/media\.example\.com\/a\.png\?/);
+    expect(await url('my-media', 'us-iso-east-1')).toMatch(/^https:\/\/my-media\.s3\.us-iso-east-1\.c2s\.ic\.gov\/a\.png\?/);
+    expect(await url('my-media', 'us-isob-east-1')).toMatch(/^https:\/\/my-media\.s3\.us-isob-east-1\.sc2s\.sgov\.gov\/a\.png\?/);
+    const global = new URL(await url('my-media', 'aws-global'));
+    expect(global.host).toBe('my-media.s3.amazonaws.com');
+    expect(global.searchParams.get('X-Amz-Credential')).toBe(`AKIAEXAMPLE/20260304/us-east-1/s3/aws4_request`);
+  });
 
   it('signs for the endpoint it is given (the browser host), not the one the client talks to', async () => {
     const signer = new UrlSigner({ bucket: 'media', endpoint: 'http://localhost:9000', forcePathStyle: true, region: 'us-east-1', credentials: { accessKeyId: 'a', secretAccessKey: 'b' }, clock: () => NOW });
