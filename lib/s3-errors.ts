@@ -76,7 +76,8 @@ export function toStorageError(
   if (error instanceof StorageError) return error;
   const status = statusOf(error);
   // The S3 error code, or for a request that never got an answer the network's (ECONNREFUSED).
-  const s3Code = codeOf(error) ?? networkCode(error);
+  // The `name` of an error that is not the SDK's (RangeError) is no S3 code.
+  const s3Code = (fromSdk(error) ? codeOf(error) : undefined) ?? networkCode(error);
   const ctx = { ...context, cause: error, status, s3Code };
   if (signal?.aborted) return new StorageAbortedError(operation, 'aborted by the caller', ctx);
   if (isTimeout(error)) {
@@ -100,8 +101,30 @@ function describe(error: unknown, status: number | undefined, s3Code: string | u
     const code = networkCode(error);
     return `the endpoint is unreachable${code ? ` (${code})` : ''}`;
   }
+  // Our own errors and the caller's (a source stream failing, the part-count limit's "raise
+  // partSize") carry the only useful explanation in their message. SDK errors do not: theirs
+  // may quote request details, and Ceph's is "UnknownError".
+  const own = fromSdk(error) ? undefined : messageOf(error);
+  if (own) return own;
   const parts = [s3Code, status === undefined ? undefined : `HTTP ${status}`].filter(Boolean);
   return parts.length > 0 ? parts.join(', ') : 'unknown error';
+}
+
+/** Whether the AWS SDK produced or annotated `error` (service errors, and failed attempts). */
+function fromSdk(error: unknown): boolean {
+  const e = error as { $metadata?: unknown; $fault?: unknown; $response?: unknown } | undefined;
+  return e !== null && typeof e === 'object' && (e.$metadata !== undefined || e.$fault !== undefined || e.$response !== undefined);
+}
+
+/** A non-SDK error's message on one line, any URL user-info masked, at most 500 characters. */
+function messageOf(error: unknown): string | undefined {
+  const message = (error as { message?: unknown } | undefined)?.message;
+  if (typeof message !== 'string' || message.trim() === '') return undefined;
+  const line = message
+    .replace(/([a-z][a-z0-9+.-]*:\/\/)[^/\s@]*@/gi, '$1***@')
+    .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ')
+    .trim();
+  return line.length > 500 ? `${line.slice(0, 500)}…` : line;
 }
 
 function networkCode(error: unknown): string | undefined {
