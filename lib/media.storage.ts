@@ -14,17 +14,15 @@ import {
 } from '@aws-sdk/client-s3';
 import { Logger } from '@nestjs/common';
 import { randomBytes, randomUUID } from 'node:crypto';
-import { ReadStream } from 'node:fs';
-import { stat as statFile } from 'node:fs/promises';
 import { addAbortSignal, Readable } from 'node:stream';
 import { nextOrAbort, unquote } from './abortable.js';
 import { extensionFor, guessContentType } from './content-type.js';
 import { SNIFF_BYTES, SNIFFABLE_TYPES, sniffContentType } from './content-sniffing.js';
 import { multipartUpload } from './multipart-upload.js';
-import { ChunkEncoder } from './stream-chunks.js';
+import { ChunkEncoder, readStreamSize } from './stream-chunks.js';
 import { alternativeName, fromKey, normalizeName, normalizePrefix, toKey } from './key-normalizer.js';
 import { describeEndpoint } from './s3-client.factory.js';
-import { codeOf, statusOf, toStorageError } from './s3-errors.js';
+import { codeOf, errorDetail, statusOf, toStorageError } from './s3-errors.js';
 import {
   describeName,
   InvalidBodyError,
@@ -364,7 +362,7 @@ export class MediaStorage {
       );
     } catch (error) {
       if (error instanceof ObjectNotFoundError) return;
-      const reason = error instanceof StorageError ? error.message : String(error);
+      const reason = errorDetail(error);
       this.logger.warn(
         `could not delete the placeholder of a failed save at key ${describeName(key)} in bucket "${this.bucket}" (${reason}): an empty object with metadata ${RESERVATION_METADATA}=${token} holds that name until it is deleted`,
       );
@@ -631,7 +629,7 @@ export class MediaStorage {
       throw new InvalidBodyError(`save(): body must be a Buffer, Uint8Array, string or Readable, got ${typeof body}`);
     }
     options.signal?.throwIfAborted();
-    const sizeHint = declared ?? (await fileSize(body));
+    const sizeHint = declared ?? (await readStreamSize(body));
     const limit = this.options.partSize;
     const encoder = new ChunkEncoder(`save(${describeName(name)})`);
     const head: Buffer[] = [];
@@ -700,22 +698,4 @@ function isPreconditionFailure(wrapped: unknown): boolean {
   const error = wrapped instanceof StorageError ? wrapped.cause : wrapped;
   const code = codeOf(error);
   return statusOf(error) === 412 || (code !== undefined && PRECONDITION.has(code));
-}
-
-/**
- * The size of the file an `fs.ReadStream` reads (its `start`/`end` range), or undefined for
- * any other stream. Only a hint for the part size: a file may still grow or shrink.
- */
-async function fileSize(stream: Readable): Promise<number | undefined> {
-  if (!(stream instanceof ReadStream)) return undefined;
-  const { path, start, end } = stream as ReadStream & { start?: number; end?: number };
-  if (typeof path !== 'string' && !Buffer.isBuffer(path)) return undefined;
-  try {
-    const info = await statFile(path);
-    if (!info.isFile()) return undefined;
-    const to = Math.min(info.size, end === undefined || end === Infinity ? info.size : end + 1);
-    return Math.max(0, to - (start ?? 0));
-  } catch {
-    return undefined;
-  }
 }

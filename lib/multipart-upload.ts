@@ -22,7 +22,7 @@ import { Logger } from '@nestjs/common';
 import { createHash } from 'node:crypto';
 import { crc32 } from 'node:zlib';
 import { nextOrAbort, unquote } from './abortable.js';
-import { toStorageError } from './s3-errors.js';
+import { errorDetail } from './s3-errors.js';
 import { describeName, UploadRejectedError } from './storage.errors.js';
 
 /** S3 allows at most 10,000 parts per upload. */
@@ -201,7 +201,7 @@ export async function multipartUpload(
     await Promise.allSettled(inFlight);
     // A fresh signal: the caller's abort must not cancel the clean-up.
     await client.send(new AbortMultipartUploadCommand({ ...bucketKey, UploadId: uploadId })).catch((abortError: unknown) => {
-      const reason = toStorageError('AbortMultipartUpload', abortError, { bucket: input.Bucket!, key: input.Key }).message;
+      const reason = errorDetail(abortError);
       logger.warn(
         `AbortMultipartUpload failed for upload id ${uploadId} of key ${describeName(input.Key)} in bucket "${input.Bucket}" (${reason}): its parts stay stored until the upload is aborted or a lifecycle rule (AbortIncompleteMultipartUpload) expires it`,
       );

@@ -1,8 +1,12 @@
 /**
- * The chunks of a caller's `Readable` as bytes. Streams yield `Buffer`s, plain `Uint8Array`s
+ * A caller's `Readable` as bytes. Streams yield `Buffer`s, plain `Uint8Array`s
  * (`Readable.fromWeb(response.body)`, async generators) or strings (`setEncoding()`, string
- * generators); object-mode streams can yield anything at all.
+ * generators); object-mode streams can yield anything at all. And the size of a file stream,
+ * which lets a multipart upload choose its part size.
  */
+import { ReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import { InvalidBodyError } from './storage.errors.js';
 
 /**
@@ -58,4 +62,22 @@ function describeChunk(chunk: unknown): string {
     return `an object${typeof name === 'string' && name !== 'Object' ? ` (${name})` : ''}`;
   }
   return `a ${typeof chunk}`;
+}
+
+/**
+ * The number of bytes an `fs.ReadStream` will read (its file's size within `start`/`end`),
+ * or undefined for any other stream. A hint only: the file may still grow or shrink.
+ */
+export async function readStreamSize(stream: Readable): Promise<number | undefined> {
+  if (!(stream instanceof ReadStream)) return undefined;
+  const { path, start, end } = stream as ReadStream & { start?: number; end?: number };
+  if (typeof path !== 'string' && !Buffer.isBuffer(path)) return undefined;
+  try {
+    const info = await stat(path);
+    if (!info.isFile()) return undefined;
+    const to = end === undefined || end === Infinity ? info.size : Math.min(info.size, end + 1);
+    return Math.max(0, to - (start ?? 0));
+  } catch {
+    return undefined;
+  }
 }
