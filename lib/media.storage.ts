@@ -28,6 +28,7 @@ import {
   InvalidBodyError,
   ObjectNotFoundError,
   StorageError,
+  StorageAbortedError,
   StorageOperationError,
   StorageTimeoutError,
   UploadRejectedError,
@@ -338,6 +339,9 @@ export class MediaStorage {
         );
         return { name, key, token, etag: out.ETag ?? EMPTY_ETAG };
       } catch (error) {
+        // Cut short after sending, the PUT may still have stored the placeholder: remove it
+        // if it is there (the token tells ours apart).
+        if (error instanceof StorageAbortedError || error instanceof StorageTimeoutError) await this.release({ name, key, token, etag: EMPTY_ETAG }, false);
         if (!isPreconditionFailure(error)) throw error;
         if (attempt >= MAX_NAME_ATTEMPTS) throw this.namesTaken(key, error);
         name = alternativeName(wanted, randomBytes);
@@ -350,7 +354,7 @@ export class MediaStorage {
    * the delete is conditional on its ETag where the server honours that). A failure is logged,
    * never thrown over the save's own error.
    */
-  private async release(reservation: Reservation): Promise<void> {
+  private async release(reservation: Reservation, logFailure = true): Promise<void> {
     const { key, token, etag } = reservation;
     try {
       const head = await this.call('save', key, undefined, (abortSignal) =>
@@ -361,7 +365,7 @@ export class MediaStorage {
         this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key, IfMatch: etag }), { abortSignal }),
       );
     } catch (error) {
-      if (error instanceof ObjectNotFoundError) return;
+      if (error instanceof ObjectNotFoundError || !logFailure) return;
       const reason = errorDetail(error);
       this.logger.warn(
         `could not delete the placeholder of a failed save at key ${describeName(key)} in bucket "${this.bucket}" (${reason}): an empty object with metadata ${RESERVATION_METADATA}=${token} holds that name until it is deleted`,
