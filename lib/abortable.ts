@@ -24,11 +24,6 @@ export function nextOrAbort<T>(iterator: AsyncIterator<T>, signal: AbortSignal |
   });
 }
 
-/** Chunks as Buffers (a Readable in string mode yields strings). */
-export function asBuffer(chunk: unknown): Buffer {
-  return typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Buffer);
-}
-
 /** An S3 ETag without its quotes. */
 export function unquote(etag: string | undefined): string {
   return (etag ?? '').replace(/^"|"$/g, '');

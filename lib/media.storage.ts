@@ -11,20 +11,35 @@ import {
   type PutObjectCommandInput,
   type S3Client,
 } from '@aws-sdk/client-s3';
+import { Logger } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
 import { addAbortSignal, Readable } from 'node:stream';
-import { asBuffer, nextOrAbort, unquote } from './abortable.js';
+import { nextOrAbort, unquote } from './abortable.js';
 import { guessContentType } from './content-type.js';
 import { multipartUpload } from './multipart-upload.js';
+import { ChunkEncoder, readStreamSize } from './stream-chunks.js';
 import { alternativeName, fromKey, normalizeName, normalizePrefix, toKey } from './key-normalizer.js';
 import { DirectUploads, type CreateUploadOptions, type DirectUpload, type UploadExpectations } from './direct-uploads.js';
 import { describeEndpoint } from './s3-client.factory.js';
-import { codeOf, statusOf, toStorageError } from './s3-errors.js';
-import { ObjectNotFoundError, StorageError, StorageTimeoutError } from './storage.errors.js';
+import { codeOf, errorDetail, statusOf, toStorageError } from './s3-errors.js';
+import {
+  describeName,
+  InvalidBodyError,
+  ObjectNotFoundError,
+  StorageError,
+  StorageAbortedError,
+  StorageOperationError,
+  StorageTimeoutError,
+  UploadRejectedError,
+} from './storage.errors.js';
 import type { ResolvedMediaOptions } from './storage-options.validation.js';
 import { contentDisposition, encodeKeyPath, type UrlSigner } from './url-signer.js';
 
-/** What `save()` accepts. Strings are stored as UTF-8. */
+/**
+ * What `save()` accepts. Strings are stored as UTF-8. A `Readable` may yield `Buffer`,
+ * `Uint8Array` or string chunks (strings as UTF-8, also when a character is split between
+ * chunks); any other chunk fails the save with `InvalidBodyError`, storing nothing.
+ */
 export type StorageBody = Buffer | Uint8Array | string | Readable;
 
 /** Per-call options of `save()`. */
@@ -43,6 +58,15 @@ export interface SaveOptions {
   signal?: AbortSignal;
   /** Called as bytes are sent (multipart uploads report per part). */
   onProgress?: (bytesSent: number) => void;
+  /**
+   * The body's exact size in bytes, when known (a Content-Length, a file size). A stream
+   * longer than `partSize × 10,000` then gets parts large enough to fit S3's 10,000-part
+   * limit; without it such a stream fails when it reaches the limit. A body of any other
+   * size fails with `UploadRejectedError` (reason `'size-mismatch'`) and nothing is stored.
+   * An `fs.ReadStream` needs none: its file's size is read (as a hint only, not checked).
+   * @default undefined (unknown)
+   */
+  size?: number;
 }
 
 /** What `upload()` stored. */
@@ -94,6 +118,23 @@ export type { CreateUploadOptions, DirectUpload, UploadExpectations } from './di
 /** A conditional write lost to an object that already exists under the name. */
 const PRECONDITION = new Set(['PreconditionFailed', 'ConditionalRequestConflict']);
 const MAX_NAME_ATTEMPTS = 8;
+/**
+ * User metadata (`x-amz-meta-nss3-reservation`) of the empty placeholder that holds a name
+ * while a multipart save uploads onto it; its value is that save's own random token.
+ */
+export const RESERVATION_METADATA = 'nss3-reservation';
+/** The ETag of an empty object (md5 of nothing), for servers that answer a PUT without one. */
+const EMPTY_ETAG = '"d41d8cd98f00b204e9800998ecf8427e"';
+
+/** A name held by this save's placeholder. */
+interface Reservation {
+  name: string;
+  key: string;
+  token: string;
+  etag: string;
+}
+
+type PreparedBody = { kind: 'buffer'; data: Buffer } | { kind: 'stream'; stream: AsyncIterable<Buffer>; sizeHint?: number };
 
 /**
  * Stores and serves user media. Inject it; the module builds it from `media` options.
@@ -106,6 +147,7 @@ export class MediaStorage {
   /** The bucket this storage writes to. */
   readonly bucket: string;
   private readonly endpointLabel: string;
+  private readonly logger = new Logger('nestjs-s3-storage');
 
   constructor(
     private readonly client: S3Client,
@@ -122,7 +164,8 @@ export class MediaStorage {
    * with bounded memory (`partSize * (queueSize + 1)`), aborted on any failure.
    *
    * With `overwrite: false` (the default) a taken name is never replaced: the object is
-   * stored under `name_<random>.ext` instead, also when two saves race for one name.
+   * stored under `name_<random>.ext` instead, also when saves race for one name, whatever
+   * the body (see the README's "Overwrite protection" for what each server guarantees).
    */
   async save(name: string, body: StorageBody, options: SaveOptions = {}): Promise<string> {
     return (await this.upload(name, body, options)).name;
@@ -143,40 +186,148 @@ export class MediaStorage {
 
   private async store(name: string, body: StorageBody, options: SaveOptions): Promise<StoredObject> {
     const wanted = normalizeName(name);
-    let stored = wanted;
     const overwrite = options.overwrite ?? this.options.overwrite;
-    const source = await this.prepareBody(body, options.signal).catch((error: unknown) => {
+    const source = await this.prepareBody(wanted, body, options).catch((error: unknown) => {
       throw this.wrap('save', error, toKey(this.options.location, wanted), options.signal);
     });
+    // On a server that honours no conditional write (s3rver) this look is the only protection;
+    // elsewhere it spares a request that would fail.
+    let stored = wanted;
     if (!overwrite && (await this.exists(stored))) stored = alternativeName(wanted, randomBytes);
+    if (source.kind === 'buffer') return this.putBuffer(wanted, stored, source.data, options, overwrite);
+    if (overwrite) return this.putStream(stored, source, options);
 
+    // A stream cannot be sent twice, and no multipart request is conditional on every server
+    // (Ceph ignores If-None-Match on CompleteMultipartUpload and on CopyObject): the name is
+    // won first, with a conditional PUT of an empty placeholder, then uploaded onto.
+    const reservation = await this.reserve(wanted, stored, options);
+    try {
+      return await this.putStream(reservation.name, source, options, reservation);
+    } catch (error) {
+      await this.release(reservation);
+      throw error;
+    }
+  }
+
+  /** One PutObject; under `overwrite: false`, retried under a new name when the name is taken. */
+  private async putBuffer(wanted: string, first: string, data: Buffer, options: SaveOptions, overwrite: boolean): Promise<StoredObject> {
+    let stored = first;
     for (let attempt = 1; ; attempt++) {
       const key = toKey(this.options.location, stored);
       const input = this.putInput(key, stored, options, overwrite);
       try {
-        if (source.kind === 'buffer') {
-          const out = await this.call('save', key, options.signal, (abortSignal) =>
-            this.client.send(new PutObjectCommand({ ...input, Body: source.data }), { abortSignal }),
-          );
-          options.onProgress?.(source.data.length);
-          return { name: stored, key, size: source.data.length, etag: unquote(out.ETag), contentType: input.ContentType! };
-        }
-        const out = await multipartUpload(this.client, input, source.stream, {
-          partSize: this.options.partSize,
-          queueSize: this.options.queueSize,
-          signal: options.signal,
-          onProgress: options.onProgress,
-        });
-        return { name: stored, key, size: out.size, etag: out.etag, contentType: input.ContentType! };
+        const out = await this.call('save', key, options.signal, (abortSignal) =>
+          this.client.send(new PutObjectCommand({ ...input, Body: data }), { abortSignal }),
+        );
+        options.onProgress?.(data.length);
+        return { name: stored, key, size: data.length, etag: unquote(out.ETag), contentType: input.ContentType! };
       } catch (error) {
-        // Only a fully buffered body can be sent again under another name.
-        if (!overwrite && isPreconditionFailure(error) && source.kind === 'buffer' && attempt < MAX_NAME_ATTEMPTS) {
-          stored = alternativeName(wanted, randomBytes);
-          continue;
-        }
-        throw this.wrap('save', error, key, options.signal);
+        if (overwrite || !isPreconditionFailure(error)) throw this.wrap('save', error, key, options.signal);
+        if (attempt >= MAX_NAME_ATTEMPTS) throw this.namesTaken(key, error);
+        stored = alternativeName(wanted, randomBytes);
       }
     }
+  }
+
+  /** A multipart upload to `name`: onto this save's own placeholder when there is one. */
+  private async putStream(name: string, source: Extract<PreparedBody, { kind: 'stream' }>, options: SaveOptions, reservation?: Reservation): Promise<StoredObject> {
+    const key = toKey(this.options.location, name);
+    // No If-None-Match: the placeholder is there. If-Match on Complete (honoured by AWS, ignored
+    // by Ceph) refuses to complete over anything that replaced the placeholder meanwhile.
+    const input = { ...this.putInput(key, name, options, true), IfMatch: reservation?.etag };
+    try {
+      const out = await multipartUpload(this.client, input, source.stream, {
+        partSize: this.options.partSize,
+        queueSize: this.options.queueSize,
+        signal: options.signal,
+        onProgress: options.onProgress,
+        totalSize: options.size ?? source.sizeHint,
+        exactSize: options.size !== undefined,
+      });
+      return { name, key, size: out.size, etag: out.etag, contentType: input.ContentType! };
+    } catch (error) {
+      if (reservation && isPreconditionFailure(error)) {
+        throw new StorageOperationError('save', 'the name was taken over while the upload ran (its placeholder was replaced, e.g. by a save with overwrite: true); nothing of this upload was stored', {
+          bucket: this.bucket,
+          key,
+          endpoint: this.endpointLabel,
+          cause: error,
+          status: statusOf(error instanceof StorageError ? error.cause : error),
+          s3Code: 'PreconditionFailed',
+        });
+      }
+      throw this.wrap('save', error, key, options.signal);
+    }
+  }
+
+  /**
+   * Wins a name for a multipart save: an empty placeholder PUT with `If-None-Match: *`, the one
+   * conditional request Ceph, AWS and MinIO all arbitrate. A lost race tries a new name (the
+   * stream has not been sent yet). The placeholder carries this save's own token, so a failed
+   * save deletes only its own, and `Cache-Control: no-store`, so no cache keeps the empty body.
+   */
+  private async reserve(wanted: string, first: string, options: SaveOptions): Promise<Reservation> {
+    const token = randomBytes(12).toString('base64url');
+    let name = first;
+    for (let attempt = 1; ; attempt++) {
+      const key = toKey(this.options.location, name);
+      try {
+        const out = await this.call('save', key, options.signal, (abortSignal) =>
+          this.client.send(
+            new PutObjectCommand({
+              Bucket: this.bucket,
+              Key: key,
+              Body: Buffer.alloc(0),
+              IfNoneMatch: '*',
+              ContentType: options.contentType ?? guessContentType(name),
+              CacheControl: 'no-store',
+              Metadata: { [RESERVATION_METADATA]: token },
+            }),
+            { abortSignal },
+          ),
+        );
+        return { name, key, token, etag: out.ETag ?? EMPTY_ETAG };
+      } catch (error) {
+        // Cut short after sending, the PUT may still have stored the placeholder: remove it
+        // if it is there (the token tells ours apart).
+        if (error instanceof StorageAbortedError || error instanceof StorageTimeoutError) await this.release({ name, key, token, etag: EMPTY_ETAG }, false);
+        if (!isPreconditionFailure(error)) throw error;
+        if (attempt >= MAX_NAME_ATTEMPTS) throw this.namesTaken(key, error);
+        name = alternativeName(wanted, randomBytes);
+      }
+    }
+  }
+
+  /**
+   * Deletes a failed save's placeholder, and only its own: the token is checked first (and
+   * the delete is conditional on its ETag where the server honours that). A failure is logged,
+   * never thrown over the save's own error.
+   */
+  private async release(reservation: Reservation, logFailure = true): Promise<void> {
+    const { key, token, etag } = reservation;
+    try {
+      const head = await this.call('save', key, undefined, (abortSignal) =>
+        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }),
+      );
+      if (head.Metadata?.[RESERVATION_METADATA] !== token) return;
+      await this.call('save', key, undefined, (abortSignal) =>
+        this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key, IfMatch: etag }), { abortSignal }),
+      );
+    } catch (error) {
+      if (error instanceof ObjectNotFoundError || !logFailure) return;
+      const reason = errorDetail(error);
+      this.logger.warn(
+        `could not delete the placeholder of a failed save at key ${describeName(key)} in bucket "${this.bucket}" (${reason}): an empty object with metadata ${RESERVATION_METADATA}=${token} holds that name until it is deleted`,
+      );
+    }
+  }
+
+  private namesTaken(key: string, cause: unknown): StorageOperationError {
+    return new StorageOperationError(
+      'save',
+      `${MAX_NAME_ATTEMPTS} names in a row were taken by other saves at the same moment; nothing was stored (try again)`,
+      { bucket: this.bucket, key, endpoint: this.endpointLabel, cause, status: 412, s3Code: 'PreconditionFailed' },
+    );
   }
 
   /** A readable stream of the object's bytes. @throws ObjectNotFoundError */
@@ -343,40 +494,59 @@ export class MediaStorage {
 
   /**
    * Reads up to one part of a stream: a body that fits is sent in one PutObject (and can be
-   * retried under another name); a longer one continues as a multipart stream.
+   * retried under another name); a longer one continues as a multipart stream. Chunks become
+   * bytes here, once, whatever their type.
    */
-  private async prepareBody(
-    body: StorageBody,
-    signal: AbortSignal | undefined,
-  ): Promise<{ kind: 'buffer'; data: Buffer } | { kind: 'stream'; stream: AsyncIterable<Buffer> }> {
-    if (typeof body === 'string') return { kind: 'buffer', data: Buffer.from(body, 'utf8') };
-    if (Buffer.isBuffer(body)) return { kind: 'buffer', data: body };
-    if (body instanceof Uint8Array) return { kind: 'buffer', data: Buffer.from(body.buffer, body.byteOffset, body.byteLength) };
-    if (!(body instanceof Readable)) {
-      throw new StorageError(`save(): body must be a Buffer, Uint8Array, string or Readable, got ${typeof body}`);
+  private async prepareBody(name: string, body: StorageBody, options: SaveOptions): Promise<PreparedBody> {
+    const declared = options.size;
+    if (declared !== undefined && !(Number.isSafeInteger(declared) && declared >= 0)) {
+      throw new InvalidBodyError(`save(): size must be a whole number of bytes, 0 or more (got ${String(declared)})`);
     }
-    signal?.throwIfAborted();
+    const whole = (data: Buffer): PreparedBody => {
+      if (declared !== undefined && data.length !== declared) {
+        throw new UploadRejectedError('size-mismatch', `the body has ${data.length} bytes, not the ${declared} given as its size; nothing was stored`, {
+          bucket: this.bucket,
+          key: toKey(this.options.location, name),
+          endpoint: this.endpointLabel,
+        });
+      }
+      return { kind: 'buffer', data };
+    };
+    if (typeof body === 'string') return whole(Buffer.from(body, 'utf8'));
+    if (Buffer.isBuffer(body)) return whole(body);
+    if (body instanceof Uint8Array) return whole(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+    if (!(body instanceof Readable)) {
+      throw new InvalidBodyError(`save(): body must be a Buffer, Uint8Array, string or Readable, got ${typeof body}`);
+    }
+    options.signal?.throwIfAborted();
+    const sizeHint = declared ?? (await readStreamSize(body));
     const limit = this.options.partSize;
+    const encoder = new ChunkEncoder(`save(${describeName(name)})`);
     const head: Buffer[] = [];
     let size = 0;
     const iterator = body[Symbol.asyncIterator]();
     while (size <= limit) {
-      const next = await nextOrAbort(iterator, signal);
-      if (next.done) return { kind: 'buffer', data: Buffer.concat(head, size) };
-      const chunk = asBuffer(next.value);
+      const next = await nextOrAbort(iterator, options.signal);
+      const chunk = next.done ? encoder.end() : encoder.encode(next.value);
       head.push(chunk);
       size += chunk.length;
+      if (next.done) return whole(Buffer.concat(head, size));
     }
     async function* rest(): AsyncGenerator<Buffer> {
       try {
         // Hand the first part over chunk by chunk, so it is not kept for the whole upload.
         for (let chunk = head.shift(); chunk !== undefined; chunk = head.shift()) yield chunk;
-        for (let next = await iterator.next(); !next.done; next = await iterator.next()) yield asBuffer(next.value);
+        for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
+          const chunk = encoder.encode(next.value);
+          if (chunk.length > 0) yield chunk;
+        }
+        const tail = encoder.end();
+        if (tail.length > 0) yield tail;
       } finally {
         await iterator.return?.();
       }
     }
-    return { kind: 'stream', stream: rest() };
+    return { kind: 'stream', stream: rest(), sizeHint };
   }
 
   /**
@@ -419,5 +589,3 @@ function isPreconditionFailure(wrapped: unknown): boolean {
   const code = codeOf(error);
   return statusOf(error) === 412 || (code !== undefined && PRECONDITION.has(code));
 }
-
-

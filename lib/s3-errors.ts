@@ -75,8 +75,7 @@ export function toStorageError(
 ): StorageError {
   if (error instanceof StorageError) return error;
   const status = statusOf(error);
-  // The S3 error code, or for a request that never got an answer the network's (ECONNREFUSED).
-  const s3Code = codeOf(error) ?? networkCode(error);
+  const s3Code = s3CodeOf(error);
   const ctx = { ...context, cause: error, status, s3Code };
   if (signal?.aborted) return new StorageAbortedError(operation, 'aborted by the caller', ctx);
   if (isTimeout(error)) {
@@ -91,6 +90,23 @@ export function toStorageError(
   return new StorageOperationError(operation, describe(error, status, s3Code), ctx);
 }
 
+/**
+ * What went wrong, in words: for a raw error the part of a {@link toStorageError} message
+ * after "failed: " (for log lines that name the operation and target themselves).
+ */
+export function errorDetail(error: unknown): string {
+  if (error instanceof StorageError) return error.message;
+  return describe(error, statusOf(error), s3CodeOf(error));
+}
+
+/**
+ * The S3 error code, or for a request that never got an answer the network's (ECONNREFUSED).
+ * The `name` of an error that is not the SDK's (RangeError) is no S3 code.
+ */
+function s3CodeOf(error: unknown): string | undefined {
+  return (fromSdk(error) ? codeOf(error) : undefined) ?? networkCode(error);
+}
+
 function describe(error: unknown, status: number | undefined, s3Code: string | undefined): string {
   if (s3Code === 'NoSuchBucket') return 'the bucket does not exist (create it, or use ensureBucket: "create")';
   if (status === 403) {
@@ -100,8 +116,31 @@ function describe(error: unknown, status: number | undefined, s3Code: string | u
     const code = networkCode(error);
     return `the endpoint is unreachable${code ? ` (${code})` : ''}`;
   }
+  // Our own errors and the caller's (a source stream failing, the part-count limit's "raise
+  // partSize") carry the only useful explanation in their message, and so does a request
+  // that never got an answer ("socket hang up"). A server's error is told by its code and
+  // status instead: its message may quote the request, and Ceph's is "UnknownError".
+  const own = fromSdk(error) && status !== undefined ? undefined : messageOf(error);
+  if (own) return own;
   const parts = [s3Code, status === undefined ? undefined : `HTTP ${status}`].filter(Boolean);
   return parts.length > 0 ? parts.join(', ') : 'unknown error';
+}
+
+/** Whether the AWS SDK produced or annotated `error` (service errors, and failed attempts). */
+function fromSdk(error: unknown): boolean {
+  const e = error as { $metadata?: unknown; $fault?: unknown; $response?: unknown } | undefined;
+  return e !== null && typeof e === 'object' && (e.$metadata !== undefined || e.$fault !== undefined || e.$response !== undefined);
+}
+
+/** A non-SDK error's message on one line, any URL user-info masked, at most 500 characters. */
+function messageOf(error: unknown): string | undefined {
+  const message = (error as { message?: unknown } | undefined)?.message;
+  if (typeof message !== 'string' || message.trim() === '') return undefined;
+  const line = message
+    .replace(/([a-z][a-z0-9+.-]*:\/\/)[^/\s@]*@/gi, '$1***@')
+    .replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]+/g, ' ')
+    .trim();
+  return line.length > 500 ? `${line.slice(0, 500)}…` : line;
 }
 
 function networkCode(error: unknown): string | undefined {

@@ -51,7 +51,8 @@ export type StorageErrorCode =
   | 'STORAGE_TIMEOUT'
   | 'STORAGE_ABORTED'
   | 'STORAGE_UPLOAD_REJECTED'
-  | 'STORAGE_MANIFEST';
+  | 'STORAGE_MANIFEST'
+  | 'STORAGE_INVALID_BODY';
 
 /** Base class of every error thrown by nestjs-s3-storage. */
 export class StorageError extends Error {
@@ -193,6 +194,12 @@ export class ManifestError extends StorageError {
   }
 }
 brand(ManifestError, 'ManifestError');
+
+/** `save()` was given something that is not bytes (or a size it did not keep to); nothing was stored. */
+export class InvalidBodyError extends StorageError {
+  override readonly code = 'STORAGE_INVALID_BODY' as const;
+}
+brand(InvalidBodyError, 'InvalidBodyError');
 
 function at(endpoint: string | undefined): string {
   return endpoint ? ` at ${endpoint}` : '';

@@ -40,6 +40,7 @@ function samples(m: ErrorModule): Record<string, Error> {
     StorageAbortedError: new m.StorageAbortedError('op', 'd', { bucket: 'b' }),
     UploadRejectedError: new m.UploadRejectedError('empty', 'm'),
     ManifestError: new m.ManifestError('missing-entry', 'm'),
+    InvalidBodyError: new m.InvalidBodyError('m'),
   };
 }
 
