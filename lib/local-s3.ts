@@ -7,14 +7,16 @@
  * only when this is called. For development and tests only: s3rver does not verify
  * presigned-URL signatures and honours no conditional write.
  */
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { createWriteStream, mkdirSync, mkdtempSync } from 'node:fs';
+import { mkdir, readdir, readFile, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
 import { create as createDomain } from 'node:domain';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, relative, sep } from 'node:path';
+import { dirname, join, relative, sep } from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { StorageConfigurationError } from './storage.errors.js';
 
 /** Options of {@link startLocalS3}. */
@@ -77,8 +79,17 @@ interface S3rverError extends Error {
 interface S3rverErrorClass {
   new (code: string, message: string, detail?: Record<string, string>): S3rverError;
 }
+interface StoredObjectInput {
+  bucket: string;
+  key: string;
+  metadata: Record<string, string>;
+  content: Buffer | Readable;
+}
 interface FilesystemStore {
   getBucketPath(bucket: string): string;
+  putObject(object: StoredObjectInput): Promise<{ size: number; md5: string }>;
+  putMetadata(bucket: string, key: string, metadata: Record<string, string>, md5?: string): Promise<void>;
+  deleteObject(bucket: string, key: string): Promise<void>;
   getResourcePath(bucket: string, key?: string, resource?: string): string;
   initiateUpload(bucket: string, key: string, ...rest: unknown[]): Promise<unknown>;
   putObjectMultipart(bucket: string, uploadId: string, parts: { number: number; etag: string }[]): Promise<{ md5: string; size: number }>;
@@ -187,6 +198,61 @@ function multipartEtags(store: FilesystemStore): void {
   };
 }
 
+/**
+ * Nothing half-written: s3rver streams a PUT straight into the object's file, so a client
+ * that hangs up midway leaves a truncated object behind (S3 stores nothing). Here the body
+ * goes to a temporary file beside it and is renamed into place only once it arrived whole.
+ * Concurrent deletes may remove the folder meanwhile; creating it again is retried.
+ */
+function atomicPuts(store: FilesystemStore): void {
+  store.putObject = async (object) => {
+    const objectPath = store.getResourcePath(object.bucket, object.key, 'object');
+    const temporary = `${objectPath}.${process.pid}.${Math.random().toString(36).slice(2)}.partial`;
+    const md5 = createHash('md5');
+    let size = 0;
+    const count = new Transform({
+      transform(chunk: Buffer, _encoding, callback) {
+        md5.update(chunk);
+        size += chunk.length;
+        callback(null, chunk);
+      },
+    });
+    for (let attempt = 1; ; attempt++) {
+      await mkdir(dirname(objectPath), { recursive: true });
+      try {
+        if (Buffer.isBuffer(object.content)) {
+          await writeFile(temporary, object.content);
+          md5.update(object.content);
+          size = object.content.length;
+        } else {
+          await pipeline(object.content, count, createWriteStream(temporary));
+        }
+        await rename(temporary, objectPath);
+        break;
+      } catch (error) {
+        await unlink(temporary).catch(() => undefined);
+        // The folder vanished under a concurrent delete before anything was read: try again.
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT' && size === 0 && attempt < 3) continue;
+        throw error;
+      }
+    }
+    const digest = md5.digest('hex');
+    await store.putMetadata(object.bucket, object.key, object.metadata, digest);
+    return { size, md5: digest };
+  };
+  // s3rver removes emptied folders after a delete; two deletes (or a delete and a put) in one
+  // folder race there. The object's files are gone by then: the race is not a failure.
+  const deleteObject = store.deleteObject.bind(store);
+  store.deleteObject = async (bucket, key) => {
+    try {
+      await deleteObject(bucket, key);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTEMPTY') throw error;
+    }
+  };
+}
+
 function xmlError(code: string, message: string): string {
   const escape = (s: string): string => s.replace(/[<>&"']/g, (c) => `&#${c.charCodeAt(0)};`);
   return `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code><Message>${escape(message)}</Message></Error>`;
@@ -288,6 +354,7 @@ export async function startLocalS3(options: LocalS3Options = {}): Promise<LocalS
   const app = new S3rver({ directory, silent: true, vhostBuckets: false });
   guardStore(app.store, directory, S3Error);
   multipartEtags(app.store);
+  atomicPuts(app.store);
   // s3rver answers its own failures with a 500 and, when silent, tells nobody why.
   app.on('error', (error, ctx) => {
     if ((error.status ?? 500) >= 500) report(error, { method: ctx?.method ?? '?', path: ctx?.path ?? '?' });

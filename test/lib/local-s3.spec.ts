@@ -11,6 +11,7 @@ import {
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  ListObjectsCommand,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
@@ -108,15 +109,28 @@ describe('startLocalS3', () => {
   });
 
   it('turns a file error s3rver leaves unhandled into a 500 for that request, reported, not a crash', async () => {
-    // A folder where the object's file must go: s3rver's write stream emits EISDIR with no listener.
-    mkdirSync(join(server.directory, BUCKET, 'blocked._S3rver_object'), { recursive: true });
-    expect(await failure(client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'blocked', Body: Buffer.alloc(16) })))).toEqual({
+    // A folder where a part's file must go: s3rver's part write stream emits EISDIR with no listener.
+    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'blocked-part.bin' }));
+    mkdirSync(join(server.directory, BUCKET, '._S3rver_uploads', UploadId!, '1'), { recursive: true });
+    expect(await failure(client.send(new UploadPartCommand({ Bucket: BUCKET, Key: 'blocked-part.bin', UploadId, PartNumber: 1, Body: Buffer.alloc(16) })))).toEqual({
       name: 'InternalError',
       status: 500,
       message: expect.stringMatching(/could not complete this request: EISDIR/),
     });
-    expect(reported).toEqual([expect.stringMatching(/^PUT \/local-s3-guard\/blocked: EISDIR/)]);
+    expect(reported).toEqual([expect.stringMatching(/^PUT \/local-s3-guard\/blocked-part\.bin: EISDIR/)]);
+    await client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: 'blocked-part.bin', UploadId }));
     await stillServes('eisdir');
+  });
+
+  it('stores nothing when a PUT fails midway (the body goes to a temporary file first)', async () => {
+    // The object's own file is a folder: the rename into place fails after the body arrived.
+    mkdirSync(join(server.directory, BUCKET, 'blocked._S3rver_object'), { recursive: true });
+    const before = reported.length;
+    expect(await failure(client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'blocked', Body: Buffer.alloc(16) })))).toMatchObject({ status: 500 });
+    expect(reported.slice(before)).toEqual([expect.stringMatching(/^PUT \/local-s3-guard\/blocked: .*EISDIR/)]);
+    const listed = await client.send(new ListObjectsCommand({ Bucket: BUCKET, Prefix: 'blocked' }));
+    expect((listed.Contents ?? []).map((o) => o.Key)).toEqual([]);
+    await stillServes('eisdir-put');
   });
 
   it('lists and aborts in-progress multipart uploads (which s3rver itself lacks)', async () => {
