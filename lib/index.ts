@@ -19,6 +19,8 @@ export * from './media.storage.js';
 export { ensureBucket, StorageBootstrap, type EnsureBucketResult } from './bucket-bootstrap.js';
 export { createS3Client } from './s3-client.factory.js';
 export { UrlSigner, contentDisposition, encodeKeyPath, type UrlSignerOptions, type SignedUrlOptions, type SigningCredentials, type CredentialSource } from './url-signer.js';
+export { URL_CACHE_MAX_ENTRIES, type MediaUrl } from './url-cache.js';
+export { type CloudFrontCookies, type CloudFrontPolicyOptions } from './cloudfront-signer.js';
 export { normalizeName, normalizePrefix, MAX_KEY_BYTES } from './key-normalizer.js';
 export { guessContentType, extensionFor } from './content-type.js';
 export { MediaUploadInterceptor, UploadedMedia, type UploadedMediaFile, type MediaUploadOptions, type MediaUploadNameContext } from './media-upload.interceptor.js';

@@ -32,7 +32,9 @@ import {
   StorageTimeoutError,
   UploadRejectedError,
 } from './storage.errors.js';
-import type { ResolvedMediaOptions } from './storage-options.validation.js';
+import { MAX_URL_EXPIRES_IN, type ResolvedMediaOptions } from './storage-options.validation.js';
+import { CloudFrontSigner, type CloudFrontCookies, type CloudFrontPolicyOptions } from './cloudfront-signer.js';
+import { cacheWindowAt, UrlCache, type MediaUrl } from './url-cache.js';
 import { contentDisposition, encodeKeyPath, type UrlSigner } from './url-signer.js';
 
 /**
@@ -111,6 +113,23 @@ export interface UrlOptions {
   responseContentDisposition?: string;
   /** The `Content-Type` S3 answers with. */
   responseContentType?: string;
+  /**
+   * Seconds of the cache window for this call (0 turns it off); defaults to `urlCacheWindow`.
+   * Only for names whose bytes never change (see the README).
+   */
+  cacheWindow?: number;
+  /** CloudFront only: sign a custom policy (a wildcard resource, an IP range) instead of a canned one. */
+  policy?: CloudFrontPolicyOptions;
+}
+
+/** Options of `cookies()`. */
+export interface CookieOptions {
+  /** Seconds the cookies' signature stays valid; defaults to `urlExpiresIn`. */
+  expiresIn?: number;
+  /** The IPv4 address or CIDR range the cookies work from. */
+  ipAddress?: string;
+  /** Seconds of the cache window (the same cookies within one); defaults to `urlCacheWindow`. */
+  cacheWindow?: number;
 }
 
 export type { CreateUploadOptions, DirectUpload, UploadExpectations } from './direct-uploads.js';
@@ -148,6 +167,9 @@ export class MediaStorage {
   readonly bucket: string;
   private readonly endpointLabel: string;
   private readonly logger = new Logger('nestjs-s3-storage');
+  private readonly cloudfront?: CloudFrontSigner;
+  private readonly urlCache = new UrlCache<MediaUrl>();
+  private readonly cookieCache = new UrlCache<CloudFrontCookies>();
 
   constructor(
     private readonly client: S3Client,
@@ -156,6 +178,8 @@ export class MediaStorage {
   ) {
     this.bucket = options.bucket;
     this.endpointLabel = describeEndpoint(options);
+    const cf = options.cloudfront;
+    if (cf) this.cloudfront = new CloudFrontSigner({ origin: cf.domain, keyPairId: cf.keyPairId, privateKey: cf.privateKey });
   }
 
   /**
@@ -421,21 +445,104 @@ export class MediaStorage {
   }
 
   /**
-   * A URL the browser can fetch. Signed (SigV4, for `publicEndpoint` when set) and valid
-   * `urlExpiresIn` seconds by default; plain when `signedUrls` is false or `customDomain`
-   * is set. No network call.
+   * A URL the browser can fetch. CloudFront-signed when `cloudfront` is set; else signed
+   * (SigV4, for `publicEndpoint` when set) and valid `urlExpiresIn` seconds by default; plain
+   * when `signedUrls` is false or `customDomain` is set. No network call.
+   *
+   * With a cache window (`urlCacheWindow`, or `cacheWindow` per call) every call within one
+   * window returns the same URL, signed once, valid at least `expiresIn` after each call.
    */
   async url(name: string, options: UrlOptions = {}): Promise<string> {
+    return (await this.urlInfo(name, options)).url;
+  }
+
+  /**
+   * Like {@link url}, with when the URL stops working (`expiresAt`) and, with a cache window,
+   * how long a browser may keep its bytes (`maxAge`): what a redirect's `Cache-Control` needs.
+   */
+  async urlInfo(name: string, options: UrlOptions = {}): Promise<MediaUrl> {
     const key = this.key(name);
     const { customDomain, signedUrls } = this.options;
-    if (customDomain !== undefined) return `${customDomain}/${encodeKeyPath(key)}`;
-    if (!signedUrls) return this.signer.unsignedUrl(key);
-    return this.signer.sign(key, {
-      expiresIn: options.expiresIn ?? this.options.urlExpiresIn,
-      responseContentDisposition:
-        options.responseContentDisposition ?? (options.downloadAs === undefined ? undefined : contentDisposition(options.downloadAs)),
-      responseContentType: options.responseContentType,
+    const expiresIn = options.expiresIn ?? this.options.urlExpiresIn;
+    const window = this.cacheWindow('url', expiresIn, options.cacheWindow);
+    if (this.cloudfront) return this.cloudFrontUrl(this.cloudfront, key, expiresIn, window, options.policy);
+    if (customDomain !== undefined) return { url: `${customDomain}/${encodeKeyPath(key)}` };
+    if (!signedUrls) return { url: await this.signer.unsignedUrl(key) };
+    const responseContentDisposition =
+      options.responseContentDisposition ?? (options.downloadAs === undefined ? undefined : contentDisposition(options.downloadAs));
+    const responseContentType = options.responseContentType;
+    if (window === 0) {
+      const url = await this.signer.sign(key, { expiresIn, responseContentDisposition, responseContentType });
+      return { url, expiresAt: sigV4Expiry(url) };
+    }
+    const { start } = cacheWindowAt(this.signer.clock(), window);
+    const credentials = await this.signer.credentials();
+    const cacheKey = `${window}:${start}:${expiresIn}:${key}\n${responseContentDisposition ?? '\0'}\n${responseContentType ?? '\0'}`;
+    return this.urlCache.lookup(credentials.accessKeyId, credentials.sessionToken ?? '', cacheKey, async () => {
+      let signedFor = 0;
+      const url = await this.signer.sign(key, {
+        // Valid `expiresIn` after the window's last moment; clamping by expiring credentials still wins.
+        expiresIn: expiresIn + window,
+        signingDate: start,
+        responseCacheControl: (seconds) => `private, max-age=${Math.max(0, (signedFor = seconds) - window)}`,
+        responseContentDisposition,
+        responseContentType,
+      });
+      return Object.freeze({ url, expiresAt: new Date(start + signedFor * 1000), maxAge: Math.max(0, signedFor - window) });
     });
+  }
+
+  /**
+   * CloudFront-signed cookies for every object matching `pathPattern` (relative to
+   * `location`, `*` wildcards allowed, e.g. `'avatars/*'`): a custom policy in the three
+   * `CloudFront-*` cookies, for pages with many assets. Synchronous, no network.
+   * Set them with `Secure`, `HttpOnly`, a `Path` covering the objects and a `Domain` the
+   * distribution's domain shares with the site.
+   * @throws StorageError when `cloudfront` is not configured
+   */
+  cookies(pathPattern: string, options: CookieOptions = {}): CloudFrontCookies {
+    const cf = this.cloudfront;
+    if (!cf) throw new StorageError('cookies(): media.cloudfront is not configured; signed cookies are a CloudFront feature (set media.cloudfront or MEDIA_S3_CLOUDFRONT_*)');
+    const expiresIn = options.expiresIn ?? this.options.urlExpiresIn;
+    const window = this.cacheWindow('cookies', expiresIn, options.cacheWindow);
+    const resource = cf.resourceOf(pathPattern, this.options.location);
+    const now = this.signer.clock();
+    if (window === 0) return cf.cookies(resource, Math.floor(now / 1000) + expiresIn, options.ipAddress);
+    const { start } = cacheWindowAt(now, window);
+    const expiresAt = start / 1000 + window + expiresIn;
+    const cacheKey = `${window}:${start}:${expiresIn}:${resource}\n${options.ipAddress ?? '\0'}`;
+    return this.cookieCache.lookup('', '', cacheKey, () => Object.freeze(cf.cookies(resource, expiresAt, options.ipAddress)));
+  }
+
+  private cloudFrontUrl(cf: CloudFrontSigner, key: string, expiresIn: number, window: number, policy: CloudFrontPolicyOptions | undefined): MediaUrl {
+    const url = cf.urlOf(key);
+    const custom = policy && { resource: policy.resource === undefined ? undefined : cf.resourceOf(policy.resource, this.options.location), ipAddress: policy.ipAddress };
+    const now = this.signer.clock();
+    if (window === 0) {
+      const expiresAt = Math.floor(now / 1000) + expiresIn;
+      return { url: cf.sign(url, expiresAt, custom), expiresAt: new Date(expiresAt * 1000) };
+    }
+    const { start } = cacheWindowAt(now, window);
+    const expiresAt = start / 1000 + window + expiresIn;
+    const cacheKey = `${window}:${start}:${expiresIn}:${key}\n${custom?.resource ?? '\0'}\n${custom?.ipAddress ?? '\0'}`;
+    return this.urlCache.lookup('cloudfront', '', cacheKey, () =>
+      Object.freeze({ url: cf.sign(url, expiresAt, custom), expiresAt: new Date(expiresAt * 1000), maxAge: expiresIn }),
+    );
+  }
+
+  /** The window for one call, checked: the extended expiry must stay within SigV4's 7 days. */
+  private cacheWindow(operation: string, expiresIn: number, perCall: number | undefined): number {
+    const window = perCall ?? this.options.urlCacheWindow;
+    if (window === 0 && perCall === undefined) return 0;
+    if (!Number.isInteger(window) || window < 0) {
+      throw new StorageError(`${operation}(): cacheWindow must be a whole number of seconds, 0 to turn it off (got ${String(window)})`);
+    }
+    if (window > 0 && expiresIn + window > MAX_URL_EXPIRES_IN) {
+      throw new StorageError(
+        `${operation}(): expiresIn + cacheWindow must be at most ${MAX_URL_EXPIRES_IN} seconds (got ${expiresIn} + ${window}); shorten one of the two`,
+      );
+    }
+    return window;
   }
 
   /**
@@ -582,6 +689,13 @@ export class MediaStorage {
   private wrap(operation: string, error: unknown, key: string | undefined, signal?: AbortSignal): StorageError {
     return toStorageError(operation, error, { bucket: this.bucket, key, endpoint: this.endpointLabel }, signal);
   }
+}
+
+/** When a SigV4 query-signed URL stops working, from its own X-Amz-Date and X-Amz-Expires. */
+function sigV4Expiry(url: string): Date {
+  const date = /[?&]X-Amz-Date=(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z/.exec(url)!;
+  const expires = Number(/[?&]X-Amz-Expires=(\d+)/.exec(url)![1]);
+  return new Date(Date.UTC(+date[1]!, +date[2]! - 1, +date[3]!, +date[4]!, +date[5]!, +date[6]!) + expires * 1000);
 }
 
 function isPreconditionFailure(wrapped: unknown): boolean {

@@ -2,7 +2,7 @@
  * The one place environment variables are read: the seed's names mapped to module options.
  * Free of Nest imports, so the CLI starts fast; `storage.config.ts` wraps it for @nestjs/config.
  */
-import type { StorageCredentials, StorageModuleOptions } from './storage-module-options.interface.js';
+import type { CloudFrontOptions, StorageCredentials, StorageModuleOptions } from './storage-module-options.interface.js';
 
 /** Environment variables read by {@link storageOptionsFromEnv}, with what they set. */
 export const STORAGE_ENV = {
@@ -16,6 +16,10 @@ export const STORAGE_ENV = {
   MEDIA_S3_LOCATION: 'media.location',
   MEDIA_S3_URL_EXPIRES_IN: 'media.urlExpiresIn',
   MEDIA_S3_CUSTOM_DOMAIN: 'media.customDomain',
+  MEDIA_S3_URL_CACHE_WINDOW: 'media.urlCacheWindow',
+  MEDIA_S3_CLOUDFRONT_DOMAIN: 'media.cloudfront.domain',
+  MEDIA_S3_CLOUDFRONT_KEY_ID: 'media.cloudfront.keyPairId',
+  MEDIA_S3_CLOUDFRONT_KEY: 'media.cloudfront.privateKey (PEM; \\n for line breaks)',
   MEDIA_S3_CORS_ORIGINS: 'media.cors.allowedOrigins (comma-separated)',
   MEDIA_S3_TIMEOUT: 'media.timeout (ms)',
   MEDIA_S3_MAX_ATTEMPTS: 'media.maxAttempts',
@@ -73,6 +77,8 @@ export function storageOptionsFromEnv(env: Env = process.env): StorageModuleOpti
     publicEndpoint: value('MEDIA_S3_URL_ENDPOINT_URL'),
     urlExpiresIn: number('MEDIA_S3_URL_EXPIRES_IN'),
     customDomain: value('MEDIA_S3_CUSTOM_DOMAIN'),
+    urlCacheWindow: number('MEDIA_S3_URL_CACHE_WINDOW'),
+    cloudfront: cloudfront(value('MEDIA_S3_CLOUDFRONT_DOMAIN'), value('MEDIA_S3_CLOUDFRONT_KEY_ID'), value('MEDIA_S3_CLOUDFRONT_KEY')),
     timeout: number('MEDIA_S3_TIMEOUT'),
     maxAttempts: number('MEDIA_S3_MAX_ATTEMPTS'),
     cors: value('MEDIA_S3_CORS_ORIGINS') && { allowedOrigins: value('MEDIA_S3_CORS_ORIGINS')!.split(',').map((o) => o.trim()).filter(Boolean) },
@@ -107,6 +113,12 @@ function credentials(
   // A part without the rest is a mistake: keep the keys (empty) so validation names the missing one.
   const keys = { accessKeyId: accessKeyId ?? '', secretAccessKey: secretAccessKey ?? '' };
   return sessionToken === undefined ? keys : { ...keys, sessionToken };
+}
+
+function cloudfront(domain: string | undefined, keyPairId: string | undefined, privateKey: string | undefined): CloudFrontOptions | undefined {
+  if (domain === undefined && keyPairId === undefined && privateKey === undefined) return undefined;
+  // Keep all three (missing ones empty) so validation names what is missing.
+  return { domain: domain ?? '', keyPairId: keyPairId ?? '', privateKey: (privateKey ?? '').replace(/\\n/g, '\n') };
 }
 
 function dropUndefined<T extends object>(o: T): T {

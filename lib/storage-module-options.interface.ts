@@ -2,6 +2,7 @@
  * The options of `StorageModule.forRoot()` / `forRootAsync()`. Every option is validated
  * once, at module initialisation; one error lists every problem found.
  */
+import type { KeyObject } from 'node:crypto';
 
 /**
  * A set of credentials, as the AWS SDK's credential providers return them. Omit
@@ -180,6 +181,20 @@ export interface StorageCorsRule {
   maxAgeSeconds?: number;
 }
 
+/** A CloudFront distribution whose origin is the media bucket, and the key that signs for it. */
+export interface CloudFrontOptions {
+  /** The distribution's domain, e.g. `'d111111abcdef8.cloudfront.net'` (https is assumed). Env: `MEDIA_S3_CLOUDFRONT_DOMAIN`. */
+  domain: string;
+  /** The id of the public key uploaded to CloudFront (in the distribution's key group). Env: `MEDIA_S3_CLOUDFRONT_KEY_ID`. */
+  keyPairId: string;
+  /**
+   * The RSA private key, PEM (or a `KeyObject` already made with `crypto.createPrivateKey`,
+   * which is also what the resolved options hold). Parsed once at start-up; never logged,
+   * never quoted in an error. Env: `MEDIA_S3_CLOUDFRONT_KEY` (line breaks may be written as `\n`).
+   */
+  privateKey: string | KeyObject;
+}
+
 /** Options of the media storage (user uploads). */
 export interface MediaStorageOptions extends S3ConnectionOptions {
   /**
@@ -212,6 +227,23 @@ export interface MediaStorageOptions extends S3ConnectionOptions {
    * @default 3600
    */
   urlExpiresIn?: number;
+  /**
+   * Seconds of a cache window: within one window `url()` returns the byte-identical URL
+   * (signed once, at the window's start, valid `urlExpiresIn` beyond the window's end), with a
+   * `response-cache-control: private, max-age=…` that lets the browser keep the bytes while
+   * the URL works. Only for names whose bytes never change (see the README). 0 turns it off;
+   * `url(name, { cacheWindow })` overrides it per call. `urlExpiresIn + urlCacheWindow` must be
+   * at most 604800. Env: `MEDIA_S3_URL_CACHE_WINDOW`.
+   * @default 0 (off: every call signs a new URL)
+   */
+  urlCacheWindow?: number;
+  /**
+   * Serve media through a CloudFront distribution in front of the (private) bucket: `url()`
+   * returns CloudFront-signed URLs (taking precedence over `signedUrls`) and `cookies()` signed
+   * cookies. Cannot be combined with `customDomain`.
+   * @default undefined (URLs on the S3 endpoint)
+   */
+  cloudfront?: CloudFrontOptions;
   /**
    * Sign URLs. Set false for public-read buckets or a CDN in front: `url()` then returns
    * plain URLs.

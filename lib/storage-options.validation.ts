@@ -19,15 +19,19 @@ import {
   Max,
   Min,
   ValidateBy,
+  ValidateIf,
   ValidateNested,
   validateSync,
   type ValidationArguments,
   type ValidationError,
 } from 'class-validator';
+import { KeyObject } from 'node:crypto';
+import { parseCloudFrontKey } from './cloudfront-signer.js';
 import { normalizeName } from './key-normalizer.js';
-import { InvalidKeyError, StorageConfigurationError } from './storage.errors.js';
+import { InvalidKeyError, StorageConfigurationError, StorageError } from './storage.errors.js';
 import { hasUserInfo, redactUserInfo } from './url-user-info.js';
 import type {
+  CloudFrontOptions,
   EnsureBucketMode,
   MediaStorageOptions,
   ObjectParameters,
@@ -163,6 +167,22 @@ class CorsSchema implements StorageCorsRule {
   maxAgeSeconds?: number;
 }
 
+class CloudFrontSchema implements CloudFrontOptions {
+  @Matches(/^(https?:\/\/)?[^\s/?#]+$/, { message: 'must be the distribution\'s domain such as "d111111abcdef8.cloudfront.net" (got $value)' })
+  @IsString({ message: 'is required: the distribution\'s domain such as "d111111abcdef8.cloudfront.net" (MEDIA_S3_CLOUDFRONT_DOMAIN)' })
+  domain!: string;
+
+  @Matches(/^[A-Za-z0-9]+$/, { message: 'must be the id CloudFront shows for the public key, such as "K2JCJMDEHXQW5F" (got $value)' })
+  @IsString({ message: 'is required: the id CloudFront shows for the public key (MEDIA_S3_CLOUDFRONT_KEY_ID)' })
+  keyPairId!: string;
+
+  // The value is a secret: no message quotes it.
+  @IsNotEmpty({ message: 'is required: the PEM private key of the key pair (MEDIA_S3_CLOUDFRONT_KEY)' })
+  @ValidateIf((o: CloudFrontSchema) => !(o.privateKey instanceof KeyObject))
+  @IsString({ message: 'must be the PEM private key as a string, or a KeyObject from crypto.createPrivateKey (MEDIA_S3_CLOUDFRONT_KEY)' })
+  privateKey!: string | KeyObject;
+}
+
 class ConnectionSchema implements S3ConnectionOptions {
   @Matches(BUCKET_PATTERN, { message: `${BUCKET_HINT} (got $value)` })
   @IsString({ message: `is required and ${BUCKET_HINT}` })
@@ -242,6 +262,17 @@ class MediaSchema extends ConnectionSchema implements MediaStorageOptions {
   @IsInt({ message: 'must be a whole number of seconds' })
   @IsOptional()
   urlExpiresIn?: number;
+
+  @Max(MAX_URL_EXPIRES_IN, { message: `must be at most ${MAX_URL_EXPIRES_IN} seconds` })
+  @Min(0, { message: 'must be 0 (off) or more seconds' })
+  @IsInt({ message: 'must be a whole number of seconds (0 turns it off)' })
+  @IsOptional()
+  urlCacheWindow?: number;
+
+  @ValidateNested()
+  @IsObject({ message: 'must be an object such as { domain: "d111111abcdef8.cloudfront.net", keyPairId: "K2JCJMDEHXQW5F", privateKey: "-----BEGIN PRIVATE KEY-----…" }' })
+  @IsOptional()
+  cloudfront?: CloudFrontOptions;
 
   @IsBoolean({ message: 'must be true or false' })
   @IsOptional()
@@ -354,12 +385,23 @@ export interface ResolvedMediaOptions extends ResolvedConnectionOptions {
   acl?: StorageCannedAcl;
   overwrite: boolean;
   urlExpiresIn: number;
+  /** 0 when off. */
+  urlCacheWindow: number;
+  /** With the key parsed (never the PEM text). */
+  cloudfront?: ResolvedCloudFrontOptions;
   signedUrls: boolean;
   customDomain?: string;
   objectParameters: ObjectParameters;
   cors?: Required<StorageCorsRule>;
   partSize: number;
   queueSize: number;
+}
+
+/** CloudFront options, the domain as `https://host` and the key parsed once. */
+export interface ResolvedCloudFrontOptions {
+  domain: string;
+  keyPairId: string;
+  privateKey: KeyObject;
 }
 
 /** Static options with every default applied. */
@@ -396,6 +438,12 @@ export function resolveStorageOptions(options: StorageModuleOptions): ResolvedSt
     acl: media.acl,
     overwrite: media.overwrite ?? false,
     urlExpiresIn: media.urlExpiresIn ?? 3600,
+    urlCacheWindow: media.urlCacheWindow ?? 0,
+    cloudfront: media.cloudfront && {
+      domain: normalizeDomain(media.cloudfront.domain)!,
+      keyPairId: media.cloudfront.keyPairId,
+      privateKey: parseCloudFrontKey(media.cloudfront.privateKey),
+    },
     signedUrls: media.signedUrls ?? media.customDomain === undefined,
     customDomain: normalizeDomain(media.customDomain),
     objectParameters: { ...media.objectParameters },
@@ -455,6 +503,9 @@ function toConnection<T extends ConnectionSchema>(target: T, plain: Record<strin
   if (isObject(plain.objectParameters) && out instanceof MediaSchema) {
     (out as MediaSchema).objectParameters = Object.assign(new ObjectParametersSchema(), plain.objectParameters);
   }
+  if (isObject(plain.cloudfront) && out instanceof MediaSchema) {
+    (out as MediaSchema).cloudfront = Object.assign(new CloudFrontSchema(), plain.cloudfront);
+  }
   if (isObject(plain.cors) && out instanceof MediaSchema) (out as MediaSchema).cors = Object.assign(new CorsSchema(), plain.cors);
   return out;
 }
@@ -484,6 +535,7 @@ function crossFieldProblems(plain: Record<string, unknown>): string[] {
       'media.signedUrls: cannot be true with media.customDomain: URLs on a custom domain or CDN are unsigned; remove one of the two',
     );
   }
+  problems.push(...urlCacheProblems(media));
   if (media && isObject(media.objectParameters) && isObject(media.objectParameters.metadata)) {
     for (const [k, v] of Object.entries(media.objectParameters.metadata)) {
       if (typeof v !== 'string') problems.push(`media.objectParameters.metadata.${k}: must be a string`);
@@ -505,6 +557,34 @@ function regionProblems(plain: Record<string, unknown>): string[] {
     problems.push(
       `${section}.region: "aws-global" names AWS's global endpoint and cannot be used with ${section}.${o.endpoint === undefined ? 'publicEndpoint' : 'endpoint'}; give the region your S3 server expects, e.g. "us-east-1"`,
     );
+  }
+  return problems;
+}
+
+/** The cache window extends each URL's expiry; the CloudFront key must parse (its text is never quoted). */
+function urlCacheProblems(media: Record<string, unknown> | undefined): string[] {
+  if (!media) return [];
+  const problems: string[] = [];
+  const window = media.urlCacheWindow;
+  const expiresIn = media.urlExpiresIn ?? 3600;
+  if (typeof window === 'number' && Number.isInteger(window) && window > 0 && typeof expiresIn === 'number' && expiresIn + window > MAX_URL_EXPIRES_IN) {
+    problems.push(
+      `media.urlCacheWindow: urlExpiresIn + urlCacheWindow must be at most ${MAX_URL_EXPIRES_IN} seconds (7 days, the SigV4 limit), because URLs handed out at a window's end stay valid urlExpiresIn beyond it (got ${expiresIn} + ${window} = ${expiresIn + window}); shorten one of the two`,
+    );
+  }
+  if (isObject(media.cloudfront)) {
+    if (typeof media.customDomain === 'string') {
+      problems.push('media.customDomain: cannot be set with media.cloudfront: CloudFront URLs are on the distribution\'s domain (set cloudfront.domain to your custom domain instead); remove one of the two');
+    }
+    const pem = media.cloudfront.privateKey;
+    if ((typeof pem === 'string' && pem.trim() !== '') || pem instanceof KeyObject) {
+      try {
+        parseCloudFrontKey(pem);
+      } catch (error) {
+        if (!(error instanceof StorageError)) throw error;
+        problems.push(`media.cloudfront.privateKey: ${error.message}`);
+      }
+    }
   }
   return problems;
 }

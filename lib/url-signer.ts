@@ -47,6 +47,13 @@ export interface SignedUrlOptions {
   responseContentDisposition?: string;
   /** `response-content-type`: the Content-Type S3 answers with. */
   responseContentType?: string;
+  /**
+   * `response-cache-control`: the Cache-Control S3 answers with. A function receives the
+   * expiry actually signed (after clamping), so a max-age can be derived from it.
+   */
+  responseCacheControl?: string | ((expiresIn: number) => string);
+  /** The signing time in ms, instead of the clock (stable URLs sign at the window start). */
+  signingDate?: number;
 }
 
 interface Base {
@@ -84,7 +91,8 @@ export function contentDisposition(filename: string, type: 'attachment' | 'inlin
 /** Signs GET URLs for one bucket. Cheap to call: a few microseconds, no I/O. */
 export class UrlSigner {
   private readonly logger = new Logger('nestjs-s3-storage');
-  private readonly clock: () => number;
+  /** The time source (ms); stable URLs floor it to their cache window. */
+  readonly clock: () => number;
   private base?: Base;
   private basePromise?: Promise<Base>;
   private signingKey?: { scope: string; secret: string; key: Buffer };
@@ -96,7 +104,7 @@ export class UrlSigner {
 
   /** A SigV4 query-string signed GET URL for the (already normalized, full) key. */
   async sign(key: string, options: SignedUrlOptions): Promise<string> {
-    const { base, credentials, expiresIn, amzDate, scope, signingKey } = await this.context(options.expiresIn);
+    const { base, credentials, expiresIn, amzDate, scope, signingKey } = await this.context(options.expiresIn, options.signingDate);
 
     const params: [string, string][] = [
       ['X-Amz-Algorithm', ALGORITHM],
@@ -107,6 +115,10 @@ export class UrlSigner {
     ];
     if (credentials.sessionToken) params.push(['X-Amz-Security-Token', encodeRfc3986(credentials.sessionToken)]);
     params.push(['X-Amz-SignedHeaders', 'host']);
+    if (options.responseCacheControl !== undefined) {
+      const value = typeof options.responseCacheControl === 'function' ? options.responseCacheControl(expiresIn) : options.responseCacheControl;
+      params.push(['response-cache-control', encodeRfc3986(value)]);
+    }
     if (options.responseContentDisposition !== undefined) {
       params.push(['response-content-disposition', encodeRfc3986(options.responseContentDisposition)]);
     }
@@ -176,10 +188,10 @@ export class UrlSigner {
   }
 
   /** What every signature needs: endpoint, credentials, clamped expiry, date, scope and key. */
-  private async context(requestedExpiry: number) {
+  private async context(requestedExpiry: number, signingDate?: number) {
     const base = this.base ?? (await this.resolveBase());
     const credentials = await this.credentials();
-    const now = this.clock();
+    const now = signingDate ?? this.clock();
     const expiresIn = this.clampExpiry(requestedExpiry, credentials, now);
     const amzDate = new Date(now).toISOString().replace(/[-:]|\.\d{3}/g, '');
     const day = amzDate.slice(0, 8);
@@ -188,7 +200,8 @@ export class UrlSigner {
     return { base, credentials, now, expiresIn, amzDate, scope, signingKey };
   }
 
-  private async credentials(): Promise<SigningCredentials> {
+  /** The credentials URLs are signed with now (their identity keys the URL cache). */
+  async credentials(): Promise<SigningCredentials> {
     const source = this.options.credentials;
     return typeof source === 'function' ? source() : source;
   }

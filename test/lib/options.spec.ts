@@ -83,6 +83,7 @@ describe('option validation', () => {
         acl: undefined,
         overwrite: false,
         urlExpiresIn: 3600,
+        urlCacheWindow: 0,
         signedUrls: true,
         customDomain: undefined,
         objectParameters: {},

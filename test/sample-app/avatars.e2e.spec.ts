@@ -181,15 +181,23 @@ describe('POST /users/:id/avatar', () => {
 });
 
 describe('GET /users/:id/avatar', () => {
-  it('redirects (302, not cacheable) to a fresh signed URL that serves the image', async () => {
+  it('redirects (302, cacheable no longer than the URL lives) to a signed URL that serves the image', async () => {
     const user = newUser('redirect');
     const image = png(6);
     const uploaded = await http().post(`/users/${user}/avatar`).attach('avatar', image, 'me.png');
 
     const res = await http().get(`/users/${user}/avatar`).redirects(0);
     expect(res.status).toBe(302);
-    expect(res.headers['cache-control']).toBe('no-store');
     const location = new URL(res.headers.location!);
+    // Following the cached redirect, then keeping the image for its max-age, ends before the signature does.
+    const redirectAge = Number(/^private, max-age=(\d+)$/.exec(res.headers['cache-control'] ?? '')?.[1]);
+    const imageAge = Number(/^private, max-age=(\d+)$/.exec(location.searchParams.get('response-cache-control') ?? '')?.[1]);
+    const d = location.searchParams.get('X-Amz-Date')!;
+    const expiresAt = Date.UTC(+d.slice(0, 4), +d.slice(4, 6) - 1, +d.slice(6, 8), +d.slice(9, 11), +d.slice(11, 13), +d.slice(13, 15)) + Number(location.searchParams.get('X-Amz-Expires')) * 1000;
+    expect(redirectAge).toBeGreaterThanOrEqual(0);
+    expect(redirectAge).toBeLessThanOrEqual(60);
+    expect(imageAge).toBe(3600);
+    expect(Date.now() + (redirectAge + imageAge) * 1000).toBeLessThanOrEqual(expiresAt);
     expect(location.pathname).toBe(`/${bucket}/${uploaded.body.key}`);
     expect(location.searchParams.get('X-Amz-Signature')).toMatch(/^[0-9a-f]{64}$/);
     const fetched = await fetch(location);

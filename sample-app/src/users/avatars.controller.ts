@@ -1,5 +1,5 @@
 /**
- * `/users/:id/avatar`: upload (201 `{ key, url }`), show (302 to a fresh signed URL, or
+ * `/users/:id/avatar`: upload (201 `{ key, url }`), show (302 to the avatar's signed URL, or
  * `?format=json`), delete (204). Upload limits and their error messages are set up in
  * `app.module.ts` (multer) and `http-errors.filter.ts`.
  *
@@ -68,14 +68,16 @@ export class AvatarsController {
     if (format !== undefined && format !== 'json') {
       throw new BadRequestException('Unknown format: use "?format=json", or no format for a redirect to the image.');
     }
-    const avatar = await this.avatars.find(id);
-    if (!avatar) throw new NotFoundException(`User "${id}" has no avatar yet: upload one first.`);
-    // Each answer carries a freshly signed, expiring URL: caches must not keep it.
-    res.setHeader('Cache-Control', 'no-store');
+    const found = await this.avatars.findCacheable(id);
+    if (!found) throw new NotFoundException(`User "${id}" has no avatar yet: upload one first.`);
     if (format === 'json') {
-      res.status(200).json(avatar);
+      // The page asks for this to learn about a new avatar: always fresh.
+      res.setHeader('Cache-Control', 'no-store');
+      res.status(200).json(found.ref);
     } else {
-      res.redirect(302, avatar.url);
+      // A cached redirect must never lead to a URL that has stopped working.
+      res.setHeader('Cache-Control', found.cacheSeconds > 0 ? `private, max-age=${found.cacheSeconds}` : 'no-store');
+      res.redirect(302, found.ref.url);
     }
   }
 

@@ -4,7 +4,7 @@
  * the greatest name, and two racing uploads agree on which one wins.
  */
 import { BadRequestException, Inject, Injectable, UnsupportedMediaTypeException } from '@nestjs/common';
-import { extensionFor, MediaStorage, type DirectUpload } from 'nestjs-s3-storage';
+import { extensionFor, MediaStorage, type DirectUpload, type MediaUrl } from 'nestjs-s3-storage';
 import { randomBytes } from 'node:crypto';
 import { avatarsConfig, type AvatarsConfig } from '../app.config.js';
 import { ACCEPTED_IMAGE_TYPES, AVATAR_TYPES, sniffImageType } from './image-type.js';
@@ -14,6 +14,23 @@ export interface AvatarRef {
   key: string;
   /** A fresh signed URL the browser can load. */
   url: string;
+}
+
+/**
+ * Avatar URLs are stable for an hour: every page view in that window gets the same signed URL,
+ * so the browser keeps the image instead of downloading it again. Safe here because an avatar
+ * never changes under its name: each upload gets a new, unique one.
+ */
+export const AVATAR_URL_CACHE_WINDOW = 3600;
+
+/** At most this long a browser may reuse a redirect to the avatar, so a new one shows within a minute. */
+const REDIRECT_MAX_AGE = 60;
+
+/** The current avatar, and how long a response pointing at its URL may be cached. */
+export interface CacheableAvatar {
+  ref: AvatarRef;
+  /** Seconds; 0 means do not cache. */
+  cacheSeconds: number;
 }
 
 @Injectable()
@@ -78,8 +95,19 @@ export class AvatarsService {
 
   /** The current avatar, or `undefined` when the user has none. */
   async find(userId: string): Promise<AvatarRef | undefined> {
+    return (await this.findCacheable(userId))?.ref;
+  }
+
+  /**
+   * The current avatar, with how long a redirect to it may be cached: never past the end of
+   * the URL's window, so that following the cached redirect and then keeping the image for
+   * the URL's own max-age both end before its signature does.
+   */
+  async findCacheable(userId: string): Promise<CacheableAvatar | undefined> {
     const name = await this.currentName(userId);
-    return name === undefined ? undefined : this.ref(name);
+    if (name === undefined) return undefined;
+    const info = await this.urlInfo(name);
+    return { ref: { key: this.storage.key(name), url: info.url }, cacheSeconds: redirectMaxAge(info, Date.now()) };
   }
 
   /** Removes every avatar of the user; a user without one is fine. */
@@ -102,8 +130,18 @@ export class AvatarsService {
   }
 
   private async ref(name: string): Promise<AvatarRef> {
-    return { key: this.storage.key(name), url: await this.storage.url(name) };
+    return { key: this.storage.key(name), url: (await this.urlInfo(name)).url };
   }
+
+  private urlInfo(name: string): Promise<MediaUrl> {
+    return this.storage.urlInfo(name, { cacheWindow: AVATAR_URL_CACHE_WINDOW });
+  }
+}
+
+function redirectMaxAge(info: MediaUrl, now: number): number {
+  if (info.expiresAt === undefined || info.maxAge === undefined) return 0;
+  const left = Math.floor((info.expiresAt.getTime() - now) / 1000) - info.maxAge;
+  return Math.max(0, Math.min(REDIRECT_MAX_AGE, left));
 }
 
 function prefix(userId: string): string {
