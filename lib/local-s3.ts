@@ -369,6 +369,12 @@ export async function startLocalS3(options: LocalS3Options = {}): Promise<LocalS
     );
   };
   const server: Server = createServer(contained(handle, report));
+  // Node's default closes idle keep-alive sockets after 5 s, and clients (undici: the hint
+  // minus 1 s) reuse them until 4 s: on a loaded machine the two race, and a request written
+  // onto a socket the server is closing fails with EPIPE. Real S3 servers keep idle sockets
+  // about a minute; so does this one.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(options.port ?? 0, address, () => {
