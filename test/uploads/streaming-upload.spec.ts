@@ -5,7 +5,7 @@
  */
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Controller, Module, Param, Post, UseInterceptors, type DynamicModule, type INestApplication } from '@nestjs/common';
+import { Controller, Module, Param, Post, UseGuards, UseInterceptors, type CanActivate, type DynamicModule, type ExecutionContext, type INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
@@ -18,8 +18,23 @@ import { deleteTestBucket, mediaOptions, rawClient, uniqueBucket } from '../harn
 const MIB = 1024 * 1024;
 const PNG = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), randomBytes(200)]);
 
+/** Puts `user` on the platform's request, as an auth guard does. */
+class FakeAuthGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    context.switchToHttp().getRequest<{ user?: { id: string } }>().user = { id: 'u-42' };
+    return true;
+  }
+}
+
 @Controller()
 class UploadController {
+  @Post('mine')
+  @UseGuards(FakeAuthGuard)
+  @UseInterceptors(MediaUploadInterceptor({ maxBytes: MIB, name: (c) => `mine/${(c.httpRequest as { user: { id: string } }).user.id}/${c.originalName}` }))
+  mine(@UploadedMedia() file: UploadedMediaFile): UploadedMediaFile {
+    return file;
+  }
+
   @Post('small/:id')
   @UseInterceptors(MediaUploadInterceptor({ field: 'file', maxBytes: MIB, allowedTypes: ['image/png', 'image/jpeg'], name: (c) => `small/${c.request.params?.id}/${c.originalName.length}.${c.extension}` }))
   small(@Param('id') _id: string, @UploadedMedia() file: UploadedMediaFile): UploadedMediaFile {
@@ -82,6 +97,7 @@ describe.each(HTTP_PLATFORMS)('MediaUploadInterceptor on %s', (platform) => {
     const response = await request(app.getHttpServer()).post('/small/8').attach('file', body, 'a.png');
     expect(response.status).toBe(413);
     expect(response.body.message).toBe('the file is larger than the 1,048,576-byte limit; nothing was stored');
+    expect(response.headers.connection).toBe('close');
     expect(await stored(bucket, 'small/8/')).toEqual({ objects: [], uploads: 0 });
     const exact = await request(app.getHttpServer()).post('/small/8').attach('file', body.subarray(0, MIB), 'a.png');
     expect(exact.status).toBe(201);
@@ -113,6 +129,12 @@ describe.each(HTTP_PLATFORMS)('MediaUploadInterceptor on %s', (platform) => {
     const response = await build(request(app.getHttpServer()).post(`/small/${id}`));
     expect({ status: response.status, message: response.body.message }).toEqual({ status, message });
     expect(await stored(bucket, `small/${id}/`)).toEqual({ objects: [], uploads: 0 });
+  });
+
+  it("gives name() the platform's request, where guards put the user", async () => {
+    const response = await request(app.getHttpServer()).post('/mine').attach('file', PNG, 'a.png');
+    expect(response.status).toBe(201);
+    expect(response.body.name).toBe('mine/u-42/a.png');
   });
 
   it('answers 400 when the chosen name is not a valid key, and stores nothing', async () => {
