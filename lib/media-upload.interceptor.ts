@@ -178,7 +178,7 @@ function receive(request: NodeRequest, httpRequest: object, storage: MediaStorag
     return Promise.reject(new UploadRejectedError('bad-request', `send multipart/form-data with the file in the "${field}" field`));
   }
   if (request.readableEnded) {
-    // Piping an ended stream never ends the parser: the request would hang.
+    // The parser would see an empty body and answer 400, blaming the client for the server's set-up.
     return Promise.reject(
       new StorageConfigurationError(
         ['the request body was read before the interceptor ran (by a body parser such as multer, or @fastify/multipart with attachFieldsToBody): leave multipart bodies on this route unread'],

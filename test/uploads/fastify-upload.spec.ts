@@ -130,7 +130,7 @@ describe('MediaUploadInterceptor on Fastify, next to other multipart handling', 
     expect(theirs.body).toEqual({ filename: 'nest.png', size: PNG.length });
   });
 
-  it('answers 500 with the reason logged, not a hang, when a plugin read the body first (attachFieldsToBody)', async () => {
+  it('answers 500 with the reason logged, not a 400 blaming the client, when a plugin read the body first (attachFieldsToBody)', async () => {
     app = await fastifyApp([], (a) => a.register(fastifyMultipart, { attachFieldsToBody: true }));
     const response = await request(app.getHttpServer()).post('/media').attach('file', PNG, 'read-first.png');
     expect({ status: response.status, message: response.body.message }).toEqual({ status: 500, message: 'the upload is misconfigured on the server' });
