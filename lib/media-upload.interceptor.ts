@@ -11,7 +11,7 @@
  * The byte limit is enforced while streaming (413, the multipart upload aborted, nothing
  * stored); the type is decided by the first bytes (415 when not allowed); a malformed or
  * truncated body, a missing field or a second file is a 400. Each answer carries a message a
- * person can act on.
+ * person can act on. The same on Express and on Fastify (see fastify-multipart.ts).
  */
 import {
   BadRequestException,
@@ -19,6 +19,8 @@ import {
   HttpStatus,
   Inject,
   Injectable,
+  Logger,
+  Optional,
   PayloadTooLargeException,
   UnsupportedMediaTypeException,
   createParamDecorator,
@@ -27,9 +29,10 @@ import {
   type ExecutionContext,
   type InjectionToken,
   type NestInterceptor,
+  type OnModuleInit,
   type Type,
 } from '@nestjs/common';
-import { ModuleRef } from '@nestjs/core';
+import { HttpAdapterHost, ModuleRef } from '@nestjs/core';
 import busboy from 'busboy';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -37,8 +40,9 @@ import { Readable } from 'node:stream';
 import { extensionFor } from './content-type.js';
 import { SNIFF_BYTES, sniffContentType } from './content-sniffing.js';
 import { MediaStorage, type StoredObject } from './media.storage.js';
-import { InvalidKeyError, StorageError, UploadRejectedError } from './storage.errors.js';
+import { InvalidKeyError, StorageConfigurationError, StorageError, UploadRejectedError } from './storage.errors.js';
 import { nextOrAbort } from './abortable.js';
+import { allowMultipartBodies, nodeRequest, nodeResponse } from './fastify-multipart.js';
 
 /** What the handler receives from `@UploadedMedia()`. */
 export interface UploadedMediaFile extends StoredObject {
@@ -50,7 +54,13 @@ export interface UploadedMediaFile extends StoredObject {
 
 /** What `name()` is given to choose the stored name. */
 export interface MediaUploadNameContext {
+  /** The Node request, with the route's `params` (on Fastify too, where it is `request.raw`). */
   request: IncomingMessage & { params?: Record<string, string> };
+  /**
+   * The request as the HTTP platform gives it to `@Req()`: on Express the same object as
+   * `request`, on Fastify the `FastifyRequest` (where guards put `user`).
+   */
+  httpRequest: object;
   /** The sniffed content type, or `application/octet-stream`. */
   contentType: string;
   /** The usual extension of `contentType` (`png`), or `bin`. */
@@ -95,7 +105,9 @@ export interface MediaUploadOptionsFactory {
 }
 
 const REQUEST_KEY = Symbol.for('nestjs-s3-storage:uploaded-media');
-type RequestWithMedia = IncomingMessage & { [REQUEST_KEY]?: UploadedMediaFile; body?: unknown; params?: Record<string, string> };
+/** The platform's request (Express's, or Fastify's wrapper), where handlers and decorators look. */
+type RequestWithMedia = { [REQUEST_KEY]?: UploadedMediaFile; body?: unknown; params?: Record<string, string> };
+type NodeRequest = IncomingMessage & { params?: Record<string, string> };
 
 /** The stored file, in a handler behind {@link MediaUploadInterceptor}. */
 export const UploadedMedia = createParamDecorator((_data: unknown, context: ExecutionContext): UploadedMediaFile | undefined => {
@@ -108,13 +120,19 @@ export function MediaUploadInterceptor(optionsOrFactory: MediaUploadOptions | Me
   if (!isFactory) checkOptions(optionsOrFactory);
 
   @Injectable()
-  class MediaUploadMixin implements NestInterceptor {
+  class MediaUploadMixin implements NestInterceptor, OnModuleInit {
     private resolved?: MediaUploadOptions;
 
     constructor(
       @Inject(MediaStorage) private readonly storage: MediaStorage,
       @Inject(ModuleRef) private readonly moduleRef: ModuleRef,
+      @Optional() @Inject(HttpAdapterHost) private readonly adapterHost?: HttpAdapterHost,
     ) {}
+
+    /** On Fastify, lets multipart bodies through unread (it refuses types it cannot parse). */
+    onModuleInit(): void {
+      allowMultipartBodies(this.adapterHost?.httpAdapter);
+    }
 
     private options(): MediaUploadOptions {
       if (this.resolved) return this.resolved;
@@ -126,12 +144,15 @@ export function MediaUploadInterceptor(optionsOrFactory: MediaUploadOptions | Me
     async intercept(context: ExecutionContext, next: CallHandler): Promise<ReturnType<CallHandler['handle']>> {
       const options = this.options();
       const http = context.switchToHttp();
-      const request = http.getRequest<RequestWithMedia>();
-      const response = http.getResponse<ServerResponse>();
+      const platformRequest = http.getRequest<RequestWithMedia>();
+      const request: NodeRequest = nodeRequest(platformRequest);
+      const response: ServerResponse = nodeResponse(http.getResponse<object>());
+      // Fastify keeps the route's params on its wrapper; name() reads them from the Node request.
+      if (request !== platformRequest) request.params ??= platformRequest.params;
       try {
-        const { file, fields } = await receive(request, this.storage, options);
-        request[REQUEST_KEY] = { ...file.stored, originalName: file.originalName, fields };
-        request.body = fields;
+        const { file, fields } = await receive(request, platformRequest, this.storage, options);
+        platformRequest[REQUEST_KEY] = { ...file.stored, originalName: file.originalName, fields };
+        platformRequest.body = fields;
       } catch (error) {
         // Stop reading the rest of a rejected body, and do not keep the connection for more.
         if (!response.headersSent) response.setHeader('Connection', 'close');
@@ -149,12 +170,21 @@ interface Received {
   fields: Record<string, string>;
 }
 
-function receive(request: RequestWithMedia, storage: MediaStorage, options: MediaUploadOptions): Promise<Received> {
+function receive(request: NodeRequest, httpRequest: object, storage: MediaStorage, options: MediaUploadOptions): Promise<Received> {
   const field = options.field ?? 'file';
   const limits = options.fieldLimits ?? { count: 20, bytes: 65_536 };
   const contentType = request.headers['content-type'] ?? '';
   if (!/^multipart\/form-data/i.test(contentType)) {
     return Promise.reject(new UploadRejectedError('bad-request', `send multipart/form-data with the file in the "${field}" field`));
+  }
+  if (request.readableEnded) {
+    // The parser would see an empty body and answer 400, blaming the client for the server's set-up.
+    return Promise.reject(
+      new StorageConfigurationError(
+        ['the request body was read before the interceptor ran (by a body parser such as multer, or @fastify/multipart with attachFieldsToBody): leave multipart bodies on this route unread'],
+        'MediaUploadInterceptor cannot stream the upload',
+      ),
+    );
   }
 
   return new Promise<Received>((resolve, reject) => {
@@ -191,7 +221,7 @@ function receive(request: RequestWithMedia, storage: MediaStorage, options: Medi
         fail(new UploadRejectedError('bad-request', name === field ? `send one file in the "${field}" field` : `unexpected file field "${name}": send the file in the "${field}" field`));
         return;
       }
-      upload = streamToStorage(request, stream, info.filename ?? '', storage, options, abort.signal);
+      upload = streamToStorage(request, httpRequest, stream, info.filename ?? '', storage, options, abort.signal);
       upload.catch(fail);
     });
     parser.on('field', (name, value, info) => {
@@ -219,7 +249,8 @@ function receive(request: RequestWithMedia, storage: MediaStorage, options: Medi
 }
 
 async function streamToStorage(
-  request: RequestWithMedia,
+  request: NodeRequest,
+  httpRequest: object,
   stream: Readable & { truncated?: boolean },
   originalName: string,
   storage: MediaStorage,
@@ -266,7 +297,7 @@ async function streamToStorage(
   }
 
   const extension = extensionFor(contentType) ?? 'bin';
-  const name = options.name?.({ request, contentType, extension, originalName }) ?? `uploads/${randomUUID()}.${extension}`;
+  const name = options.name?.({ request, httpRequest, contentType, extension, originalName }) ?? `uploads/${randomUUID()}.${extension}`;
   try {
     const stored = await storage.upload(name, Readable.from(limited()), { contentType, signal });
     return { stored, originalName };
@@ -302,6 +333,8 @@ function toHttpException(error: unknown): HttpException {
   }
   if (error instanceof InvalidKeyError) return new BadRequestException(error.message);
   if (error instanceof StorageError && error.code === 'STORAGE_CONFIGURATION') {
+    // The answer says only that something is wrong; the log says what.
+    new Logger('nestjs-s3-storage').error(error.message);
     return new HttpException({ statusCode: 500, message: 'the upload is misconfigured on the server' }, 500, { cause: error });
   }
   if (error instanceof StorageError) {

@@ -2,12 +2,13 @@
  * Hostile input, table-driven. Names against MediaStorage directly: each is either refused
  * before any request (InvalidKeyError) or stored strictly inside the storage location under
  * the key the table states. Uploads over HTTP, to the sample app's avatar route and to a
- * MediaUploadInterceptor route: each gets a 4xx with a message, nothing reaches the bucket,
- * and the app keeps serving.
+ * MediaUploadInterceptor route on Express and on Fastify: each gets a 4xx with a message,
+ * nothing reaches the bucket, and the app keeps serving.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Controller, Module, Post, UseInterceptors, type INestApplication } from '@nestjs/common';
+import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { createHash, randomBytes, randomUUID } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
@@ -169,7 +170,7 @@ class InterceptorController {
 }
 
 interface Target {
-  name: 'sample app' | 'MediaUploadInterceptor';
+  name: 'sample app' | 'MediaUploadInterceptor' | 'MediaUploadInterceptor on Fastify';
   port: () => number;
   path: (user: string) => string;
   maxBytes: number;
@@ -177,11 +178,18 @@ interface Target {
 
 let sample: SampleApp;
 let interceptorApp: INestApplication;
+let fastifyApp: INestApplication;
 const targets: Target[] = [
   { name: 'sample app', port: () => (sample.app.getHttpServer().address() as AddressInfo).port, path: (u) => `/users/${u}/avatar`, maxBytes: DEFAULT_AVATAR_MAX_BYTES },
   {
     name: 'MediaUploadInterceptor',
     port: () => (interceptorApp.getHttpServer().address() as AddressInfo).port,
+    path: (u) => `/interceptor/${u}/avatar`,
+    maxBytes: INTERCEPTOR_MAX,
+  },
+  {
+    name: 'MediaUploadInterceptor on Fastify',
+    port: () => (fastifyApp.getHttpServer().address() as AddressInfo).port,
     path: (u) => `/interceptor/${u}/avatar`,
     maxBytes: INTERCEPTOR_MAX,
   },
@@ -243,17 +251,20 @@ const uploadCases: UploadCase[] = [
 describe.each(targets)('hostile uploads to the $name', (target) => {
   beforeAll(async () => {
     if (target.name === 'sample app' && !sample) sample = await startSampleApp(mediaEnv(bucket), { quiet: true });
-    if (target.name === 'MediaUploadInterceptor' && !interceptorApp) {
+    if (target.name !== 'sample app') {
       @Module({ imports: [StorageModule.forRoot({ media: mediaOptions(bucket, { partSize: 5 * MIB }), ensureBucket: 'off' })], controllers: [InterceptorController] })
       class InterceptorModule {}
       const moduleRef = await Test.createTestingModule({ imports: [InterceptorModule] }).compile();
-      interceptorApp = moduleRef.createNestApplication({ logger: false });
-      await interceptorApp.listen(0, '127.0.0.1');
+      const app = target.name === 'MediaUploadInterceptor' ? moduleRef.createNestApplication({ logger: false }) : moduleRef.createNestApplication(new FastifyAdapter(), { logger: false });
+      await app.listen(0, '127.0.0.1');
+      if (target.name === 'MediaUploadInterceptor') interceptorApp = app;
+      else fastifyApp = app;
     }
   });
   afterAll(async () => {
     if (target.name === 'sample app') await sample?.close();
-    else await interceptorApp?.close();
+    else if (target.name === 'MediaUploadInterceptor') await interceptorApp?.close();
+    else await fastifyApp?.close();
   });
 
   it.each(uploadCases)('$label → $status with a message, nothing stored', async ({ status, message, request }) => {

@@ -1,24 +1,40 @@
 /**
- * MediaUploadInterceptor in a real Nest HTTP app: files stream to S3, limits are enforced
- * while streaming, bad requests get a 4xx with a message, and nothing is stored for them.
+ * MediaUploadInterceptor in a real Nest HTTP app, on Express and on Fastify alike: files stream
+ * to S3, limits are enforced while streaming, bad requests get a 4xx with a message, and nothing
+ * is stored for them.
  */
 import { ListMultipartUploadsCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Controller, Module, Param, Post, UseInterceptors, type INestApplication } from '@nestjs/common';
+import { Controller, Module, Param, Post, UseGuards, UseInterceptors, type CanActivate, type DynamicModule, type ExecutionContext, type INestApplication } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { randomBytes } from 'node:crypto';
 import request from 'supertest';
 import { MediaUploadInterceptor, UploadedMedia, type UploadedMediaFile } from '../../lib/media-upload.interceptor.js';
 import { MediaStorage } from '../../lib/media.storage.js';
 import { StorageModule } from '../../lib/storage.module.js';
+import { HTTP_PLATFORMS, createHttpApp } from '../harness/http-platforms.js';
 import { deleteTestBucket, mediaOptions, rawClient, uniqueBucket } from '../harness/s3-test-env.js';
 
 const MIB = 1024 * 1024;
 const PNG = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), randomBytes(200)]);
-const bucket = uniqueBucket('stream');
+
+/** Puts `user` on the platform's request, as an auth guard does. */
+class FakeAuthGuard implements CanActivate {
+  canActivate(context: ExecutionContext): boolean {
+    context.switchToHttp().getRequest<{ user?: { id: string } }>().user = { id: 'u-42' };
+    return true;
+  }
+}
 
 @Controller()
 class UploadController {
+  @Post('mine')
+  @UseGuards(FakeAuthGuard)
+  @UseInterceptors(MediaUploadInterceptor({ maxBytes: MIB, name: (c) => `mine/${(c.httpRequest as { user: { id: string } }).user.id}/${c.originalName}` }))
+  mine(@UploadedMedia() file: UploadedMediaFile): UploadedMediaFile {
+    return file;
+  }
+
   @Post('small/:id')
   @UseInterceptors(MediaUploadInterceptor({ field: 'file', maxBytes: MIB, allowedTypes: ['image/png', 'image/jpeg'], name: (c) => `small/${c.request.params?.id}/${c.originalName.length}.${c.extension}` }))
   small(@Param('id') _id: string, @UploadedMedia() file: UploadedMediaFile): UploadedMediaFile {
@@ -38,21 +54,14 @@ class UploadController {
   }
 }
 
-@Module({ imports: [StorageModule.forRoot({ media: mediaOptions(bucket, { partSize: 5 * MIB }) })], controllers: [UploadController] })
-class AppModule {}
+@Module({})
+class AppModule {
+  static on(bucket: string): DynamicModule {
+    return { module: AppModule, imports: [StorageModule.forRoot({ media: mediaOptions(bucket, { partSize: 5 * MIB }) })], controllers: [UploadController] };
+  }
+}
 
-let app: INestApplication;
-beforeAll(async () => {
-  const moduleRef = await Test.createTestingModule({ imports: [AppModule] }).compile();
-  app = moduleRef.createNestApplication();
-  await app.init();
-});
-afterAll(async () => {
-  await app?.close();
-  await deleteTestBucket(bucket);
-});
-
-async function stored(prefix: string): Promise<{ objects: string[]; uploads: number }> {
+async function stored(bucket: string, prefix: string): Promise<{ objects: string[]; uploads: number }> {
   const client = rawClient();
   try {
     const objects = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix }));
@@ -63,7 +72,18 @@ async function stored(prefix: string): Promise<{ objects: string[]; uploads: num
   }
 }
 
-describe('MediaUploadInterceptor', () => {
+describe.each(HTTP_PLATFORMS)('MediaUploadInterceptor on %s', (platform) => {
+  const bucket = uniqueBucket(`stream-${platform}`);
+  let app: INestApplication;
+  beforeAll(async () => {
+    const moduleRef = await Test.createTestingModule({ imports: [AppModule.on(bucket)] }).compile();
+    app = await createHttpApp(moduleRef, platform);
+  });
+  afterAll(async () => {
+    await app?.close();
+    await deleteTestBucket(bucket);
+  });
+
   it('streams the file to S3 and hands the handler name, key, size, sniffed type and ETag', async () => {
     const response = await request(app.getHttpServer()).post('/small/7').field('caption', 'hi').attach('file', PNG, { filename: 'photo.jpg', contentType: 'text/plain' });
     expect(response.status).toBe(201);
@@ -77,7 +97,8 @@ describe('MediaUploadInterceptor', () => {
     const response = await request(app.getHttpServer()).post('/small/8').attach('file', body, 'a.png');
     expect(response.status).toBe(413);
     expect(response.body.message).toBe('the file is larger than the 1,048,576-byte limit; nothing was stored');
-    expect(await stored('small/8/')).toEqual({ objects: [], uploads: 0 });
+    expect(response.headers.connection).toBe('close');
+    expect(await stored(bucket, 'small/8/')).toEqual({ objects: [], uploads: 0 });
     const exact = await request(app.getHttpServer()).post('/small/8').attach('file', body.subarray(0, MIB), 'a.png');
     expect(exact.status).toBe(201);
     expect(exact.body.size).toBe(MIB);
@@ -86,7 +107,7 @@ describe('MediaUploadInterceptor', () => {
   it('answers 413 for a multipart-sized body over the limit, aborting the multipart upload', async () => {
     const response = await request(app.getHttpServer()).post('/big').attach('file', randomBytes(30 * MIB), 'large.bin');
     expect(response.status).toBe(413);
-    expect(await stored('big/')).toEqual({ objects: [], uploads: 0 });
+    expect(await stored(bucket, 'big/')).toEqual({ objects: [], uploads: 0 });
     const ok = await request(app.getHttpServer()).post('/big').attach('file', randomBytes(12 * MIB), 'ok.bin');
     expect(ok.status).toBe(201);
     expect(ok.body).toMatchObject({ name: 'big/ok.bin', size: 12 * MIB, contentType: 'application/octet-stream' });
@@ -107,7 +128,13 @@ describe('MediaUploadInterceptor', () => {
     const id = `bad-${label.replace(/\W+/g, '-')}`;
     const response = await build(request(app.getHttpServer()).post(`/small/${id}`));
     expect({ status: response.status, message: response.body.message }).toEqual({ status, message });
-    expect(await stored(`small/${id}/`)).toEqual({ objects: [], uploads: 0 });
+    expect(await stored(bucket, `small/${id}/`)).toEqual({ objects: [], uploads: 0 });
+  });
+
+  it("gives name() the platform's request, where guards put the user", async () => {
+    const response = await request(app.getHttpServer()).post('/mine').attach('file', PNG, 'a.png');
+    expect(response.status).toBe(201);
+    expect(response.body.name).toBe('mine/u-42/a.png');
   });
 
   it('answers 400 when the chosen name is not a valid key, and stores nothing', async () => {
