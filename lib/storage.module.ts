@@ -1,77 +1,117 @@
 /**
- * `StorageModule.forRoot(options)` / `StorageModule.forRootAsync({ useFactory, inject, … })`.
+ * `StorageModule.forRoot(options)` / `StorageModule.forRootAsync({ useFactory, inject, … })`,
+ * with an optional `name` (`forRoot({ name: 'invoices', media })`), importable once per name.
  *
- * Provides `MediaStorage`, `StaticManifestStorage` (`isConfigured` false without `static`), the
- * S3 clients under their tokens, and the start-up bucket check. Options are validated once, here; clients are destroyed on shutdown.
+ * The unnamed storage provides `MediaStorage`, `StaticManifestStorage` (`isConfigured` false
+ * without `static`), the S3 clients and the resolved options under their historical tokens; a
+ * named one provides its storage, client and options under the tokens of `storage-tokens.ts`.
+ * Each runs its own start-up bucket check. Options are validated once, here; clients are
+ * shared within an application where their settings are equal, and destroyed on shutdown.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import { Inject, Module, type OnApplicationShutdown, type Provider } from '@nestjs/common';
+import { Module, type DynamicModule, type Provider } from '@nestjs/common';
 import { StorageBootstrap } from './bucket-bootstrap.js';
 import { MediaStorage } from './media.storage.js';
-import { createS3Client } from './s3-client.factory.js';
+import { S3ClientRegistry, StorageClientsModule } from './s3-client-registry.js';
 import { StaticManifestStorage, unconfiguredStaticManifestStorage } from './static-manifest.storage.js';
-import { MEDIA_S3_CLIENT, STATIC_S3_CLIENT, STORAGE_OPTIONS } from './storage.constants.js';
-import { ConfigurableStorageModule, STORAGE_MODULE_OPTIONS } from './storage.module-definition.js';
+import { STATIC_S3_CLIENT } from './storage.constants.js';
+import { StorageConfigurationError } from './storage.errors.js';
+import { ConfigurableStorageModule, STORAGE_ASYNC_OPTIONS_TYPE, STORAGE_MODULE_OPTIONS, STORAGE_OPTIONS_TYPE } from './storage.module-definition.js';
 import type { StorageModuleOptions } from './storage-module-options.interface.js';
 import { resolveStorageOptions, type ResolvedMediaOptions, type ResolvedStorageOptions } from './storage-options.validation.js';
+import { getMediaS3ClientToken, getStorageOptionsToken, getStorageToken } from './storage-tokens.js';
 import { UrlSigner } from './url-signer.js';
 
-const providers: Provider[] = [
-  {
-    provide: STORAGE_OPTIONS,
-    useFactory: (options: StorageModuleOptions) => resolveStorageOptions(options),
-    inject: [STORAGE_MODULE_OPTIONS],
-  },
-  {
-    provide: MEDIA_S3_CLIENT,
-    useFactory: (options: ResolvedStorageOptions) => createS3Client(options.media),
-    inject: [STORAGE_OPTIONS],
-  },
-  {
-    provide: STATIC_S3_CLIENT,
-    useFactory: (options: ResolvedStorageOptions) => (options.static ? createS3Client(options.static) : null),
-    inject: [STORAGE_OPTIONS],
-  },
-  {
-    provide: MediaStorage,
-    useFactory: (options: ResolvedStorageOptions, client: S3Client) =>
-      new MediaStorage(client, options.media, createMediaSigner(options.media, client)),
-    inject: [STORAGE_OPTIONS, MEDIA_S3_CLIENT],
-  },
-  {
-    provide: StaticManifestStorage,
-    // The manifest is read once, here, so url() is a synchronous lookup afterwards. A missing
-    // manifest (a deploy before the first collectstatic) only warns.
-    useFactory: async (options: ResolvedStorageOptions, client: S3Client | null) => {
-      if (!options.static || !client) return unconfiguredStaticManifestStorage();
-      const storage = new StaticManifestStorage(client, options.static);
-      // Part of start-up, so bounded like the bucket check.
-      await storage.load({ timeoutMs: options.bootstrapTimeout });
-      return storage;
+/** The storage module. Import it once per storage, in the root module (or set `isGlobal: true`). */
+@Module({ imports: [StorageClientsModule] })
+export class StorageModule extends ConfigurableStorageModule {
+  static override forRoot(options: typeof STORAGE_OPTIONS_TYPE): DynamicModule {
+    return withStorageProviders(super.forRoot(options), options.name);
+  }
+
+  static override forRootAsync(options: typeof STORAGE_ASYNC_OPTIONS_TYPE): DynamicModule {
+    return withStorageProviders(super.forRootAsync(options), options.name);
+  }
+}
+
+function withStorageProviders(definition: DynamicModule, name: string | undefined): DynamicModule {
+  const { providers, exports } = name === undefined ? unnamedStorage() : namedStorage(name);
+  return { ...definition, providers: [...(definition.providers ?? []), ...providers], exports: [...(definition.exports ?? []), ...exports] };
+}
+
+/** What every storage provides: its options, its media client, its `MediaStorage`. */
+function mediaProviders(name: string | undefined, resolve: (options: StorageModuleOptions) => ResolvedStorageOptions): Provider[] {
+  const optionsToken = getStorageOptionsToken(name);
+  const clientToken = getMediaS3ClientToken(name);
+  return [
+    { provide: optionsToken, useFactory: resolve, inject: [STORAGE_MODULE_OPTIONS] },
+    {
+      provide: clientToken,
+      useFactory: (options: ResolvedStorageOptions, clients: S3ClientRegistry) => clients.clientFor(options.media),
+      inject: [optionsToken, S3ClientRegistry],
     },
-    inject: [STORAGE_OPTIONS, STATIC_S3_CLIENT],
-  },
-  StorageBootstrap,
-];
+    {
+      provide: getStorageToken(name),
+      useFactory: (options: ResolvedStorageOptions, client: S3Client) => new MediaStorage(client, options.media, createMediaSigner(options.media, client)),
+      inject: [optionsToken, clientToken],
+    },
+  ];
+}
 
-/** The storage module. Import it once, in the root module (or set `isGlobal: true`). */
-@Module({
-  providers,
-  exports: [MediaStorage, StaticManifestStorage, MEDIA_S3_CLIENT, STATIC_S3_CLIENT, STORAGE_OPTIONS],
-})
-export class StorageModule extends ConfigurableStorageModule implements OnApplicationShutdown {
-  constructor(
-    @Inject(MEDIA_S3_CLIENT) private readonly mediaClient: S3Client,
-    @Inject(STATIC_S3_CLIENT) private readonly staticClient: S3Client | null,
-  ) {
-    super();
-  }
+function unnamedStorage(): { providers: Provider[]; exports: DynamicModule['exports'] & unknown[] } {
+  const optionsToken = getStorageOptionsToken();
+  const clientToken = getMediaS3ClientToken();
+  const providers: Provider[] = [
+    ...mediaProviders(undefined, resolveStorageOptions),
+    {
+      provide: STATIC_S3_CLIENT,
+      useFactory: (options: ResolvedStorageOptions, clients: S3ClientRegistry) => (options.static ? clients.clientFor(options.static) : null),
+      inject: [optionsToken, S3ClientRegistry],
+    },
+    {
+      provide: StaticManifestStorage,
+      // The manifest is read once, here, so url() is a synchronous lookup afterwards. A missing
+      // manifest (a deploy before the first collectstatic) only warns.
+      useFactory: async (options: ResolvedStorageOptions, client: S3Client | null) => {
+        if (!options.static || !client) return unconfiguredStaticManifestStorage();
+        const storage = new StaticManifestStorage(client, options.static);
+        // Part of start-up, so bounded like the bucket check.
+        await storage.load({ timeoutMs: options.bootstrapTimeout });
+        return storage;
+      },
+      inject: [optionsToken, STATIC_S3_CLIENT],
+    },
+    {
+      provide: StorageBootstrap,
+      useFactory: (options: ResolvedStorageOptions, media: S3Client, st: S3Client | null) => new StorageBootstrap(options, media, st),
+      inject: [optionsToken, clientToken, STATIC_S3_CLIENT],
+    },
+  ];
+  return { providers, exports: [getStorageToken(), StaticManifestStorage, clientToken, STATIC_S3_CLIENT, optionsToken] };
+}
 
-  /** Closes the clients' keep-alive sockets. */
-  onApplicationShutdown(): void {
-    this.mediaClient.destroy();
-    this.staticClient?.destroy();
-  }
+function namedStorage(name: string): { providers: Provider[]; exports: DynamicModule['exports'] & unknown[] } {
+  const optionsToken = getStorageOptionsToken(name);
+  const clientToken = getMediaS3ClientToken(name);
+  const resolve = (options: StorageModuleOptions): ResolvedStorageOptions => {
+    // Static files are app-wide: one manifest, one StaticManifestStorage.
+    if (options.static !== undefined) {
+      throw new StorageConfigurationError([
+        `static: the named storage "${name}" cannot have static options: StaticManifestStorage is app-wide; configure static on the unnamed StorageModule.forRoot() (without name)`,
+      ]);
+    }
+    return resolveStorageOptions(options);
+  };
+  const providers: Provider[] = [
+    ...mediaProviders(name, resolve),
+    // A private provider of this module instance: every storage runs its own bucket check.
+    {
+      provide: StorageBootstrap,
+      useFactory: (options: ResolvedStorageOptions, media: S3Client) => new StorageBootstrap(options, media, null),
+      inject: [optionsToken, clientToken],
+    },
+  ];
+  return { providers, exports: [getStorageToken(name), clientToken, optionsToken] };
 }
 
 /**
