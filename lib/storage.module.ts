@@ -16,6 +16,7 @@ import { S3ClientRegistry, StorageClientsModule } from './s3-client-registry.js'
 import { StaticManifestStorage, unconfiguredStaticManifestStorage } from './static-manifest.storage.js';
 import { STATIC_S3_CLIENT } from './storage.constants.js';
 import { StorageConfigurationError } from './storage.errors.js';
+import { storageEnvPrefix } from './storage-env.js';
 import { ConfigurableStorageModule, STORAGE_ASYNC_OPTIONS_TYPE, STORAGE_MODULE_OPTIONS, STORAGE_OPTIONS_TYPE } from './storage.module-definition.js';
 import type { StorageModuleOptions } from './storage-module-options.interface.js';
 import { resolveStorageOptions, type ResolvedMediaOptions, type ResolvedStorageOptions } from './storage-options.validation.js';
@@ -93,14 +94,26 @@ function unnamedStorage(): { providers: Provider[]; exports: DynamicModule['expo
 function namedStorage(name: string): { providers: Provider[]; exports: DynamicModule['exports'] & unknown[] } {
   const optionsToken = getStorageOptionsToken(name);
   const clientToken = getMediaS3ClientToken(name);
+  const heading = `Invalid nestjs-s3-storage configuration of the storage "${name}"`;
   const resolve = (options: StorageModuleOptions): ResolvedStorageOptions => {
     // Static files are app-wide: one manifest, one StaticManifestStorage.
     if (options.static !== undefined) {
-      throw new StorageConfigurationError([
-        `static: the named storage "${name}" cannot have static options: StaticManifestStorage is app-wide; configure static on the unnamed StorageModule.forRoot() (without name)`,
-      ]);
+      throw new StorageConfigurationError(
+        ['static: a named storage cannot have static options: StaticManifestStorage is app-wide; configure static on the unnamed StorageModule.forRoot() (without name)'],
+        heading,
+      );
     }
-    return resolveStorageOptions(options);
+    try {
+      return resolveStorageOptions(options);
+    } catch (error) {
+      // The problems name the unnamed storage's variables; this storage reads <NAME>_S3_*.
+      if (!(error instanceof StorageConfigurationError)) throw error;
+      const prefix = `${storageEnvPrefix(name)}_S3_`;
+      throw new StorageConfigurationError(
+        error.problems.map((problem) => problem.replace(/\bMEDIA_S3_/g, prefix)),
+        heading,
+      );
+    }
   };
   const providers: Provider[] = [
     ...mediaProviders(name, resolve),

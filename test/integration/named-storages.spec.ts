@@ -227,7 +227,7 @@ describe('named storages', () => {
 
   it('static options on a named storage are a configuration error, for forRoot and forRootAsync', async () => {
     const message =
-      'Invalid nestjs-s3-storage configuration:\n  - static: the named storage "invoices" cannot have static options: StaticManifestStorage is app-wide; configure static on the unnamed StorageModule.forRoot() (without name)';
+      'Invalid nestjs-s3-storage configuration of the storage "invoices":\n  - static: a named storage cannot have static options: StaticManifestStorage is app-wide; configure static on the unnamed StorageModule.forRoot() (without name)';
     for (const storage of [
       StorageModule.forRoot({ name: 'invoices', media: mediaOptions('nss3-a'), static: mediaOptions('nss3-b'), ensureBucket: 'off' }),
       StorageModule.forRootAsync({ name: 'invoices', useFactory: () => ({ media: mediaOptions('nss3-a'), static: mediaOptions('nss3-b'), ensureBucket: 'off' as const }) }),
@@ -238,6 +238,18 @@ describe('named storages', () => {
       expect(error).toBeInstanceOf(StorageConfigurationError);
       expect((error as Error).message).toBe(message);
     }
+  });
+
+  it("a named storage's validation problems name its own variables", async () => {
+    const error = await Test.createTestingModule({
+      imports: [StorageModule.forRoot({ name: 'exports-v2', media: { bucket: 'nss3-x', credentials: { accessKeyId: '', secretAccessKey: 's' } }, ensureBucket: 'off' })],
+    })
+      .compile()
+      .then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(StorageConfigurationError);
+    expect((error as Error).message).toBe(
+      'Invalid nestjs-s3-storage configuration of the storage "exports-v2":\n  - media.credentials.accessKeyId: must not be empty: set EXPORTS_V2_S3_ACCESS_KEY, or omit credentials to use the AWS provider chain',
+    );
   });
 });
 
