@@ -45,7 +45,7 @@ function mediaProviders(name: string | undefined, resolve: (options: StorageModu
   const optionsToken = getStorageOptionsToken(name);
   const clientToken = getMediaS3ClientToken(name);
   return [
-    { provide: optionsToken, useFactory: resolve, inject: [STORAGE_MODULE_OPTIONS] },
+    { provide: optionsToken, useFactory: (options: StorageModuleOptions) => resolve(refuseNameInOptions(options)), inject: [STORAGE_MODULE_OPTIONS] },
     {
       provide: clientToken,
       useFactory: (options: ResolvedStorageOptions, clients: S3ClientRegistry) => clients.clientFor(options.media),
@@ -57,6 +57,16 @@ function mediaProviders(name: string | undefined, resolve: (options: StorageModu
       inject: [optionsToken, clientToken],
     },
   ];
+}
+
+/** `name` returned by an async factory is too late to name tokens: say where it goes. */
+function refuseNameInOptions(options: StorageModuleOptions): StorageModuleOptions {
+  if (options !== null && typeof options === 'object' && 'name' in options) {
+    throw new StorageConfigurationError([
+      'name: is not an option a factory can return: Nest fixes tokens when the module is defined; pass it next to useFactory, as forRootAsync({ name: "…", useFactory })',
+    ]);
+  }
+  return options;
 }
 
 function unnamedStorage(): { providers: Provider[]; exports: DynamicModule['exports'] & unknown[] } {

@@ -251,6 +251,18 @@ describe('named storages', () => {
       'Invalid nestjs-s3-storage configuration of the storage "exports-v2":\n  - media.credentials.accessKeyId: must not be empty: set EXPORTS_V2_S3_ACCESS_KEY, or omit credentials to use the AWS provider chain',
     );
   });
+
+  it('a name returned by an async factory is refused with where it belongs', async () => {
+    const error = await Test.createTestingModule({
+      imports: [StorageModule.forRootAsync({ useFactory: () => ({ name: 'invoices', media: mediaOptions('nss3-x'), ensureBucket: 'off' }) as StorageModuleOptions })],
+    })
+      .compile()
+      .then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(StorageConfigurationError);
+    expect((error as StorageConfigurationError).problems).toEqual([
+      'name: is not an option a factory can return: Nest fixes tokens when the module is defined; pass it next to useFactory, as forRootAsync({ name: "…", useFactory })',
+    ]);
+  });
 });
 
 describe('S3 clients shared within one app', () => {
