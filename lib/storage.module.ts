@@ -35,6 +35,12 @@ export class StorageModule extends ConfigurableStorageModule {
   }
 }
 
+/** What one storage adds to its module: providers, and the tokens it exports. */
+interface StorageDefinition {
+  providers: Provider[];
+  exports: NonNullable<DynamicModule['exports']>;
+}
+
 function withStorageProviders(definition: DynamicModule, name: string | undefined): DynamicModule {
   const { providers, exports } = name === undefined ? unnamedStorage() : namedStorage(name);
   return { ...definition, providers: [...(definition.providers ?? []), ...providers], exports: [...(definition.exports ?? []), ...exports] };
@@ -69,7 +75,7 @@ function refuseNameInOptions(options: StorageModuleOptions): StorageModuleOption
   return options;
 }
 
-function unnamedStorage(): { providers: Provider[]; exports: DynamicModule['exports'] & unknown[] } {
+function unnamedStorage(): StorageDefinition {
   const optionsToken = getStorageOptionsToken();
   const clientToken = getMediaS3ClientToken();
   const providers: Provider[] = [
@@ -101,7 +107,7 @@ function unnamedStorage(): { providers: Provider[]; exports: DynamicModule['expo
   return { providers, exports: [getStorageToken(), StaticManifestStorage, clientToken, STATIC_S3_CLIENT, optionsToken] };
 }
 
-function namedStorage(name: string): { providers: Provider[]; exports: DynamicModule['exports'] & unknown[] } {
+function namedStorage(name: string): StorageDefinition {
   const optionsToken = getStorageOptionsToken(name);
   const clientToken = getMediaS3ClientToken(name);
   const heading = `Invalid nestjs-s3-storage configuration of the storage "${name}"`;
