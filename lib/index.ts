@@ -1,5 +1,6 @@
 export * from './storage.module.js';
-export { STORAGE_MODULE_OPTIONS, STORAGE_OPTIONS_TYPE, STORAGE_ASYNC_OPTIONS_TYPE } from './storage.module-definition.js';
+export { STORAGE_MODULE_OPTIONS, STORAGE_OPTIONS_TYPE, STORAGE_ASYNC_OPTIONS_TYPE, type StorageModuleExtras } from './storage.module-definition.js';
+export { getStorageToken, getMediaS3ClientToken, getStorageOptionsToken } from './storage-tokens.js';
 export * from './storage-module-options.interface.js';
 export {
   resolveStorageOptions,

@@ -57,3 +57,25 @@ export function describeEndpoint(options: Pick<ResolvedConnectionOptions, 'endpo
     return '(invalid endpoint)';
   }
 }
+
+/** What {@link createS3Client} builds a client from: everything but `bucket` and the per-operation `timeout`. */
+const CLIENT_SETTINGS = ['endpoint', 'region', 'forcePathStyle', 'checksums', 'requestTimeout', 'connectionTimeout', 'maxAttempts', 'maxSockets'] as const;
+
+/**
+ * Whether {@link createS3Client} would build the same client for `a` and `b`, so one may
+ * serve both: static credentials compared by value, a credential provider by identity (two
+ * providers are two credential lifetimes, even when they return the same keys).
+ */
+export function sameClientSettings(a: ResolvedConnectionOptions, b: ResolvedConnectionOptions): boolean {
+  if (CLIENT_SETTINGS.some((setting) => a[setting] !== b[setting])) return false;
+  const [x, y] = [a.credentials, b.credentials];
+  if (typeof x === 'function' || typeof y === 'function' || x === undefined || y === undefined) return x === y;
+  return (
+    x.accessKeyId === y.accessKeyId &&
+    x.secretAccessKey === y.secretAccessKey &&
+    x.sessionToken === y.sessionToken &&
+    x.expiration?.getTime() === y.expiration?.getTime() &&
+    x.credentialScope === y.credentialScope &&
+    x.accountId === y.accountId
+  );
+}

@@ -2,6 +2,7 @@
  * The one place environment variables are read: the seed's names mapped to module options.
  * Free of Nest imports, so the CLI starts fast; `storage.config.ts` wraps it for @nestjs/config.
  */
+import { checkStorageName } from './storage-name.js';
 import type { CloudFrontOptions, StorageCredentials, StorageModuleOptions } from './storage-module-options.interface.js';
 
 /** Environment variables read by {@link storageOptionsFromEnv}, with what they set. */
@@ -47,14 +48,7 @@ type Env = Record<string, string | undefined>;
  * report, never silently dropped.
  */
 export function storageOptionsFromEnv(env: Env = process.env): StorageModuleOptions {
-  const value = (name: string): string | undefined => {
-    const v = env[name]?.trim();
-    return v === '' ? undefined : v;
-  };
-  const number = (name: string): number | undefined => {
-    const v = value(name);
-    return v === undefined ? undefined : Number(v);
-  };
+  const { value, number } = readers(env);
   const awsConnection = value('AWS_STORAGE_BUCKET_NAME') && {
     bucket: value('AWS_STORAGE_BUCKET_NAME') as string,
     endpoint: value('AWS_S3_ENDPOINT_URL'),
@@ -66,23 +60,8 @@ export function storageOptionsFromEnv(env: Env = process.env): StorageModuleOpti
   const media: StorageModuleOptions['media'] =
     mediaBucket === undefined && awsConnection
       ? { ...awsConnection, location: value('MEDIA_S3_LOCATION') ?? 'media' }
-      : {
-          bucket: mediaBucket as string,
-          endpoint: value('MEDIA_S3_ENDPOINT_URL'),
-          region: value('MEDIA_S3_REGION'),
-          credentials: credentials(value('MEDIA_S3_ACCESS_KEY'), value('MEDIA_S3_SECRET_KEY'), value('MEDIA_S3_SESSION_TOKEN')),
-          location: value('MEDIA_S3_LOCATION'),
-        };
-  Object.assign(media, {
-    publicEndpoint: value('MEDIA_S3_URL_ENDPOINT_URL'),
-    urlExpiresIn: number('MEDIA_S3_URL_EXPIRES_IN'),
-    customDomain: value('MEDIA_S3_CUSTOM_DOMAIN'),
-    urlCacheWindow: number('MEDIA_S3_URL_CACHE_WINDOW'),
-    cloudfront: cloudfront(value('MEDIA_S3_CLOUDFRONT_DOMAIN'), value('MEDIA_S3_CLOUDFRONT_KEY_ID'), value('MEDIA_S3_CLOUDFRONT_KEY')),
-    timeout: number('MEDIA_S3_TIMEOUT'),
-    maxAttempts: number('MEDIA_S3_MAX_ATTEMPTS'),
-    cors: value('MEDIA_S3_CORS_ORIGINS') && { allowedOrigins: value('MEDIA_S3_CORS_ORIGINS')!.split(',').map((o) => o.trim()).filter(Boolean) },
-  });
+      : prefixedConnection('MEDIA', value);
+  Object.assign(media, prefixedMediaSettings('MEDIA', value, number));
 
   const options: StorageModuleOptions = {
     media: dropUndefined(media),
@@ -99,6 +78,64 @@ export function storageOptionsFromEnv(env: Env = process.env): StorageModuleOpti
   return dropUndefined(options);
 }
 
+/**
+ * Options of the named storage `name` from `<NAME>_S3_*` variables, with the suffixes
+ * `MEDIA_S3_*` has (`<NAME>` is the name upper-cased, `-` as `_`: `invoices` reads
+ * `INVOICES_S3_BUCKET_NAME`, …). A named storage has no static files and no `AWS_*` fallback;
+ * `STORAGE_ENSURE_BUCKET` applies to it as to the unnamed one.
+ */
+export function namedStorageOptionsFromEnv(name: string, env: Env = process.env): StorageModuleOptions {
+  const { value, number } = readers(env);
+  const prefix = storageEnvPrefix(name);
+  const media = Object.assign(prefixedConnection(prefix, value), prefixedMediaSettings(prefix, value, number));
+  return dropUndefined({ media: dropUndefined(media), ensureBucket: value('STORAGE_ENSURE_BUCKET') as StorageModuleOptions['ensureBucket'] });
+}
+
+/** The variables' prefix for a storage: `MEDIA` for the unnamed one, `INVOICES` for `'invoices'`, `EXPORTS_V2` for `'exports-v2'`. */
+export function storageEnvPrefix(name?: string): string {
+  return name === undefined ? 'MEDIA' : checkStorageName(name).toUpperCase().replace(/-/g, '_');
+}
+
+type Value = (name: string) => string | undefined;
+type NumberValue = (name: string) => number | undefined;
+
+/** Trimmed values, an empty one as unset; numbers as `Number(…)` so validation sees what was written. */
+function readers(env: Env): { value: Value; number: NumberValue } {
+  const value = (name: string): string | undefined => {
+    const v = env[name]?.trim();
+    return v === '' ? undefined : v;
+  };
+  const number = (name: string): number | undefined => {
+    const v = value(name);
+    return v === undefined ? undefined : Number(v);
+  };
+  return { value, number };
+}
+
+function prefixedConnection(prefix: string, value: Value): StorageModuleOptions['media'] {
+  return {
+    bucket: value(`${prefix}_S3_BUCKET_NAME`) as string,
+    endpoint: value(`${prefix}_S3_ENDPOINT_URL`),
+    region: value(`${prefix}_S3_REGION`),
+    credentials: credentials(value(`${prefix}_S3_ACCESS_KEY`), value(`${prefix}_S3_SECRET_KEY`), value(`${prefix}_S3_SESSION_TOKEN`)),
+    location: value(`${prefix}_S3_LOCATION`),
+  };
+}
+
+function prefixedMediaSettings(prefix: string, value: Value, number: NumberValue): Partial<StorageModuleOptions['media']> {
+  const p = `${prefix}_S3_`;
+  const origins = value(`${p}CORS_ORIGINS`);
+  return {
+    publicEndpoint: value(`${p}URL_ENDPOINT_URL`),
+    urlExpiresIn: number(`${p}URL_EXPIRES_IN`),
+    customDomain: value(`${p}CUSTOM_DOMAIN`),
+    urlCacheWindow: number(`${p}URL_CACHE_WINDOW`),
+    cloudfront: cloudfront(value(`${p}CLOUDFRONT_DOMAIN`), value(`${p}CLOUDFRONT_KEY_ID`), value(`${p}CLOUDFRONT_KEY`)),
+    timeout: number(`${p}TIMEOUT`),
+    maxAttempts: number(`${p}MAX_ATTEMPTS`),
+    cors: origins === undefined ? undefined : { allowedOrigins: origins.split(',').map((o) => o.trim()).filter(Boolean) },
+  };
+}
 
 /**
  * Keys with their session token: temporary credentials (Lambda, CodeBuild, GitHub OIDC,

@@ -33,6 +33,8 @@ export interface TestServer {
   accessKeyId: string;
   secretAccessKey: string;
   region: string;
+  /** A second account on the same server (`S3_TEST_ACCESS_KEY_2`/`S3_TEST_SECRET_KEY_2`; test/s3-server/ceph.sh makes one). */
+  secondUser?: { accessKeyId: string; secretAccessKey: string };
   stop(): Promise<void>;
 }
 
@@ -73,6 +75,8 @@ export async function startTestServer(): Promise<TestServer> {
       accessKeyId: env.S3_TEST_ACCESS_KEY,
       secretAccessKey: env.S3_TEST_SECRET_KEY,
       region: env.S3_TEST_REGION ?? 'us-east-1',
+      secondUser:
+        env.S3_TEST_ACCESS_KEY_2 && env.S3_TEST_SECRET_KEY_2 ? { accessKeyId: env.S3_TEST_ACCESS_KEY_2, secretAccessKey: env.S3_TEST_SECRET_KEY_2 } : undefined,
       stop: async () => undefined,
     };
   }
@@ -193,5 +197,8 @@ export default async function globalSetup(): Promise<void> {
     S3_TEST_KIND: server.kind,
     S3_TEST_CAPABILITIES: capabilities.join(','),
   });
+  // Only the external server's second user is real: never pair stray keys with another server.
+  if (server.secondUser) Object.assign(process.env, { S3_TEST_ACCESS_KEY_2: server.secondUser.accessKeyId, S3_TEST_SECRET_KEY_2: server.secondUser.secretAccessKey });
+  else for (const name of ['S3_TEST_ACCESS_KEY_2', 'S3_TEST_SECRET_KEY_2']) delete process.env[name];
   process.stdout.write(`\nS3 test server: ${server.kind} at ${server.endpoint} (enforces: ${capabilities.join(', ') || 'nothing'}); Node ${process.version}\n`);
 }

@@ -29,6 +29,11 @@ export const s3 = {
   region: process.env.S3_TEST_REGION ?? 'us-east-1',
   kind: process.env.S3_TEST_KIND ?? 'external',
   capabilities: new Set((process.env.S3_TEST_CAPABILITIES ?? '').split(',').filter(Boolean) as Capability[]),
+  /** A second, unrelated account on the same server, when the server has one (test/s3-server/ceph.sh makes it). */
+  secondUser:
+    process.env.S3_TEST_ACCESS_KEY_2 && process.env.S3_TEST_SECRET_KEY_2
+      ? { accessKeyId: process.env.S3_TEST_ACCESS_KEY_2, secretAccessKey: process.env.S3_TEST_SECRET_KEY_2 }
+      : undefined,
 };
 
 const WHY: Record<Capability, string> = {
@@ -67,12 +72,13 @@ export function skipWithReason(name: string, reason: string, fn: () => Promise<v
   it.skip(`${name} [skipped: ${reason}]`, fn);
 }
 
-export function rawClient(): S3Client {
+/** A plain SDK client for the test server, as the test user (or with `credentials`, e.g. `s3.secondUser`). */
+export function rawClient(credentials: { accessKeyId: string; secretAccessKey: string } = s3): S3Client {
   return new S3Client({
     endpoint: s3.endpoint,
     region: s3.region,
     forcePathStyle: true,
-    credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey },
+    credentials: { accessKeyId: credentials.accessKeyId, secretAccessKey: credentials.secretAccessKey },
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
@@ -94,9 +100,9 @@ export async function createTestBucket(label: string): Promise<string> {
   return bucket;
 }
 
-/** Empties (objects and in-progress multipart uploads) and deletes a bucket; a missing one is fine. */
-export async function deleteTestBucket(bucket: string): Promise<void> {
-  const client = rawClient();
+/** Empties (objects and in-progress multipart uploads) and deletes a bucket (of the test user, or of `owner`); a missing one is fine. */
+export async function deleteTestBucket(bucket: string, owner?: { accessKeyId: string; secretAccessKey: string }): Promise<void> {
+  const client = rawClient(owner);
   try {
     for (;;) {
       // ListObjects (v1): its first page needs no continuation token, which s3rver cannot make.

@@ -1,6 +1,6 @@
 import { describe, expect, it } from '@jest/globals';
-import { storageConfig } from '../../lib/storage.config.js';
-import { storageOptionsFromEnv } from '../../lib/storage-env.js';
+import { storageConfig, storageConfigFor } from '../../lib/storage.config.js';
+import { namedStorageOptionsFromEnv, storageEnvPrefix, storageOptionsFromEnv } from '../../lib/storage-env.js';
 import { resolveStorageOptions } from '../../lib/storage-options.validation.js';
 import { StorageConfigurationError } from '../../lib/storage.errors.js';
 
@@ -105,5 +105,75 @@ describe('storageOptionsFromEnv', () => {
 
   it('is a registerAs("storage") factory for @nestjs/config', () => {
     expect(storageConfig.KEY).toBe('CONFIGURATION(storage)');
+  });
+});
+
+describe('named storages from the environment', () => {
+  const invoicesEnv = {
+    INVOICES_S3_BUCKET_NAME: 'invoices',
+    INVOICES_S3_ACCESS_KEY: 'AKINV',
+    INVOICES_S3_SECRET_KEY: 'INVSECRET',
+    INVOICES_S3_SESSION_TOKEN: 'INVTOKEN',
+    INVOICES_S3_ENDPOINT_URL: 'http://minio:9000',
+    INVOICES_S3_URL_ENDPOINT_URL: 'http://localhost:9000',
+    INVOICES_S3_REGION: 'eu-central-1',
+    INVOICES_S3_LOCATION: 'inv',
+    INVOICES_S3_URL_EXPIRES_IN: '600',
+    INVOICES_S3_CUSTOM_DOMAIN: 'cdn.example.com',
+    INVOICES_S3_URL_CACHE_WINDOW: '300',
+    INVOICES_S3_CORS_ORIGINS: 'http://a.test, http://b.test',
+    INVOICES_S3_TIMEOUT: '5000',
+    INVOICES_S3_MAX_ATTEMPTS: '2',
+    INVOICES_S3_CLOUDFRONT_DOMAIN: 'd1.cloudfront.net',
+    INVOICES_S3_CLOUDFRONT_KEY_ID: 'K1',
+    INVOICES_S3_CLOUDFRONT_KEY: 'line1\\nline2',
+    STORAGE_ENSURE_BUCKET: 'check',
+  };
+
+  it('reads <NAME>_S3_* with the MEDIA_S3_* suffixes, and nothing of the unnamed storage', () => {
+    const options = namedStorageOptionsFromEnv('invoices', {
+      ...invoicesEnv,
+      MEDIA_S3_BUCKET_NAME: 'media',
+      MEDIA_S3_ACCESS_KEY: 'AKMEDIA',
+      AWS_STORAGE_BUCKET_NAME: 'assets',
+      AWS_ACCESS_KEY_ID: 'AKAWS',
+    });
+    expect(options).toEqual({
+      media: {
+        bucket: 'invoices',
+        credentials: { accessKeyId: 'AKINV', secretAccessKey: 'INVSECRET', sessionToken: 'INVTOKEN' },
+        endpoint: 'http://minio:9000',
+        publicEndpoint: 'http://localhost:9000',
+        region: 'eu-central-1',
+        location: 'inv',
+        urlExpiresIn: 600,
+        customDomain: 'cdn.example.com',
+        urlCacheWindow: 300,
+        cors: { allowedOrigins: ['http://a.test', 'http://b.test'] },
+        timeout: 5000,
+        maxAttempts: 2,
+        cloudfront: { domain: 'd1.cloudfront.net', keyPairId: 'K1', privateKey: 'line1\nline2' },
+      },
+      ensureBucket: 'check',
+    });
+  });
+
+  it('maps the name to the prefix upper-cased with "-" as "_"', () => {
+    expect(storageEnvPrefix()).toBe('MEDIA');
+    expect(storageEnvPrefix('invoices')).toBe('INVOICES');
+    expect(storageEnvPrefix('exports-v2')).toBe('EXPORTS_V2');
+    expect(namedStorageOptionsFromEnv('exports-v2', { EXPORTS_V2_S3_BUCKET_NAME: 'exports', EXPORTS_V2_S3_REGION: 'us-west-2' })).toEqual({
+      media: { bucket: 'exports', region: 'us-west-2' },
+    });
+    expect(() => storageEnvPrefix('no spaces')).toThrow(StorageConfigurationError);
+  });
+
+  it('storageConfigFor(name) is its registerAs factory, one per name; a lone session token keeps empty keys for validation to name', () => {
+    expect(storageConfigFor('invoices').KEY).toBe('CONFIGURATION(storage:invoices)');
+    expect(storageConfigFor('invoices')).toBe(storageConfigFor('invoices'));
+    expect(storageConfigFor('exports')).not.toBe(storageConfigFor('invoices'));
+    expect(() => storageConfigFor('')).toThrow(StorageConfigurationError);
+    const options = namedStorageOptionsFromEnv('invoices', { INVOICES_S3_BUCKET_NAME: 'invoices', INVOICES_S3_SESSION_TOKEN: 'orphan' });
+    expect(options.media.credentials).toEqual({ accessKeyId: '', secretAccessKey: '', sessionToken: 'orphan' });
   });
 });

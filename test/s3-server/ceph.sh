@@ -6,8 +6,10 @@
 #
 #   install  apt-get install the Ceph packages (only if radosgw is missing)
 #   start    (re)start a fresh cluster, create the test user (allowed to get
-#            session tokens from STS), write + print
-#            $CEPH_STATE_DIR/env (S3_TEST_ENDPOINT, S3_TEST_ACCESS_KEY, ...)
+#            session tokens from STS) and a second, unrelated user (for tests
+#            of two isolated accounts), write + print
+#            $CEPH_STATE_DIR/env (S3_TEST_ENDPOINT, S3_TEST_ACCESS_KEY, ...,
+#            S3_TEST_ACCESS_KEY_2, S3_TEST_SECRET_KEY_2)
 #   stop     kill exactly the recorded daemons and delete the state dir
 #   status   exit 0 if the gateway answers GET / with 200, else 1
 #   env      print the env file of the running cluster
@@ -20,6 +22,7 @@
 #   CEPH_MEMSTORE_BYTES OSD capacity in bytes (default 6 GiB); data is held in RAM
 #   CEPH_START_TIMEOUT  seconds to wait for the gateway (default 60)
 #   S3_TEST_ACCESS_KEY / S3_TEST_SECRET_KEY  credentials of the S3 test user
+#   S3_TEST_ACCESS_KEY_2 / S3_TEST_SECRET_KEY_2  credentials of the second user
 #   CEPH_STS_KEY        the gateway's STS key (16 characters) that encrypts the
 #                       session tokens of GetSessionToken/AssumeRole (STS is on)
 set -euo pipefail
@@ -32,6 +35,8 @@ MEMSTORE_BYTES="${CEPH_MEMSTORE_BYTES:-$((6 * 1024 * 1024 * 1024))}"
 START_TIMEOUT="${CEPH_START_TIMEOUT:-60}"
 ACCESS_KEY="${S3_TEST_ACCESS_KEY:-nss3testaccess}"
 SECRET_KEY="${S3_TEST_SECRET_KEY:-nss3testsecretkey0123456789abcdef}"
+ACCESS_KEY_2="${S3_TEST_ACCESS_KEY_2:-nss3testaccess2}"
+SECRET_KEY_2="${S3_TEST_SECRET_KEY_2:-nss3testsecretkey2-fedcba9876543210}"
 REGION="us-east-1"
 STS_KEY="${CEPH_STS_KEY:-nss3stskey012345}"
 
@@ -310,6 +315,11 @@ cmd_start() {
   # lets the user attach its own IAM policy (below): RGW grants sts:GetSessionToken only by policy
   timeout "$(remaining)" radosgw-admin -c "$CONF" caps add --uid=nss3test --caps="user-policy=*" \
     >/dev/null 2>>"$STATE_DIR/log/user-create.out" || fail "radosgw-admin caps add failed"
+  # a second account: its buckets and objects answer 403 to the first user, and back
+  timeout "$(remaining)" radosgw-admin -c "$CONF" user create \
+    --uid=nss3test2 --display-name="nestjs-s3-storage tests (second user)" \
+    --access-key="$ACCESS_KEY_2" --secret-key="$SECRET_KEY_2" \
+    >"$STATE_DIR/user2.json" 2>>"$STATE_DIR/log/user-create.out" || fail "radosgw-admin user create (second user) failed"
 
   # --- gateway
   spawn rgw radosgw -c "$CONF" -f -n client.rgw.a
@@ -330,6 +340,8 @@ cmd_start() {
 S3_TEST_ENDPOINT=http://127.0.0.1:$PORT
 S3_TEST_ACCESS_KEY=$ACCESS_KEY
 S3_TEST_SECRET_KEY=$SECRET_KEY
+S3_TEST_ACCESS_KEY_2=$ACCESS_KEY_2
+S3_TEST_SECRET_KEY_2=$SECRET_KEY_2
 S3_TEST_REGION=$REGION
 S3_TEST_SERVER=ceph
 EOF
