@@ -33,7 +33,7 @@ import { alternativeName, fromKey, normalizeName, normalizePrefix, toKey } from 
 import type { MediaStorageApi, ReadOptions } from '../media-storage.api.js';
 import type { CookieOptions, ListEntry, ObjectStat, SaveOptions, StorageBody, StoredObject, UrlOptions } from '../media.storage.js';
 import { toStorageError } from '../s3-errors.js';
-import { describeName, InvalidBodyError, ObjectNotFoundError, StorageError, UploadRejectedError } from '../storage.errors.js';
+import { describeName, InvalidBodyError, ObjectNotFoundError, StorageConfigurationError, StorageError, UploadRejectedError } from '../storage.errors.js';
 import type { MediaStorageOptions } from '../storage-module-options.interface.js';
 import { MAX_URL_EXPIRES_IN, resolveStorageOptions, type ResolvedMediaOptions } from '../storage-options.validation.js';
 import { ChunkEncoder } from '../stream-chunks.js';
@@ -203,10 +203,7 @@ export class InMemoryStorage implements MediaStorageApi {
     const expiresIn = options.expiresIn ?? this.options.urlExpiresIn;
     const window = this.cacheWindow('url', expiresIn, options.cacheWindow);
     if (!this.options.signedUrls || this.options.customDomain !== undefined) return { url: this.urls.unsigned(this.bucket, key) };
-    if (!Number.isInteger(expiresIn) || expiresIn < 1 || expiresIn > MAX_URL_EXPIRES_IN) {
-      // The same check (and message) as the URL signer's.
-      throw new StorageError(`Invalid nestjs-s3-storage configuration:\n  - expiresIn: must be a whole number of seconds from 1 to ${MAX_URL_EXPIRES_IN} (got ${String(expiresIn)})`);
-    }
+    checkExpiresIn(expiresIn);
     const response = {
       'response-content-disposition': options.responseContentDisposition ?? (options.downloadAs === undefined ? undefined : contentDisposition(options.downloadAs)),
       'response-content-type': options.responseContentType,
@@ -253,9 +250,7 @@ export class InMemoryStorage implements MediaStorageApi {
     const contentType = options.contentType ?? 'application/octet-stream';
     const marker = `${uploadId}.${this.urls.mac(`marker\n${this.bucket}\n${key}\n${uploadId}`)}`;
     const expiresIn = options.expiresIn ?? Math.min(this.options.urlExpiresIn, DIRECT_UPLOAD_EXPIRES_IN);
-    if (!Number.isInteger(expiresIn) || expiresIn < 1 || expiresIn > MAX_URL_EXPIRES_IN) {
-      throw new StorageError(`Invalid nestjs-s3-storage configuration:\n  - expiresIn: must be a whole number of seconds from 1 to ${MAX_URL_EXPIRES_IN} (got ${String(expiresIn)})`);
-    }
+    checkExpiresIn(expiresIn);
     const expiresAt = new Date(this.now() + expiresIn * 1000);
     const policy: FormPolicy = {
       expiration: expiresAt.toISOString(),
@@ -543,6 +538,13 @@ export class InMemoryStorage implements MediaStorageApi {
     }
     const near = this.names().filter((n) => n.startsWith(folder)).slice(0, 10);
     return near.length ? ` (stored under ${describeName(folder || '/')}: ${near.map((n) => describeName(n)).join(', ')})` : ` (nothing is stored under ${describeName(folder || '/')})`;
+  }
+}
+
+/** The URL signer's check of a lifetime, with its error. @throws StorageConfigurationError */
+function checkExpiresIn(expiresIn: number): void {
+  if (!Number.isInteger(expiresIn) || expiresIn < 1 || expiresIn > MAX_URL_EXPIRES_IN) {
+    throw new StorageConfigurationError([`expiresIn: must be a whole number of seconds from 1 to ${MAX_URL_EXPIRES_IN} (got ${String(expiresIn)})`]);
   }
 }
 
