@@ -84,8 +84,8 @@ interface FormPolicy {
  */
 export class InMemoryStorage implements MediaStorageApi {
   readonly bucket: string;
-  /** The options, validated and with defaults applied, as `MediaStorage` would hold them. */
-  readonly options: ResolvedMediaOptions;
+  /** The options, validated and with defaults applied, as `MediaStorage` holds them. */
+  private readonly options: ResolvedMediaOptions;
   private readonly objects = new Map<string, MemoryObject>();
   private readonly urls = new MemoryUrlSigner(randomBytes(32));
   private readonly clock: () => number;
