@@ -178,14 +178,16 @@ export class InMemoryStorage implements MediaStorageApi {
     let after: string | undefined;
     for (;;) {
       if (options.signal?.aborted) throw toStorageError('list', options.signal.reason, this.context(undefined), options.signal);
-      const page = this.keysAfter(fullPrefix, after).slice(0, LIST_PAGE);
-      for (const key of page) {
-        const object = this.objects.get(key);
-        if (!object) continue;
-        yield { name: fromKey(location, key), size: object.data.length, lastModified: object.lastModified, etag: object.etag };
-      }
+      // A page is what S3 answered at one moment: its entries, as they were then.
+      const page = this.keysAfter(fullPrefix, after)
+        .slice(0, LIST_PAGE)
+        .map((key) => {
+          const object = this.objects.get(key)!;
+          return { key, entry: { name: fromKey(location, key), size: object.data.length, lastModified: object.lastModified, etag: object.etag } };
+        });
+      for (const { entry } of page) yield entry;
       if (page.length < LIST_PAGE) return;
-      after = page[page.length - 1];
+      after = page[page.length - 1]!.key;
     }
   }
 

@@ -31,6 +31,7 @@ import {
 import { resolveStorageOptions } from '../../lib/storage-options.validation.js';
 import { InMemoryStorage } from '../../lib/testing/in-memory.storage.js';
 import { UrlSigner, type SigningCredentials } from '../../lib/url-signer.js';
+import type { Capability } from '../harness/global-setup.js';
 import { createTestBucket, deleteTestBucket, itRequires, mediaOptions } from '../harness/s3-test-env.js';
 
 const PNG = Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), randomBytes(300)]);
@@ -52,6 +53,8 @@ interface BackendFactory {
   label: string;
   /** `it` for tests that need the server to verify signatures and policies. */
   itSigned(name: string, fn: () => Promise<void>): void;
+  /** `it` for tests that need the server to have `capability`. */
+  itNeeds(capability: Capability, name: string, fn: () => Promise<void>, timeout?: number): void;
   start(): Promise<Backend>;
 }
 
@@ -65,6 +68,7 @@ async function refusal(operation: string, bucket: string, response: Response): P
 const real: BackendFactory = {
   label: 'MediaStorage on the test server',
   itSigned: (name, fn) => itRequires('signatures', name, fn),
+  itNeeds: (capability, name, fn, timeout) => itRequires(capability, name, fn, timeout),
   async start() {
     const bucket = await createTestBucket('contract');
     const media = resolveStorageOptions({ media: mediaOptions(bucket, { location: LOCATION }) }).media;
@@ -113,6 +117,7 @@ const real: BackendFactory = {
 const memory: BackendFactory = {
   label: 'InMemoryStorage',
   itSigned: (name, fn) => it(name, fn),
+  itNeeds: (_, name, fn, timeout) => it(name, fn, timeout),
   async start() {
     const storage = new InMemoryStorage({ location: LOCATION });
     return {
@@ -272,6 +277,23 @@ describe.each([real, memory])('the MediaStorage contract: $label', (factory) => 
       for await (const e of s.list('ls/sub')) entries.push({ name: e.name, size: e.size });
       expect(entries).toEqual([{ name: 'ls/sub/c.txt', size: 'ls/sub/c.txt'.length }]);
     });
+  });
+
+  describe('list paging', () => {
+    factory.itNeeds('list-pagination', 'goes past a page of 1,000; each page is a snapshot, and a key saved after the cursor shows up', async () => {
+      const all = Array.from({ length: 1003 }, (_, i) => `page/${String(i).padStart(4, '0')}.txt`);
+      for (let i = 0; i < all.length; i += 50) await Promise.all(all.slice(i, i + 50).map((name) => s.save(name, 'p', { overwrite: true })));
+      const seen: string[] = [];
+      for await (const entry of s.list('page/')) {
+        seen.push(entry.name);
+        if (seen.length === 1) {
+          // Within the first page, already answered: still listed. After the cursor: listed.
+          await s.delete('page/0500.txt');
+          await s.save('page/late.txt', 'late');
+        }
+      }
+      expect(seen).toEqual([...all, 'page/late.txt']);
+    }, 120_000);
   });
 
   describe('URLs', () => {
