@@ -200,6 +200,17 @@ describe.each([real, memory])('the MediaStorage contract: $label', (factory) => 
       expect(await s.exists('rt/bad.bin')).toBe(false);
     });
 
+    it('a source stream that fails fails the save with its message, storing nothing', async () => {
+      async function* failing(): AsyncGenerator<Buffer> {
+        yield Buffer.from('part');
+        throw new Error('the upstream socket closed');
+      }
+      const error = await s.save('rt/failed.txt', Readable.from(failing())).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StorageOperationError);
+      expect(error).toMatchObject({ code: 'STORAGE_OPERATION', operation: 'save', message: expect.stringContaining('the upstream socket closed') });
+      expect(await s.exists('rt/failed.txt')).toBe(false);
+    });
+
     it('an aborted save is StorageAbortedError and stores nothing', async () => {
       const controller = new AbortController();
       controller.abort();
@@ -240,6 +251,14 @@ describe.each([real, memory])('the MediaStorage contract: $label', (factory) => 
       expect(second).toMatch(/^ow\/dup_[A-Za-z0-9]{8}\.txt$/);
       expect((await s.read('ow/dup.txt')).toString()).toBe('first');
       expect((await s.read(second)).toString()).toBe('second');
+    });
+
+    factory.itNeeds('conditional-writes', 'saves racing for one name each get their own name; no bytes are lost', async () => {
+      const bodies = Array.from({ length: 6 }, (_, i) => `racer ${i}`);
+      const stored = await Promise.all(bodies.map((body) => s.save('ow/race.txt', body)));
+      expect(new Set(stored).size).toBe(bodies.length);
+      expect(stored).toContain('ow/race.txt');
+      expect((await Promise.all(stored.map(async (name) => (await s.read(name)).toString()))).sort()).toEqual(bodies.sort());
     });
 
     it('replaces with overwrite: true', async () => {
@@ -383,6 +402,15 @@ describe.each([real, memory])('the MediaStorage contract: $label', (factory) => 
       // The same form posted again does not replace the published name.
       await b.post(upload, Buffer.concat([PNG, Buffer.from('v2')]));
       expect(await s.confirmUpload(upload.name)).toMatchObject({ size: PNG.length });
+      expect(await s.read(upload.name)).toEqual(PNG);
+    });
+
+    factory.itNeeds('conditional-writes', 'two confirmations at once publish once and both return it', async () => {
+      const upload = await s.createUpload({ prefix: 'du/twice', contentType: 'image/png', maxBytes: 1000 });
+      await b.post(upload, PNG);
+      const [one, two] = await Promise.all([s.confirmUpload(upload.name), s.confirmUpload(upload.name)]);
+      expect(one).toMatchObject({ name: upload.name, size: PNG.length, contentType: 'image/png' });
+      expect(two).toMatchObject({ name: upload.name, size: PNG.length, etag: one.etag });
       expect(await s.read(upload.name)).toEqual(PNG);
     });
 
