@@ -230,9 +230,7 @@ export class InMemoryStorage implements MediaStorageApi {
    * CloudFront cookies.
    * @throws StorageError always
    */
-  cookies(pathPattern: string, options: CookieOptions = {}): CloudFrontCookies {
-    void pathPattern;
-    void options;
+  cookies(_pathPattern: string, _options: CookieOptions = {}): CloudFrontCookies {
     const note = this.options.cloudfront ? ' (InMemoryStorage does not sign CloudFront cookies, even with media.cloudfront set)' : '';
     throw new StorageError(`cookies(): media.cloudfront is not configured; signed cookies are a CloudFront feature (set media.cloudfront or MEDIA_S3_CLOUDFRONT_*)${note}`);
   }
