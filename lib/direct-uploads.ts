@@ -93,12 +93,12 @@ export const PENDING_PREFIX = '.pending';
 const CLAIMS_SEGMENT = '.claims';
 const CLAIMS_PREFIX = `${PENDING_PREFIX}/${CLAIMS_SEGMENT}`;
 /** Default lifetime of a presigned POST: enough to pick a file and start sending it. */
-const DIRECT_UPLOAD_EXPIRES_IN = 300;
+export const DIRECT_UPLOAD_EXPIRES_IN = 300;
 /** CopyObject moves at most 5 GiB in one request. */
 const MAX_COPY_BYTES = 5 * 1024 * 1024 * 1024;
 /** The user-metadata name of the marker (`x-amz-meta-direct-upload` in the form). */
-const MARKER_METADATA = 'direct-upload';
-const MARKER_FIELD = `x-amz-meta-${MARKER_METADATA}`;
+export const MARKER_METADATA = 'direct-upload';
+export const MARKER_FIELD = `x-amz-meta-${MARKER_METADATA}`;
 /** Domain separation: this key is used for upload markers and nothing else. */
 const MARKER_KEY_LABEL = 'nestjs-s3-storage direct-upload marker v1';
 /** How long a confirmation waits for a concurrent one (same name) to publish. */
@@ -112,8 +112,6 @@ interface Head {
   metadata: Record<string, string>;
 }
 
-type Rejection = { reason: UploadRejectedError['reason']; message: string };
-
 /** Presigned POST creation and confirmation for one media storage. */
 export class DirectUploads {
   private readonly bucket: string;
@@ -123,11 +121,7 @@ export class DirectUploads {
   }
 
   async create(options: CreateUploadOptions): Promise<DirectUpload> {
-    if (!Number.isInteger(options.maxBytes) || options.maxBytes < 1 || options.maxBytes > MAX_COPY_BYTES) {
-      throw new StorageError(
-        `createUpload(): maxBytes must be a whole number of bytes from 1 to ${MAX_COPY_BYTES} (5 GiB, the largest object confirmUpload can move) (got ${String(options.maxBytes)})`,
-      );
-    }
+    checkMaxBytes(options.maxBytes);
     const extension = options.contentType ? extensionFor(options.contentType) : undefined;
     const name = uploadName(options.name ?? `${options.prefix ?? 'uploads'}/${randomUUID()}${extension ? `.${extension}` : ''}`);
     const key = this.key(name);
@@ -234,27 +228,16 @@ export class DirectUploads {
    * Size within `maxBytes`, not empty, bytes that are what was promised (only the first 32
    * are read, from the very version that was measured).
    */
-  private async inspect(key: string, head: Head, expectations: UploadExpectations): Promise<{ contentType: string } | Rejection> {
-    if (head.size === 0) return { reason: 'empty', message: 'the file is empty' };
-    if (expectations.maxBytes !== undefined && head.size > expectations.maxBytes) {
-      return { reason: 'too-large', message: `the file has ${head.size} bytes, more than the ${expectations.maxBytes} allowed` };
-    }
-    const first = await this.context.call('confirm', key, async (abortSignal) => {
-      const out = await this.context.client.send(
-        new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=0-${SNIFF_BYTES - 1}`, IfMatch: `"${head.etag}"` }),
-        { abortSignal },
-      );
-      return Buffer.from(await out.Body!.transformToByteArray());
-    });
-    const sniffed = sniffContentType(first);
-    const declared = (expectations.contentType ?? head.contentType ?? '').split(';')[0]!.trim().toLowerCase();
-    if (declared && (sniffed ? sniffed !== declared : SNIFFABLE_TYPES.has(declared))) {
-      return { reason: 'type-not-allowed', message: `the file was declared ${declared} but its bytes are ${sniffed ?? 'not that type'}` };
-    }
-    if (expectations.allowedTypes && !expectations.allowedTypes.includes(sniffed ?? declared)) {
-      return { reason: 'type-not-allowed', message: `the file is ${sniffed ?? (declared || 'of an unknown type')}; allowed: ${expectations.allowedTypes.join(', ')}` };
-    }
-    return { contentType: sniffed ?? (declared || 'application/octet-stream') };
+  private inspect(key: string, head: Head, expectations: UploadExpectations): Promise<{ contentType: string } | Rejection> {
+    return inspectUpload(head, expectations, () =>
+      this.context.call('confirm', key, async (abortSignal) => {
+        const out = await this.context.client.send(
+          new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: `bytes=0-${SNIFF_BYTES - 1}`, IfMatch: `"${head.etag}"` }),
+          { abortSignal },
+        );
+        return Buffer.from(await out.Body!.transformToByteArray());
+      }),
+    );
   }
 
   /**
@@ -338,11 +321,49 @@ export class DirectUploads {
   }
 }
 
+/** `createUpload()`'s `maxBytes`, checked. @throws StorageError */
+export function checkMaxBytes(maxBytes: number): void {
+  if (!Number.isInteger(maxBytes) || maxBytes < 1 || maxBytes > MAX_COPY_BYTES) {
+    throw new StorageError(
+      `createUpload(): maxBytes must be a whole number of bytes from 1 to ${MAX_COPY_BYTES} (5 GiB, the largest object confirmUpload can move) (got ${String(maxBytes)})`,
+    );
+  }
+}
+
+/** Why `confirmUpload()` refuses an upload: the reason of its `UploadRejectedError`, and the message. */
+export type Rejection = { reason: UploadRejectedError['reason']; message: string };
+
+/**
+ * The checks of `confirmUpload()` (shared with the test kit's in-memory storage, so both
+ * refuse the same uploads for the same reasons): size within `maxBytes`, not empty, bytes
+ * that are what was promised. `first` reads the first {@link SNIFF_BYTES} bytes, only when
+ * the size checks pass.
+ */
+export async function inspectUpload(
+  head: { size: number; contentType?: string },
+  expectations: UploadExpectations,
+  first: () => Promise<Buffer>,
+): Promise<{ contentType: string } | Rejection> {
+  if (head.size === 0) return { reason: 'empty', message: 'the file is empty' };
+  if (expectations.maxBytes !== undefined && head.size > expectations.maxBytes) {
+    return { reason: 'too-large', message: `the file has ${head.size} bytes, more than the ${expectations.maxBytes} allowed` };
+  }
+  const sniffed = sniffContentType(await first());
+  const declared = (expectations.contentType ?? head.contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  if (declared && (sniffed ? sniffed !== declared : SNIFFABLE_TYPES.has(declared))) {
+    return { reason: 'type-not-allowed', message: `the file was declared ${declared} but its bytes are ${sniffed ?? 'not that type'}` };
+  }
+  if (expectations.allowedTypes && !expectations.allowedTypes.includes(sniffed ?? declared)) {
+    return { reason: 'type-not-allowed', message: `the file is ${sniffed ?? (declared || 'of an unknown type')}; allowed: ${expectations.allowedTypes.join(', ')}` };
+  }
+  return { contentType: sniffed ?? (declared || 'application/octet-stream') };
+}
+
 /**
  * A normalized upload name. `.pending/…` holds uploads in waiting and `.pending/.claims/…`
  * the claims, so names starting with either segment could alias one of those keys: reserved.
  */
-function uploadName(name: string): string {
+export function uploadName(name: string): string {
   const normalized = normalizeName(name);
   const first = normalized.split('/', 1)[0];
   if (first === PENDING_PREFIX || first === CLAIMS_SEGMENT) {
@@ -351,11 +372,11 @@ function uploadName(name: string): string {
   return normalized;
 }
 
-function pendingName(name: string): string {
+export function pendingName(name: string): string {
   return `${PENDING_PREFIX}/${name}`;
 }
 
-function claimName(name: string): string {
+export function claimName(name: string): string {
   return `${CLAIMS_PREFIX}/${name}`;
 }
 

@@ -37,3 +37,4 @@ export {
 } from './static-manifest.storage.js';
 export { type StaticManifest, type MissingReference } from './static-hashing.js';
 export { type DirectUpload, type CreateUploadOptions, type UploadExpectations, type StoredObject } from './media.storage.js';
+export type { MediaStorageApi, ReadOptions } from './media-storage.api.js';

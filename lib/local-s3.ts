@@ -18,6 +18,7 @@ import { dirname, join, relative, sep } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { StorageConfigurationError } from './storage.errors.js';
+import type { MediaStorageOptions } from './storage-module-options.interface.js';
 
 /** Options of {@link startLocalS3}. */
 export interface LocalS3Options {
@@ -64,6 +65,13 @@ export interface LocalS3 {
   directory: string;
   /** Stops listening and ends open connections. */
   close(): Promise<void>;
+  /** The same as {@link close}. */
+  stop(): Promise<void>;
+  /**
+   * Media options that reach this server with its account, for `StorageModule.forRoot({ media })`
+   * (the bucket is created at start-up by the default `ensureBucket: 'create'`).
+   */
+  mediaOptions(bucket: string, overrides?: Partial<MediaStorageOptions>): MediaStorageOptions;
 }
 
 /** s3rver's built-in account. */
@@ -383,18 +391,29 @@ export async function startLocalS3(options: LocalS3Options = {}): Promise<LocalS
     });
   });
   const { port } = server.address() as AddressInfo;
+  const endpoint = `http://${address.includes(':') ? `[${address}]` : address}:${port}`;
+  const close = (): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      server.close((error) => (error ? reject(error) : resolve()));
+      // Keep-alive sockets of S3 clients would hold close() open.
+      server.closeAllConnections();
+      app.logger.close();
+    });
   return {
-    endpoint: `http://${address.includes(':') ? `[${address}]` : address}:${port}`,
+    endpoint,
     accessKeyId,
     secretAccessKey,
     region: 'us-east-1',
     directory,
-    close: () =>
-      new Promise<void>((resolve, reject) => {
-        server.close((error) => (error ? reject(error) : resolve()));
-        // Keep-alive sockets of S3 clients would hold close() open.
-        server.closeAllConnections();
-        app.logger.close();
-      }),
+    close,
+    stop: close,
+    mediaOptions: (bucket, overrides = {}) => ({
+      bucket,
+      endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId, secretAccessKey },
+      ...overrides,
+    }),
   };
 }

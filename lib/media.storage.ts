@@ -20,6 +20,7 @@ import { multipartUpload } from './multipart-upload.js';
 import { ChunkEncoder, readStreamSize } from './stream-chunks.js';
 import { alternativeName, fromKey, normalizeName, normalizePrefix, toKey } from './key-normalizer.js';
 import { DirectUploads, type CreateUploadOptions, type DirectUpload, type UploadExpectations } from './direct-uploads.js';
+import type { MediaStorageApi } from './media-storage.api.js';
 import { describeEndpoint } from './s3-client.factory.js';
 import { codeOf, errorDetail, statusOf, toStorageError } from './s3-errors.js';
 import {
@@ -162,7 +163,7 @@ type PreparedBody = { kind: 'buffer'; data: Buffer } | { kind: 'stream'; stream:
  * get back the name actually stored, which may differ from the one asked for when
  * `overwrite` is false and the name was taken.
  */
-export class MediaStorage {
+export class MediaStorage implements MediaStorageApi {
   /** The bucket this storage writes to. */
   readonly bucket: string;
   private readonly endpointLabel: string;

@@ -2,7 +2,8 @@
  * The published artifact, as users get it: `npm pack` of a copy of the sources with no
  * build (so its `prepack` must build `dist`), installed into a Nest 11 CommonJS app and a
  * Nest 12 ESM app, each of which injects MediaStorage and round-trips an object through
- * the test S3 server and runs the bin.
+ * the test S3 server and runs the bin; each also imports `nestjs-s3-storage/testing` and runs
+ * the same service on StorageTestingModule's InMemoryStorage.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile } from 'node:child_process';
@@ -40,11 +41,21 @@ Module({
   providers: [AvatarService],
 })(AppModule);
 
+// The same service under test with the test kit: an InMemoryStorage where it injects MediaStorage.
+class TestModule {}
+Module({ imports: [testing.StorageTestingModule.forRoot()], providers: [AvatarService] })(TestModule);
+
 (async () => {
   const app = await NestFactory.createApplicationContext(AppModule, { logger: false });
   const text = await app.get(AvatarService).roundTrip();
   await app.close();
-  console.log(JSON.stringify({ text, isMediaStorage: app.get(MediaStorage, { strict: false }) instanceof MediaStorage }));
+  const unit = await NestFactory.createApplicationContext(TestModule, { logger: false });
+  const kitText = await unit.get(AvatarService).roundTrip();
+  const memory = unit.get(testing.InMemoryStorage);
+  await memory.assertCount('pack/', 1);
+  const kit = { kitText, isInMemory: unit.get(MediaStorage) === memory, localS3: typeof testing.startLocalS3 };
+  await unit.close();
+  console.log(JSON.stringify({ text, isMediaStorage: app.get(MediaStorage, { strict: false }) instanceof MediaStorage, ...kit }));
 })().catch((e) => { console.error(e); process.exit(1); });
 `;
 
@@ -57,14 +68,22 @@ async function makeApp(name: string, type: 'module' | 'commonjs', deps: Record<s
   return dir;
 }
 
-async function runApp(dir: string, file: string, label: string): Promise<{ text: string; isMediaStorage: boolean }> {
+interface AppResult {
+  text: string;
+  isMediaStorage: boolean;
+  kitText: string;
+  isInMemory: boolean;
+  localS3: string;
+}
+
+async function runApp(dir: string, file: string, label: string): Promise<AppResult> {
   const media = { bucket, endpoint: s3.endpoint, region: s3.region, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey } };
   const { stdout } = await run('node', [file, label], {
     cwd: dir,
     env: { ...process.env, MEDIA_OPTIONS: JSON.stringify(media), AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
     timeout: 60_000,
   });
-  return JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as { text: string; isMediaStorage: boolean };
+  return JSON.parse(stdout.trim().split('\n').pop() ?? '{}') as AppResult;
 }
 
 beforeAll(async () => {
@@ -88,6 +107,7 @@ describe('the packed tarball', () => {
     const { stdout } = await run('tar', ['-tzf', tarball]);
     const files = stdout.split('\n').filter(Boolean);
     expect(files).toEqual(expect.arrayContaining(['package/dist/esm/index.js', 'package/dist/esm/index.d.ts', 'package/dist/cjs/index.js', 'package/dist/cjs/package.json', 'package/README.md', 'package/package.json']));
+    expect(files).toEqual(expect.arrayContaining(['package/dist/esm/testing/index.js', 'package/dist/esm/testing/index.d.ts', 'package/dist/cjs/testing/index.js', 'package/dist/cjs/testing/index.d.ts']));
     expect(files.filter((f) => /^package\/(lib|test|sample-app)\//.test(f) || f.includes('dist/sample-app'))).toEqual([]);
   });
 
@@ -98,14 +118,14 @@ describe('the packed tarball', () => {
 
   it('works in a Nest 12 ESM app (import)', async () => {
     const dir = await makeApp('nest12-esm', 'module', { '@nestjs/common': '^12.0.0', '@nestjs/core': '^12.0.0', '@nestjs/config': '^12.0.0', 'reflect-metadata': '^0.2.0', rxjs: '^7.8.0' },
-      APP_BODY(`import 'reflect-metadata';\nimport * as common from '@nestjs/common';\nimport * as core from '@nestjs/core';\nimport * as storage from 'nestjs-s3-storage';`));
-    expect(await runApp(dir, 'main.mjs', 'nest12')).toEqual({ text: 'hello from nest12', isMediaStorage: true });
+      APP_BODY(`import 'reflect-metadata';\nimport * as common from '@nestjs/common';\nimport * as core from '@nestjs/core';\nimport * as storage from 'nestjs-s3-storage';\nimport * as testing from 'nestjs-s3-storage/testing';`));
+    expect(await runApp(dir, 'main.mjs', 'nest12')).toEqual({ text: 'hello from nest12', isMediaStorage: true, kitText: 'hello from nest12', isInMemory: true, localS3: 'function' });
   }, 300_000);
 
   it('works in a Nest 11 CommonJS app (require)', async () => {
     const dir = await makeApp('nest11-cjs', 'commonjs', { '@nestjs/common': '^11.0.0', '@nestjs/core': '^11.0.0', '@nestjs/config': '^4.0.0', 'reflect-metadata': '^0.2.0', rxjs: '^7.8.0' },
-      APP_BODY(`require('reflect-metadata');\nconst common = require('@nestjs/common');\nconst core = require('@nestjs/core');\nconst storage = require('nestjs-s3-storage');`));
-    expect(await runApp(dir, 'main.cjs', 'nest11')).toEqual({ text: 'hello from nest11', isMediaStorage: true });
+      APP_BODY(`require('reflect-metadata');\nconst common = require('@nestjs/common');\nconst core = require('@nestjs/core');\nconst storage = require('nestjs-s3-storage');\nconst testing = require('nestjs-s3-storage/testing');`));
+    expect(await runApp(dir, 'main.cjs', 'nest11')).toEqual({ text: 'hello from nest11', isMediaStorage: true, kitText: 'hello from nest11', isInMemory: true, localS3: 'function' });
     // The way a user runs the command line: through npx and the installed bin link.
     const { stdout } = await run('npx', ['--no-install', 'nestjs-s3-storage', '--help'], { cwd: dir, timeout: 60_000 });
     expect(stdout).toMatch(/collectstatic/);

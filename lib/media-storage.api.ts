@@ -1,0 +1,58 @@
+/**
+ * The public surface of `MediaStorage` as an interface: what an app's services depend on, and
+ * what `InMemoryStorage` (from `nestjs-s3-storage/testing`) implements as well. Type `storage:
+ * MediaStorageApi` where a test may hand in the in-memory one; injecting `MediaStorage` keeps
+ * working, since the test kit provides its fake under the same token.
+ *
+ * Only types are imported, so this file adds no module to either build at run time.
+ */
+import type { Readable } from 'node:stream';
+import type { CloudFrontCookies } from './cloudfront-signer.js';
+import type { CreateUploadOptions, DirectUpload, UploadExpectations } from './direct-uploads.js';
+import type { CookieOptions, ListEntry, ObjectStat, SaveOptions, StorageBody, StoredObject, UrlOptions } from './media.storage.js';
+import type { MediaUrl } from './url-cache.js';
+
+/** Per-call options of `open()` and `read()`. */
+export interface ReadOptions {
+  /** Cancels the request (and, for `open()`, the body's stream). */
+  signal?: AbortSignal;
+  /** Bytes `start` to `end`, both inclusive (`end` omitted: to the last byte). */
+  range?: { start: number; end?: number };
+}
+
+/**
+ * Everything `MediaStorage` offers an app. Both `MediaStorage` and `InMemoryStorage`
+ * implement it, with the same key rules, errors (classes and codes) and overwrite rule.
+ */
+export interface MediaStorageApi {
+  /** The bucket this storage writes to. */
+  readonly bucket: string;
+  /** Stores `body` under `name` and returns the name stored (another one when taken and `overwrite` is false). */
+  save(name: string, body: StorageBody, options?: SaveOptions): Promise<string>;
+  /** Like `save()`, and returns what was stored. */
+  upload(name: string, body: StorageBody, options?: SaveOptions): Promise<StoredObject>;
+  /** A readable stream of the object's bytes. @throws ObjectNotFoundError */
+  open(name: string, options?: ReadOptions): Promise<Readable>;
+  /** The object's bytes in one Buffer. @throws ObjectNotFoundError */
+  read(name: string, options?: ReadOptions): Promise<Buffer>;
+  /** Whether the object exists. */
+  exists(name: string): Promise<boolean>;
+  /** Size, dates, ETag, type and metadata. @throws ObjectNotFoundError */
+  stat(name: string): Promise<ObjectStat>;
+  /** Deletes the object; a missing one is a no-op. */
+  delete(name: string): Promise<void>;
+  /** Every object under `prefix`, in key order. */
+  list(prefix?: string, options?: { signal?: AbortSignal }): AsyncIterable<ListEntry>;
+  /** A URL the browser can fetch. */
+  url(name: string, options?: UrlOptions): Promise<string>;
+  /** Like `url()`, with the expiry and the cache window's max-age. */
+  urlInfo(name: string, options?: UrlOptions): Promise<MediaUrl>;
+  /** CloudFront-signed cookies. @throws StorageError when CloudFront is not configured */
+  cookies(pathPattern: string, options?: CookieOptions): CloudFrontCookies;
+  /** A form for a direct browser upload to `.pending/`. */
+  createUpload(options: CreateUploadOptions): Promise<DirectUpload>;
+  /** Checks a direct upload and publishes it. @throws UploadRejectedError, ObjectNotFoundError */
+  confirmUpload(name: string, expectations?: UploadExpectations): Promise<StoredObject>;
+  /** The full key for a name (location prefix included). @throws InvalidKeyError */
+  key(name: string): string;
+}
