@@ -5,7 +5,7 @@
  */
 import { Module, type DynamicModule, type Provider } from '@nestjs/common';
 import { InMemoryStorage, type InMemoryMediaOptions, type InMemoryStorageOptions } from './in-memory.storage.js';
-import { storageTokenFor } from './storage-token.js';
+import { getStorageToken } from '../storage-tokens.js';
 
 /** Options of {@link StorageTestingModule.forRoot}. */
 export interface StorageTestingModuleOptions extends InMemoryStorageOptions {
@@ -34,7 +34,7 @@ export class StorageTestingModule {
    * instance); a named one under its storage token only (several may be imported at once).
    */
   static forRoot(options: StorageTestingModuleOptions = {}): DynamicModule {
-    const token = storageTokenFor(options.name);
+    const token = getStorageToken(options.name);
     const storage: Provider = { provide: token, useFactory: () => new InMemoryStorage(options.media, { clock: options.clock }) };
     const providers: Provider[] = [storage];
     if (options.name === undefined) providers.push({ provide: InMemoryStorage, useExisting: token });
