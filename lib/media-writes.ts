@@ -41,6 +41,8 @@ export interface Reservation {
   key: string;
   token: string;
   etag: string;
+  /** The storage method that reserved it, for errors and log lines. */
+  operation: string;
 }
 
 type PreparedBody = { kind: 'buffer'; data: Buffer } | { kind: 'stream'; stream: AsyncIterable<Buffer>; sizeHint?: number };
@@ -130,14 +132,15 @@ export class MediaWrites {
    * conditional request Ceph, AWS and MinIO all arbitrate. A lost race tries a new name (the
    * stream has not been sent yet). The placeholder carries this save's own token, so a failed
    * save deletes only its own, and `Cache-Control: no-store`, so no cache keeps the empty body.
+   * `copy()` and `move()` reserve their destination the same way (`operation` names them).
    */
-  async reserve(wanted: string, first: string, options: SaveOptions): Promise<Reservation> {
+  async reserve(wanted: string, first: string, options: Pick<SaveOptions, 'contentType' | 'signal'>, operation = 'save'): Promise<Reservation> {
     const token = randomBytes(12).toString('base64url');
     let name = first;
     for (let attempt = 1; ; attempt++) {
       const key = toKey(this.context.options.location, name);
       try {
-        const out = await this.context.call('save', key, options.signal, (abortSignal) =>
+        const out = await this.context.call(operation, key, options.signal, (abortSignal) =>
           this.context.client.send(
             new PutObjectCommand({
               Bucket: this.context.bucket,
@@ -151,13 +154,13 @@ export class MediaWrites {
             { abortSignal },
           ),
         );
-        return { name, key, token, etag: out.ETag ?? EMPTY_ETAG };
+        return { name, key, token, etag: out.ETag ?? EMPTY_ETAG, operation };
       } catch (error) {
         // Cut short after sending, the PUT may still have stored the placeholder: remove it
         // if it is there (the token tells ours apart).
-        if (error instanceof StorageAbortedError || error instanceof StorageTimeoutError) await this.release({ name, key, token, etag: EMPTY_ETAG }, false);
+        if (error instanceof StorageAbortedError || error instanceof StorageTimeoutError) await this.release({ name, key, token, etag: EMPTY_ETAG, operation }, false);
         if (!isPreconditionFailure(error)) throw error;
-        if (attempt >= MAX_NAME_ATTEMPTS) throw this.namesTaken(key, error);
+        if (attempt >= MAX_NAME_ATTEMPTS) throw this.namesTaken(key, error, operation);
         name = alternativeName(wanted, randomBytes);
       }
     }
@@ -169,28 +172,28 @@ export class MediaWrites {
    * never thrown over the save's own error.
    */
   async release(reservation: Reservation, logFailure = true): Promise<void> {
-    const { key, token, etag } = reservation;
+    const { key, token, etag, operation } = reservation;
     try {
-      const head = await this.context.call('save', key, undefined, (abortSignal) =>
+      const head = await this.context.call(operation, key, undefined, (abortSignal) =>
         this.context.client.send(new HeadObjectCommand({ Bucket: this.context.bucket, Key: key }), { abortSignal }),
       );
       if (head.Metadata?.[RESERVATION_METADATA] !== token) return;
-      await this.context.call('save', key, undefined, (abortSignal) =>
+      await this.context.call(operation, key, undefined, (abortSignal) =>
         this.context.client.send(new DeleteObjectCommand({ Bucket: this.context.bucket, Key: key, IfMatch: etag }), { abortSignal }),
       );
     } catch (error) {
       if (error instanceof ObjectNotFoundError || !logFailure) return;
       const reason = errorDetail(error);
       this.context.logger.warn(
-        `could not delete the placeholder of a failed save at key ${describeName(key)} in bucket "${this.context.bucket}" (${reason}): an empty object with metadata ${RESERVATION_METADATA}=${token} holds that name until it is deleted`,
+        `could not delete the placeholder of a failed ${operation} at key ${describeName(key)} in bucket "${this.context.bucket}" (${reason}): an empty object with metadata ${RESERVATION_METADATA}=${token} holds that name until it is deleted`,
       );
     }
   }
 
-  private namesTaken(key: string, cause: unknown): StorageOperationError {
+  private namesTaken(key: string, cause: unknown, operation = 'save'): StorageOperationError {
     return new StorageOperationError(
-      'save',
-      `${MAX_NAME_ATTEMPTS} names in a row were taken by other saves at the same moment; nothing was stored (try again)`,
+      operation,
+      `${MAX_NAME_ATTEMPTS} names in a row were taken by other writes at the same moment; nothing was stored (try again)`,
       { bucket: this.context.bucket, key, endpoint: this.context.endpointLabel, cause, status: 412, s3Code: 'PreconditionFailed' },
     );
   }

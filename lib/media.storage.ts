@@ -3,7 +3,8 @@
  * default, with signed URLs for the browser.
  *
  * A facade: saves live in media-writes.ts, URLs and cookies in media-urls.ts, direct browser
- * uploads in direct-uploads.ts; reads, stat, delete and list are single requests kept here.
+ * uploads in direct-uploads.ts, copy/move/bulk deletes/list pages in object-operations.ts;
+ * reads, stat, delete and the list iterator are single requests kept here.
  */
 import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { Logger } from '@nestjs/common';
@@ -15,6 +16,7 @@ import { fromKey, normalizeName, normalizePrefix, toKey } from './key-normalizer
 import type { CookieOptions, ListEntry, MediaContext, ObjectStat, SaveOptions, StorageBody, StoredObject, UrlOptions } from './media-storage.types.js';
 import { MediaUrls } from './media-urls.js';
 import { MediaWrites } from './media-writes.js';
+import { ObjectOperations, type CopyOptions, type DeleteManyResult, type ListOptions, type ListPage, type ListPageOptions } from './object-operations.js';
 import { describeEndpoint } from './s3-client.factory.js';
 import { toStorageError } from './s3-errors.js';
 import { ObjectNotFoundError, StorageError, StorageTimeoutError } from './storage.errors.js';
@@ -25,6 +27,7 @@ import type { UrlSigner } from './url-signer.js';
 export type { StorageBody, SaveOptions, StoredObject, ObjectStat, ListEntry, UrlOptions, CookieOptions } from './media-storage.types.js';
 export type { CreateUploadOptions, DirectUpload, UploadExpectations } from './direct-uploads.js';
 export { RESERVATION_METADATA } from './media-writes.js';
+export type { CopyOptions, DeleteManyError, DeleteManyResult, ListOptions, ListPage, ListPageOptions } from './object-operations.js';
 
 /**
  * Stores and serves user media. Inject it; the module builds it from `media` options.
@@ -41,6 +44,7 @@ export class MediaStorage {
   private readonly context: MediaContext;
   private readonly writes: MediaWrites;
   private readonly urls: MediaUrls;
+  private readonly operations: ObjectOperations;
 
   constructor(
     private readonly client: S3Client,
@@ -62,6 +66,7 @@ export class MediaStorage {
     };
     this.writes = new MediaWrites(this.context);
     this.urls = new MediaUrls(options, signer);
+    this.operations = new ObjectOperations(this.context, this.writes);
   }
 
   /**
@@ -156,8 +161,68 @@ export class MediaStorage {
   /**
    * Every object under `prefix` (relative to `location`), in key order, fetched a page of
    * 1,000 at a time as the loop asks for more.
+   *
+   * With `limit` or `cursor`, one page instead (see {@link listPage}), for HTTP APIs that page
+   * through files: `list('docs/', { limit: 50, cursor })` resolves to `{ items, cursor }`.
    */
-  async *list(prefix?: string, options: { signal?: AbortSignal } = {}): AsyncIterable<ListEntry> {
+  list(prefix?: string, options?: ListOptions): AsyncIterable<ListEntry>;
+  list(prefix: string | undefined, options: ListPageOptions & ({ limit: number } | { cursor: string })): Promise<ListPage>;
+  list(prefix?: string, options: ListOptions | ListPageOptions = {}): AsyncIterable<ListEntry> | Promise<ListPage> {
+    if (options.limit !== undefined || options.cursor !== undefined) return this.operations.listPage(prefix, options);
+    return this.entries(prefix, options);
+  }
+
+  /**
+   * One page of the objects under `prefix`, in key order: at most `limit` (1 to 1,000, default
+   * 1,000) entries and the `cursor` of the next page (`undefined` on the last one). The cursor
+   * is URL-safe and only ever resumes within the prefix it is passed with; a cursor no page
+   * returned is refused with `InvalidKeyError`.
+   */
+  listPage(prefix?: string, options: ListPageOptions = {}): Promise<ListPage> {
+    return this.operations.listPage(prefix, options);
+  }
+
+  /**
+   * Copies `from` to `to` on the server (CopyObject; a multipart copy above
+   * `multipartCopyThreshold`), keeping its headers and metadata, and returns the name stored.
+   * With `overwrite: false` (the default) a taken `to` is never replaced: the copy is stored
+   * under `to_<random>.ext`, also when writes race for the name (the save path's reservation).
+   * @throws ObjectNotFoundError when `from` does not exist; InvalidKeyError for a bad name
+   */
+  copy(from: string, to: string, options: CopyOptions = {}): Promise<string> {
+    return this.operations.copy(from, to, options);
+  }
+
+  /**
+   * {@link copy}, then deletes `from`; returns the name stored. Moving a name onto itself does
+   * nothing. If the copy succeeds but deleting `from` fails, both objects exist and the
+   * `StorageOperationError` names the copy: nothing is rolled back (a delete that timed out
+   * may still have happened).
+   */
+  move(from: string, to: string, options: CopyOptions = {}): Promise<string> {
+    return this.operations.move(from, to, options);
+  }
+
+  /**
+   * Deletes the objects in batches of 1,000 (one DeleteObjects each). Never throws for one
+   * name: `errors` lists each that was not deleted, with its S3 code, `'InvalidKey'` for a
+   * name refused before any request. Missing objects count as deleted, as with `delete()`.
+   */
+  deleteMany(names: Iterable<string>, options: { signal?: AbortSignal } = {}): Promise<DeleteManyResult> {
+    return this.operations.deleteMany(names, options);
+  }
+
+  /**
+   * Deletes every object under `prefix` (relative to `location`; `'users/42/'` for a folder,
+   * as with `list()`), any number of them in bounded memory, and returns how many.
+   * @throws InvalidKeyError for an empty prefix (it would be the whole location)
+   * @throws StorageOperationError when some objects could not be deleted (the rest were)
+   */
+  deletePrefix(prefix: string, options: { signal?: AbortSignal } = {}): Promise<number> {
+    return this.operations.deletePrefix(prefix, options);
+  }
+
+  private async *entries(prefix: string | undefined, options: { signal?: AbortSignal }): AsyncIterable<ListEntry> {
     const normalized = normalizePrefix(prefix);
     const location = this.options.location;
     const fullPrefix = location ? `${location}/${normalized}` : normalized;
