@@ -6,6 +6,11 @@
  * first with a conditional PutObject of an empty placeholder (media-writes.ts' reservation),
  * then copied onto, because Ceph ignores If-None-Match on CopyObject and on
  * CompleteMultipartUpload. A lost race takes `alternativeName()`, as `save()` does.
+ *
+ * Pages are listed with ListObjects (v1) and a `Marker` (the last key seen), not v2's
+ * continuation tokens: a cursor is then just a name, which a client cannot turn into a listing
+ * outside its prefix, and the embedded server (s3rver, whose v2 tokens fail under OpenSSL 3)
+ * pages too.
  */
 import {
   AbortMultipartUploadCommand,
@@ -15,7 +20,7 @@ import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
   HeadObjectCommand,
-  ListObjectsV2Command,
+  ListObjectsCommand,
   UploadPartCopyCommand,
   type CompletedPart,
   type HeadObjectCommandOutput,
@@ -85,7 +90,7 @@ interface KeyFailure {
   message: string;
 }
 
-/** DeleteObjects takes at most 1,000 keys per request; ListObjectsV2 returns at most 1,000. */
+/** DeleteObjects takes at most 1,000 keys per request; a listing returns at most 1,000. */
 const BATCH = 1000;
 
 /** Copy, move, bulk delete and list pages for one media storage. */
@@ -235,7 +240,7 @@ export class ObjectOperations {
     const after = options.cursor === undefined ? undefined : toKey(location, decodeCursor(options.cursor));
     const out = await this.context.call('list', undefined, options.signal, (abortSignal) =>
       this.context.client.send(
-        new ListObjectsV2Command({ Bucket: this.context.bucket, Prefix: fullPrefix || undefined, StartAfter: after, MaxKeys: limit }),
+        new ListObjectsCommand({ Bucket: this.context.bucket, Prefix: fullPrefix || undefined, Marker: after, MaxKeys: limit }),
         { abortSignal },
       ),
     );
@@ -398,7 +403,7 @@ export class ObjectOperations {
 
   private async listKeys(operation: string, fullPrefix: string, after: string | undefined, signal: AbortSignal | undefined): Promise<{ keys: string[]; truncated: boolean }> {
     const out = await this.context.call(operation, undefined, signal, (abortSignal) =>
-      this.context.client.send(new ListObjectsV2Command({ Bucket: this.context.bucket, Prefix: fullPrefix, StartAfter: after, MaxKeys: BATCH }), { abortSignal }),
+      this.context.client.send(new ListObjectsCommand({ Bucket: this.context.bucket, Prefix: fullPrefix, Marker: after, MaxKeys: BATCH }), { abortSignal }),
     );
     const keys = (out.Contents ?? []).flatMap((item) => (item.Key === undefined ? [] : [item.Key]));
     return { keys, truncated: Boolean(out.IsTruncated) && keys.length > 0 };
