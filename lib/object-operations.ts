@@ -265,8 +265,10 @@ export class ObjectOperations {
 
   /**
    * One CopyObject, or a multipart copy above `multipartCopyThreshold`. Both are pinned to the
-   * source ETag read before (a source replaced meanwhile fails the copy with 412, never mixes
-   * two versions) and, onto a reservation, carry `If-Match` with its ETag (checked by AWS).
+   * source ETag read before (`x-amz-copy-source-if-match`: AWS fails a copy of a source
+   * replaced meanwhile with 412) and, onto a reservation, carry `If-Match` with its ETag
+   * (checked by AWS). One CopyObject copies one version on any server; a multipart copy is
+   * also checked afterwards (see {@link checkSourceUnchanged}).
    */
   private async copyObject(operation: string, source: HeadObjectCommandOutput, sourceKey: string, key: string, signal: AbortSignal | undefined, reservation?: Reservation): Promise<void> {
     const { bucket, client, options } = this.context;
@@ -291,6 +293,7 @@ export class ObjectOperations {
         return;
       }
       await this.multipartCopy(operation, source, copySource, key, signal, reservation);
+      await this.checkSourceUnchanged(operation, source, sourceKey, key);
     } catch (error) {
       if (isPreconditionFailure(error)) {
         throw new StorageOperationError(
@@ -329,35 +332,44 @@ export class ObjectOperations {
       ),
     );
     const uploadId = created.UploadId!;
+    // The first failure stops the other parts: none is started after it, those in flight are cancelled.
+    const stop = new AbortController();
+    const forward = (): void => stop.abort(signal?.reason);
+    signal?.addEventListener('abort', forward, { once: true });
+    if (signal?.aborted) forward();
     try {
       const count = Math.ceil(size / partSize);
       const parts: CompletedPart[] = new Array<CompletedPart>(count);
+      let failure: unknown;
       let nextPart = 0;
       const worker = async (): Promise<void> => {
-        for (let index = nextPart++; index < count; index = nextPart++) {
+        for (let index = nextPart++; index < count && failure === undefined; index = nextPart++) {
           const start = index * partSize;
           const end = Math.min(size, start + partSize) - 1;
-          const out = await this.context.call(operation, key, signal, (abortSignal) =>
-            client.send(
-              new UploadPartCopyCommand({
-                Bucket: bucket,
-                Key: key,
-                UploadId: uploadId,
-                PartNumber: index + 1,
-                CopySource: copySource,
-                CopySourceRange: `bytes=${start}-${end}`,
-                CopySourceIfMatch: source.ETag,
-              }),
-              { abortSignal },
-            ),
-          );
-          parts[index] = { PartNumber: index + 1, ETag: out.CopyPartResult?.ETag };
+          try {
+            const out = await this.context.call(operation, key, stop.signal, (abortSignal) =>
+              client.send(
+                new UploadPartCopyCommand({
+                  Bucket: bucket,
+                  Key: key,
+                  UploadId: uploadId,
+                  PartNumber: index + 1,
+                  CopySource: copySource,
+                  CopySourceRange: `bytes=${start}-${end}`,
+                  CopySourceIfMatch: source.ETag,
+                }),
+                { abortSignal },
+              ),
+            );
+            parts[index] = { PartNumber: index + 1, ETag: out.CopyPartResult?.ETag };
+          } catch (error) {
+            failure ??= error;
+            stop.abort(error);
+          }
         }
       };
-      const workers = Array.from({ length: Math.min(options.queueSize, count) }, worker);
-      const settled = await Promise.allSettled(workers);
-      const failed = settled.find((result): result is PromiseRejectedResult => result.status === 'rejected');
-      if (failed) throw failed.reason;
+      await Promise.all(Array.from({ length: Math.min(options.queueSize, count) }, worker));
+      if (failure !== undefined) throw failure;
       await this.context.call(operation, key, signal, (abortSignal) =>
         client.send(
           new CompleteMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId, MultipartUpload: { Parts: parts }, IfMatch: reservation?.etag }),
@@ -374,7 +386,31 @@ export class ObjectOperations {
         );
       });
       throw error;
+    } finally {
+      signal?.removeEventListener('abort', forward);
     }
+  }
+
+  /**
+   * Ceph ignores `x-amz-copy-source-if-match` on UploadPartCopy (checked 2026-12-01), so parts
+   * of a source replaced mid-copy could come from two versions. The source's ETag and
+   * Last-Modified are read again after Complete: if either changed (or the source is gone),
+   * the copy is deleted and the copy fails, rather than leave an object nobody wrote.
+   */
+  private async checkSourceUnchanged(operation: string, before: HeadObjectCommandOutput, sourceKey: string, key: string): Promise<void> {
+    const after = await this.head(operation, sourceKey, undefined).catch((error: unknown) => {
+      if (error instanceof ObjectNotFoundError) return undefined;
+      throw error;
+    });
+    if (after && after.ETag === before.ETag && after.LastModified?.getTime() === before.LastModified?.getTime()) return;
+    await this.context.call(operation, key, undefined, (abortSignal) =>
+      this.context.client.send(new DeleteObjectCommand({ Bucket: this.context.bucket, Key: key }), { abortSignal }),
+    );
+    throw new StorageOperationError(
+      operation,
+      `the source ${describeName(sourceKey)} was ${after ? 'replaced' : 'deleted'} while it was copied, so the copy (which could mix two versions) was deleted; nothing was copied (try again)`,
+      { bucket: this.context.bucket, key, endpoint: this.context.endpointLabel, status: 412, s3Code: 'PreconditionFailed' },
+    );
   }
 
   /** One DeleteObjects of up to 1,000 keys. A failed request becomes an error for each key, unless the caller aborted. */

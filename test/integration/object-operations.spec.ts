@@ -169,6 +169,35 @@ describe('copy()', () => {
     expect(uploads.Uploads ?? []).toEqual([]);
   }, 60_000);
 
+  itBeyondS3rver(PART_COPY, 'a source replaced during a multipart copy fails it (412) and leaves nothing: never a mix of two versions', async () => {
+    await fx.storage.save('big/changing.bin', randomBytes(12 * MIB));
+    let partCopies = 0;
+    // Before the second part is copied, the source is replaced on the server.
+    fx.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'UploadPartCopyCommand' && ++partCopies === 2) {
+          await raw.send(new PutObjectCommand({ Bucket: bucket, Key: `${LOCATION}/big/changing.bin`, Body: randomBytes(12 * MIB) }));
+        }
+        return next(args);
+      },
+      { step: 'initialize', name: 'replaceSourceMidCopy' },
+    );
+    try {
+      const error = await fx.storage.copy('big/changing.bin', 'big/changed.bin').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StorageOperationError);
+      expect((error as StorageOperationError).status).toBe(412);
+      // AWS refuses the part copy (x-amz-copy-source-if-match); Ceph ignores that, and the check after Complete catches it.
+      expect((error as Error).message).toMatch(new RegExp(`the source "${LOCATION}/big/changing.bin" (changed|was replaced) while it was copied`));
+    } finally {
+      fx.client.middlewareStack.remove('replaceSourceMidCopy');
+    }
+    expect(partCopies).toBeGreaterThanOrEqual(2);
+    expect(await fx.storage.exists('big/changed.bin')).toBe(false);
+    expect((await keysUnder('big/changed')).length).toBe(0);
+    const uploads = await raw.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
+    expect(uploads.Uploads ?? []).toEqual([]);
+  }, 60_000);
+
   itBeyondS3rver(PART_COPY, 'an aborted multipart copy stores nothing: no object, no placeholder, no upload left', async () => {
     await fx.storage.save('big/abort-src.bin', randomBytes(11 * MIB));
     const controller = new AbortController();
