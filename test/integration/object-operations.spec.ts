@@ -294,6 +294,22 @@ describe('deleteMany()', () => {
     }
   });
 
+  it('reports every name of a batch whose request fails as a whole, without throwing', async () => {
+    const missing = await storageFixture({ media: mediaOptions(uniqueBucket('ops-none')), ensureBucket: 'off' });
+    try {
+      const result = await missing.storage.deleteMany(['a.txt', 'b/c.txt', '../bad']);
+      expect(result.deleted).toEqual([]);
+      expect(result.errors.map(({ name, code }) => ({ name, code }))).toEqual([
+        { name: '../bad', code: 'InvalidKey' },
+        { name: 'a.txt', code: 'NoSuchBucket' },
+        { name: 'b/c.txt', code: 'NoSuchBucket' },
+      ]);
+      expect(result.errors[1]!.message).toContain('deleteMany');
+    } finally {
+      await missing.moduleRef.close();
+    }
+  });
+
   it('with nothing to delete sends nothing', async () => {
     const { result, counts } = await counting(() => fx.storage.deleteMany([]));
     expect(result).toEqual({ deleted: [], errors: [] });
