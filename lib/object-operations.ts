@@ -108,13 +108,13 @@ export class ObjectOperations {
     const { options: media } = this.context;
     const sourceKey = this.key(from);
     const wanted = normalizeName(to);
-    this.key(wanted);
+    const targetKey = toKey(media.location, wanted);
     const overwrite = options.overwrite ?? media.overwrite;
     const source = await this.head(operation, sourceKey, options.signal);
-    if (overwrite && toKey(media.location, wanted) === sourceKey) return wanted;
+    if (overwrite && targetKey === sourceKey) return wanted;
 
     if (overwrite) {
-      await this.copyObject(operation, source, sourceKey, toKey(media.location, wanted), options.signal);
+      await this.copyObject(operation, source, sourceKey, targetKey, options.signal);
       return wanted;
     }
     // As in save(): the look spares a placeholder PUT that would fail; the reservation decides.
