@@ -9,7 +9,7 @@
 import type { Readable } from 'node:stream';
 import type { CloudFrontCookies } from './cloudfront-signer.js';
 import type { CreateUploadOptions, DirectUpload, UploadExpectations } from './direct-uploads.js';
-import type { CookieOptions, ListEntry, ObjectStat, SaveOptions, StorageBody, StoredObject, UrlOptions } from './media.storage.js';
+import type { CookieOptions, ListEntry, ObjectStat, SaveOptions, StorageBody, StoredObject, UrlOptions } from './media-storage.types.js';
 import type { MediaUrl } from './url-cache.js';
 
 /** Per-call options of `open()` and `read()`. */

@@ -1,160 +1,34 @@
 /**
  * `MediaStorage`: user uploads (avatars and anything else) in one bucket, private by
  * default, with signed URLs for the browser.
+ *
+ * A facade: saves live in media-writes.ts, URLs and cookies in media-urls.ts, direct browser
+ * uploads in direct-uploads.ts, copy/move/bulk deletes/list pages in object-operations.ts;
+ * reads, stat, delete and the list iterator are single requests kept here.
  */
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  type PutObjectCommandInput,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { Logger } from '@nestjs/common';
-import { randomBytes } from 'node:crypto';
 import { addAbortSignal, Readable } from 'node:stream';
-import { nextOrAbort, unquote } from './abortable.js';
-import { guessContentType } from './content-type.js';
-import { multipartUpload } from './multipart-upload.js';
-import { ChunkEncoder, readStreamSize } from './stream-chunks.js';
-import { alternativeName, fromKey, normalizeName, normalizePrefix, toKey } from './key-normalizer.js';
+import { unquote } from './abortable.js';
+import type { CloudFrontCookies } from './cloudfront-signer.js';
 import { DirectUploads, type CreateUploadOptions, type DirectUpload, type UploadExpectations } from './direct-uploads.js';
+import { fromKey, normalizeName, normalizePrefix, toKey } from './key-normalizer.js';
+import type { CookieOptions, ListEntry, MediaContext, ObjectStat, SaveOptions, StorageBody, StoredObject, UrlOptions } from './media-storage.types.js';
+import { MediaUrls } from './media-urls.js';
+import { MediaWrites } from './media-writes.js';
+import { ObjectOperations, type CopyOptions, type DeleteManyResult, type ListOptions, type ListPage, type ListPageOptions } from './object-operations.js';
 import type { MediaStorageApi } from './media-storage.api.js';
 import { describeEndpoint } from './s3-client.factory.js';
-import { codeOf, errorDetail, statusOf, toStorageError } from './s3-errors.js';
-import {
-  describeName,
-  InvalidBodyError,
-  ObjectNotFoundError,
-  StorageError,
-  StorageAbortedError,
-  StorageOperationError,
-  StorageTimeoutError,
-  UploadRejectedError,
-} from './storage.errors.js';
-import { MAX_URL_EXPIRES_IN, type ResolvedMediaOptions } from './storage-options.validation.js';
-import { CloudFrontSigner, type CloudFrontCookies, type CloudFrontPolicyOptions } from './cloudfront-signer.js';
-import { cacheWindowAt, UrlCache, type MediaUrl } from './url-cache.js';
-import { contentDisposition, encodeKeyPath, type UrlSigner } from './url-signer.js';
+import { toStorageError } from './s3-errors.js';
+import { ObjectNotFoundError, StorageError, StorageTimeoutError } from './storage.errors.js';
+import type { ResolvedMediaOptions } from './storage-options.validation.js';
+import type { MediaUrl } from './url-cache.js';
+import type { UrlSigner } from './url-signer.js';
 
-/**
- * What `save()` accepts. Strings are stored as UTF-8. A `Readable` may yield `Buffer`,
- * `Uint8Array` or string chunks (strings as UTF-8, also when a character is split between
- * chunks); any other chunk fails the save with `InvalidBodyError`, storing nothing.
- */
-export type StorageBody = Buffer | Uint8Array | string | Readable;
-
-/** Per-call options of `save()`. */
-export interface SaveOptions {
-  /** Content-Type; guessed from the name's extension when omitted. */
-  contentType?: string;
-  /** Cache-Control; defaults to `objectParameters.cacheControl`. */
-  cacheControl?: string;
-  /** Content-Disposition; defaults to `objectParameters.contentDisposition`. */
-  contentDisposition?: string;
-  /** User metadata (`x-amz-meta-*`), merged over `objectParameters.metadata`. */
-  metadata?: Record<string, string>;
-  /** Overrides the storage's `overwrite` option for this call. */
-  overwrite?: boolean;
-  /** Cancels the upload; a multipart upload is aborted on the server, nothing is stored. */
-  signal?: AbortSignal;
-  /** Called as bytes are sent (multipart uploads report per part). */
-  onProgress?: (bytesSent: number) => void;
-  /**
-   * The body's exact size in bytes, when known (a Content-Length, a file size). A stream
-   * longer than `partSize × 10,000` then gets parts large enough to fit S3's 10,000-part
-   * limit; without it such a stream fails when it reaches the limit. A body of any other
-   * size fails with `UploadRejectedError` (reason `'size-mismatch'`) and nothing is stored.
-   * An `fs.ReadStream` needs none: its file's size is read (as a hint only, not checked).
-   * @default undefined (unknown)
-   */
-  size?: number;
-}
-
-/** What `upload()` stored. */
-export interface StoredObject {
-  /** Name relative to the storage location (may differ from the one asked for). */
-  name: string;
-  /** Full S3 key. */
-  key: string;
-  size: number;
-  /** ETag without quotes. */
-  etag: string;
-  contentType: string;
-}
-
-/** What `stat()` returns. */
-export interface ObjectStat {
-  size: number;
-  lastModified: Date;
-  /** The ETag without quotes. */
-  etag: string;
-  contentType?: string;
-  cacheControl?: string;
-  metadata: Record<string, string>;
-}
-
-/** One entry of `list()`. */
-export interface ListEntry {
-  /** Name relative to the storage location (what `save()` returned). */
-  name: string;
-  size: number;
-  lastModified: Date;
-  etag: string;
-}
-
-/** Per-call options of `url()`. */
-export interface UrlOptions {
-  /** Seconds the signed URL stays valid; defaults to `urlExpiresIn`. */
-  expiresIn?: number;
-  /** Makes the browser download the file under this name (RFC 6266, non-ASCII safe). */
-  downloadAs?: string;
-  /** The raw `Content-Disposition` S3 answers with; wins over `downloadAs`. */
-  responseContentDisposition?: string;
-  /** The `Content-Type` S3 answers with. */
-  responseContentType?: string;
-  /**
-   * Seconds of the cache window for this call (0 turns it off); defaults to `urlCacheWindow`.
-   * Only for names whose bytes never change (see the README).
-   */
-  cacheWindow?: number;
-  /** CloudFront only: sign a custom policy (a wildcard resource, an IP range) instead of a canned one. */
-  policy?: CloudFrontPolicyOptions;
-}
-
-/** Options of `cookies()`. */
-export interface CookieOptions {
-  /** Seconds the cookies' signature stays valid; defaults to `urlExpiresIn`. */
-  expiresIn?: number;
-  /** The IPv4 address or CIDR range the cookies work from. */
-  ipAddress?: string;
-  /** Seconds of the cache window (the same cookies within one); defaults to `urlCacheWindow`. */
-  cacheWindow?: number;
-}
-
+export type { StorageBody, SaveOptions, StoredObject, ObjectStat, ListEntry, UrlOptions, CookieOptions } from './media-storage.types.js';
 export type { CreateUploadOptions, DirectUpload, UploadExpectations } from './direct-uploads.js';
-
-/** A conditional write lost to an object that already exists under the name. */
-const PRECONDITION = new Set(['PreconditionFailed', 'ConditionalRequestConflict']);
-const MAX_NAME_ATTEMPTS = 8;
-/**
- * User metadata (`x-amz-meta-nss3-reservation`) of the empty placeholder that holds a name
- * while a multipart save uploads onto it; its value is that save's own random token.
- */
-export const RESERVATION_METADATA = 'nss3-reservation';
-/** The ETag of an empty object (md5 of nothing), for servers that answer a PUT without one. */
-const EMPTY_ETAG = '"d41d8cd98f00b204e9800998ecf8427e"';
-
-/** A name held by this save's placeholder. */
-interface Reservation {
-  name: string;
-  key: string;
-  token: string;
-  etag: string;
-}
-
-type PreparedBody = { kind: 'buffer'; data: Buffer } | { kind: 'stream'; stream: AsyncIterable<Buffer>; sizeHint?: number };
+export { RESERVATION_METADATA } from './media-writes.js';
+export type { CopyOptions, DeleteManyError, DeleteManyResult, ListOptions, ListPage, ListPageOptions } from './object-operations.js';
 
 /**
  * Stores and serves user media. Inject it; the module builds it from `media` options.
@@ -168,9 +42,10 @@ export class MediaStorage implements MediaStorageApi {
   readonly bucket: string;
   private readonly endpointLabel: string;
   private readonly logger = new Logger('nestjs-s3-storage');
-  private readonly cloudfront?: CloudFrontSigner;
-  private readonly urlCache = new UrlCache<MediaUrl>();
-  private readonly cookieCache = new UrlCache<CloudFrontCookies>();
+  private readonly context: MediaContext;
+  private readonly writes: MediaWrites;
+  private readonly urls: MediaUrls;
+  private readonly operations: ObjectOperations;
 
   constructor(
     private readonly client: S3Client,
@@ -179,8 +54,20 @@ export class MediaStorage implements MediaStorageApi {
   ) {
     this.bucket = options.bucket;
     this.endpointLabel = describeEndpoint(options);
-    const cf = options.cloudfront;
-    if (cf) this.cloudfront = new CloudFrontSigner({ origin: cf.domain, keyPairId: cf.keyPairId, privateKey: cf.privateKey });
+    this.context = {
+      client,
+      options,
+      signer,
+      bucket: this.bucket,
+      endpointLabel: this.endpointLabel,
+      logger: this.logger,
+      call: (operation, key, caller, send) => this.call(operation, key, caller, send),
+      wrap: (operation, error, key, signal) => this.wrap(operation, error, key, signal),
+      exists: (name) => this.exists(name),
+    };
+    this.writes = new MediaWrites(this.context);
+    this.urls = new MediaUrls(options, signer);
+    this.operations = new ObjectOperations(this.context, this.writes);
   }
 
   /**
@@ -199,7 +86,7 @@ export class MediaStorage implements MediaStorageApi {
   /** Like {@link save}, and returns what was stored: name, key, size, ETag and content type. */
   async upload(name: string, body: StorageBody, options: SaveOptions = {}): Promise<StoredObject> {
     try {
-      return await this.store(name, body, options);
+      return await this.writes.store(name, body, options);
     } catch (error) {
       // Whatever failed (the name check, the source, S3, an abort), the caller's stream is
       // released: a socket or file behind it must not stay open. No error is passed, so an
@@ -207,152 +94,6 @@ export class MediaStorage implements MediaStorageApi {
       if (body instanceof Readable && !body.destroyed) body.destroy();
       throw error;
     }
-  }
-
-  private async store(name: string, body: StorageBody, options: SaveOptions): Promise<StoredObject> {
-    const wanted = normalizeName(name);
-    const overwrite = options.overwrite ?? this.options.overwrite;
-    const source = await this.prepareBody(wanted, body, options).catch((error: unknown) => {
-      throw this.wrap('save', error, toKey(this.options.location, wanted), options.signal);
-    });
-    // On a server that honours no conditional write (s3rver) this look is the only protection;
-    // elsewhere it spares a request that would fail.
-    let stored = wanted;
-    if (!overwrite && (await this.exists(stored))) stored = alternativeName(wanted, randomBytes);
-    if (source.kind === 'buffer') return this.putBuffer(wanted, stored, source.data, options, overwrite);
-    if (overwrite) return this.putStream(stored, source, options);
-
-    // A stream cannot be sent twice, and no multipart request is conditional on every server
-    // (Ceph ignores If-None-Match on CompleteMultipartUpload and on CopyObject): the name is
-    // won first, with a conditional PUT of an empty placeholder, then uploaded onto.
-    const reservation = await this.reserve(wanted, stored, options);
-    try {
-      return await this.putStream(reservation.name, source, options, reservation);
-    } catch (error) {
-      await this.release(reservation);
-      throw error;
-    }
-  }
-
-  /** One PutObject; under `overwrite: false`, retried under a new name when the name is taken. */
-  private async putBuffer(wanted: string, first: string, data: Buffer, options: SaveOptions, overwrite: boolean): Promise<StoredObject> {
-    let stored = first;
-    for (let attempt = 1; ; attempt++) {
-      const key = toKey(this.options.location, stored);
-      const input = this.putInput(key, stored, options, overwrite);
-      try {
-        const out = await this.call('save', key, options.signal, (abortSignal) =>
-          this.client.send(new PutObjectCommand({ ...input, Body: data }), { abortSignal }),
-        );
-        options.onProgress?.(data.length);
-        return { name: stored, key, size: data.length, etag: unquote(out.ETag), contentType: input.ContentType! };
-      } catch (error) {
-        if (overwrite || !isPreconditionFailure(error)) throw this.wrap('save', error, key, options.signal);
-        if (attempt >= MAX_NAME_ATTEMPTS) throw this.namesTaken(key, error);
-        stored = alternativeName(wanted, randomBytes);
-      }
-    }
-  }
-
-  /** A multipart upload to `name`: onto this save's own placeholder when there is one. */
-  private async putStream(name: string, source: Extract<PreparedBody, { kind: 'stream' }>, options: SaveOptions, reservation?: Reservation): Promise<StoredObject> {
-    const key = toKey(this.options.location, name);
-    // No If-None-Match: the placeholder is there. If-Match on Complete (honoured by AWS, ignored
-    // by Ceph) refuses to complete over anything that replaced the placeholder meanwhile.
-    const input = { ...this.putInput(key, name, options, true), IfMatch: reservation?.etag };
-    try {
-      const out = await multipartUpload(this.client, input, source.stream, {
-        partSize: this.options.partSize,
-        queueSize: this.options.queueSize,
-        signal: options.signal,
-        onProgress: options.onProgress,
-        totalSize: options.size ?? source.sizeHint,
-        exactSize: options.size !== undefined,
-      });
-      return { name, key, size: out.size, etag: out.etag, contentType: input.ContentType! };
-    } catch (error) {
-      if (reservation && isPreconditionFailure(error)) {
-        throw new StorageOperationError('save', 'the name was taken over while the upload ran (its placeholder was replaced, e.g. by a save with overwrite: true); nothing of this upload was stored', {
-          bucket: this.bucket,
-          key,
-          endpoint: this.endpointLabel,
-          cause: error,
-          status: statusOf(error instanceof StorageError ? error.cause : error),
-          s3Code: 'PreconditionFailed',
-        });
-      }
-      throw this.wrap('save', error, key, options.signal);
-    }
-  }
-
-  /**
-   * Wins a name for a multipart save: an empty placeholder PUT with `If-None-Match: *`, the one
-   * conditional request Ceph, AWS and MinIO all arbitrate. A lost race tries a new name (the
-   * stream has not been sent yet). The placeholder carries this save's own token, so a failed
-   * save deletes only its own, and `Cache-Control: no-store`, so no cache keeps the empty body.
-   */
-  private async reserve(wanted: string, first: string, options: SaveOptions): Promise<Reservation> {
-    const token = randomBytes(12).toString('base64url');
-    let name = first;
-    for (let attempt = 1; ; attempt++) {
-      const key = toKey(this.options.location, name);
-      try {
-        const out = await this.call('save', key, options.signal, (abortSignal) =>
-          this.client.send(
-            new PutObjectCommand({
-              Bucket: this.bucket,
-              Key: key,
-              Body: Buffer.alloc(0),
-              IfNoneMatch: '*',
-              ContentType: options.contentType ?? guessContentType(name),
-              CacheControl: 'no-store',
-              Metadata: { [RESERVATION_METADATA]: token },
-            }),
-            { abortSignal },
-          ),
-        );
-        return { name, key, token, etag: out.ETag ?? EMPTY_ETAG };
-      } catch (error) {
-        // Cut short after sending, the PUT may still have stored the placeholder: remove it
-        // if it is there (the token tells ours apart).
-        if (error instanceof StorageAbortedError || error instanceof StorageTimeoutError) await this.release({ name, key, token, etag: EMPTY_ETAG }, false);
-        if (!isPreconditionFailure(error)) throw error;
-        if (attempt >= MAX_NAME_ATTEMPTS) throw this.namesTaken(key, error);
-        name = alternativeName(wanted, randomBytes);
-      }
-    }
-  }
-
-  /**
-   * Deletes a failed save's placeholder, and only its own: the token is checked first (and
-   * the delete is conditional on its ETag where the server honours that). A failure is logged,
-   * never thrown over the save's own error.
-   */
-  private async release(reservation: Reservation, logFailure = true): Promise<void> {
-    const { key, token, etag } = reservation;
-    try {
-      const head = await this.call('save', key, undefined, (abortSignal) =>
-        this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }), { abortSignal }),
-      );
-      if (head.Metadata?.[RESERVATION_METADATA] !== token) return;
-      await this.call('save', key, undefined, (abortSignal) =>
-        this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key, IfMatch: etag }), { abortSignal }),
-      );
-    } catch (error) {
-      if (error instanceof ObjectNotFoundError || !logFailure) return;
-      const reason = errorDetail(error);
-      this.logger.warn(
-        `could not delete the placeholder of a failed save at key ${describeName(key)} in bucket "${this.bucket}" (${reason}): an empty object with metadata ${RESERVATION_METADATA}=${token} holds that name until it is deleted`,
-      );
-    }
-  }
-
-  private namesTaken(key: string, cause: unknown): StorageOperationError {
-    return new StorageOperationError(
-      'save',
-      `${MAX_NAME_ATTEMPTS} names in a row were taken by other saves at the same moment; nothing was stored (try again)`,
-      { bucket: this.bucket, key, endpoint: this.endpointLabel, cause, status: 412, s3Code: 'PreconditionFailed' },
-    );
   }
 
   /** A readable stream of the object's bytes. @throws ObjectNotFoundError */
@@ -421,8 +162,68 @@ export class MediaStorage implements MediaStorageApi {
   /**
    * Every object under `prefix` (relative to `location`), in key order, fetched a page of
    * 1,000 at a time as the loop asks for more.
+   *
+   * With `limit` or `cursor`, one page instead (see {@link listPage}), for HTTP APIs that page
+   * through files: `list('docs/', { limit: 50, cursor })` resolves to `{ items, cursor }`.
    */
-  async *list(prefix?: string, options: { signal?: AbortSignal } = {}): AsyncIterable<ListEntry> {
+  list(prefix?: string, options?: ListOptions): AsyncIterable<ListEntry>;
+  list(prefix: string | undefined, options: ListPageOptions & ({ limit: number } | { cursor: string })): Promise<ListPage>;
+  list(prefix?: string, options: ListOptions | ListPageOptions = {}): AsyncIterable<ListEntry> | Promise<ListPage> {
+    if (options.limit !== undefined || options.cursor !== undefined) return this.operations.listPage(prefix, options);
+    return this.entries(prefix, options);
+  }
+
+  /**
+   * One page of the objects under `prefix`, in key order: at most `limit` (1 to 1,000, default
+   * 1,000) entries and the `cursor` of the next page (`undefined` on the last one). The cursor
+   * is URL-safe and only ever resumes within the prefix it is passed with; a cursor no page
+   * returned is refused with `InvalidKeyError`.
+   */
+  listPage(prefix?: string, options: ListPageOptions = {}): Promise<ListPage> {
+    return this.operations.listPage(prefix, options);
+  }
+
+  /**
+   * Copies `from` to `to` on the server (CopyObject; a multipart copy above
+   * `multipartCopyThreshold`), keeping its headers and metadata, and returns the name stored.
+   * With `overwrite: false` (the default) a taken `to` is never replaced: the copy is stored
+   * under `to_<random>.ext`, also when writes race for the name (the save path's reservation).
+   * @throws ObjectNotFoundError when `from` does not exist; InvalidKeyError for a bad name
+   */
+  copy(from: string, to: string, options: CopyOptions = {}): Promise<string> {
+    return this.operations.copy(from, to, options);
+  }
+
+  /**
+   * {@link copy}, then deletes `from`; returns the name stored. Moving a name onto itself does
+   * nothing. If the copy succeeds but deleting `from` fails, both objects exist and the
+   * `StorageOperationError` names the copy: nothing is rolled back (a delete that timed out
+   * may still have happened).
+   */
+  move(from: string, to: string, options: CopyOptions = {}): Promise<string> {
+    return this.operations.move(from, to, options);
+  }
+
+  /**
+   * Deletes the objects in batches of 1,000 (one DeleteObjects each). Never throws for one
+   * name: `errors` lists each that was not deleted, with its S3 code, `'InvalidKey'` for a
+   * name refused before any request. Missing objects count as deleted, as with `delete()`.
+   */
+  deleteMany(names: Iterable<string>, options: { signal?: AbortSignal } = {}): Promise<DeleteManyResult> {
+    return this.operations.deleteMany(names, options);
+  }
+
+  /**
+   * Deletes every object under `prefix` (relative to `location`; `'users/42/'` for a folder,
+   * as with `list()`), any number of them in bounded memory, and returns how many.
+   * @throws InvalidKeyError for an empty prefix (it would be the whole location)
+   * @throws StorageOperationError when some objects could not be deleted (the rest were)
+   */
+  deletePrefix(prefix: string, options: { signal?: AbortSignal } = {}): Promise<number> {
+    return this.operations.deletePrefix(prefix, options);
+  }
+
+  private async *entries(prefix: string | undefined, options: { signal?: AbortSignal }): AsyncIterable<ListEntry> {
     const normalized = normalizePrefix(prefix);
     const location = this.options.location;
     const fullPrefix = location ? `${location}/${normalized}` : normalized;
@@ -462,35 +263,7 @@ export class MediaStorage implements MediaStorageApi {
    * how long a browser may keep its bytes (`maxAge`): what a redirect's `Cache-Control` needs.
    */
   async urlInfo(name: string, options: UrlOptions = {}): Promise<MediaUrl> {
-    const key = this.key(name);
-    const { customDomain, signedUrls } = this.options;
-    const expiresIn = options.expiresIn ?? this.options.urlExpiresIn;
-    const window = this.cacheWindow('url', expiresIn, options.cacheWindow);
-    if (this.cloudfront) return this.cloudFrontUrl(this.cloudfront, key, expiresIn, window, options.policy);
-    if (customDomain !== undefined) return { url: `${customDomain}/${encodeKeyPath(key)}` };
-    if (!signedUrls) return { url: await this.signer.unsignedUrl(key) };
-    const responseContentDisposition =
-      options.responseContentDisposition ?? (options.downloadAs === undefined ? undefined : contentDisposition(options.downloadAs));
-    const responseContentType = options.responseContentType;
-    if (window === 0) {
-      const url = await this.signer.sign(key, { expiresIn, responseContentDisposition, responseContentType });
-      return { url, expiresAt: sigV4Expiry(url) };
-    }
-    const { start } = cacheWindowAt(this.signer.clock(), window);
-    const credentials = await this.signer.credentials();
-    const cacheKey = `${window}:${start}:${expiresIn}:${key}\n${responseContentDisposition ?? '\0'}\n${responseContentType ?? '\0'}`;
-    return this.urlCache.lookup(credentials.accessKeyId, credentials.sessionToken ?? '', cacheKey, async () => {
-      let signedFor = 0;
-      const url = await this.signer.sign(key, {
-        // Valid `expiresIn` after the window's last moment; clamping by expiring credentials still wins.
-        expiresIn: expiresIn + window,
-        signingDate: start,
-        responseCacheControl: (seconds) => `private, max-age=${Math.max(0, (signedFor = seconds) - window)}`,
-        responseContentDisposition,
-        responseContentType,
-      });
-      return Object.freeze({ url, expiresAt: new Date(start + signedFor * 1000), maxAge: Math.max(0, signedFor - window) });
-    });
+    return this.urls.urlInfo(this.key(name), options);
   }
 
   /**
@@ -502,48 +275,7 @@ export class MediaStorage implements MediaStorageApi {
    * @throws StorageError when `cloudfront` is not configured
    */
   cookies(pathPattern: string, options: CookieOptions = {}): CloudFrontCookies {
-    const cf = this.cloudfront;
-    if (!cf) throw new StorageError('cookies(): media.cloudfront is not configured; signed cookies are a CloudFront feature (set media.cloudfront or MEDIA_S3_CLOUDFRONT_*)');
-    const expiresIn = options.expiresIn ?? this.options.urlExpiresIn;
-    const window = this.cacheWindow('cookies', expiresIn, options.cacheWindow);
-    const resource = cf.resourceOf(pathPattern, this.options.location);
-    const now = this.signer.clock();
-    if (window === 0) return cf.cookies(resource, Math.floor(now / 1000) + expiresIn, options.ipAddress);
-    const { start } = cacheWindowAt(now, window);
-    const expiresAt = start / 1000 + window + expiresIn;
-    const cacheKey = `${window}:${start}:${expiresIn}:${resource}\n${options.ipAddress ?? '\0'}`;
-    return this.cookieCache.lookup('', '', cacheKey, () => Object.freeze(cf.cookies(resource, expiresAt, options.ipAddress)));
-  }
-
-  private cloudFrontUrl(cf: CloudFrontSigner, key: string, expiresIn: number, window: number, policy: CloudFrontPolicyOptions | undefined): MediaUrl {
-    const url = cf.urlOf(key);
-    const custom = policy && { resource: policy.resource === undefined ? undefined : cf.resourceOf(policy.resource, this.options.location), ipAddress: policy.ipAddress };
-    const now = this.signer.clock();
-    if (window === 0) {
-      const expiresAt = Math.floor(now / 1000) + expiresIn;
-      return { url: cf.sign(url, expiresAt, custom), expiresAt: new Date(expiresAt * 1000) };
-    }
-    const { start } = cacheWindowAt(now, window);
-    const expiresAt = start / 1000 + window + expiresIn;
-    const cacheKey = `${window}:${start}:${expiresIn}:${key}\n${custom?.resource ?? '\0'}\n${custom?.ipAddress ?? '\0'}`;
-    return this.urlCache.lookup('cloudfront', '', cacheKey, () =>
-      Object.freeze({ url: cf.sign(url, expiresAt, custom), expiresAt: new Date(expiresAt * 1000), maxAge: expiresIn }),
-    );
-  }
-
-  /** The window for one call, checked: the extended expiry must stay within SigV4's 7 days. */
-  private cacheWindow(operation: string, expiresIn: number, perCall: number | undefined): number {
-    const window = perCall ?? this.options.urlCacheWindow;
-    if (window === 0 && perCall === undefined) return 0;
-    if (!Number.isInteger(window) || window < 0) {
-      throw new StorageError(`${operation}(): cacheWindow must be a whole number of seconds, 0 to turn it off (got ${String(window)})`);
-    }
-    if (window > 0 && expiresIn + window > MAX_URL_EXPIRES_IN) {
-      throw new StorageError(
-        `${operation}(): expiresIn + cacheWindow must be at most ${MAX_URL_EXPIRES_IN} seconds (got ${expiresIn} + ${window}); shorten one of the two`,
-      );
-    }
-    return window;
+    return this.urls.cookies(pathPattern, options);
   }
 
   /**
@@ -585,78 +317,6 @@ export class MediaStorage implements MediaStorageApi {
     return toKey(this.options.location, normalizeName(name));
   }
 
-  private putInput(key: string, name: string, options: SaveOptions, overwrite: boolean): PutObjectCommandInput {
-    const defaults = this.options.objectParameters;
-    const metadata = { ...defaults.metadata, ...options.metadata };
-    return {
-      Bucket: this.bucket,
-      Key: key,
-      ContentType: options.contentType ?? guessContentType(name),
-      CacheControl: options.cacheControl ?? defaults.cacheControl,
-      ContentDisposition: options.contentDisposition ?? defaults.contentDisposition,
-      Metadata: Object.keys(metadata).length > 0 ? metadata : undefined,
-      ACL: this.options.acl,
-      IfNoneMatch: overwrite ? undefined : '*',
-    };
-  }
-
-  /**
-   * Reads up to one part of a stream: a body that fits is sent in one PutObject (and can be
-   * retried under another name); a longer one continues as a multipart stream. Chunks become
-   * bytes here, once, whatever their type.
-   */
-  private async prepareBody(name: string, body: StorageBody, options: SaveOptions): Promise<PreparedBody> {
-    const declared = options.size;
-    if (declared !== undefined && !(Number.isSafeInteger(declared) && declared >= 0)) {
-      throw new InvalidBodyError(`save(): size must be a whole number of bytes, 0 or more (got ${String(declared)})`);
-    }
-    const whole = (data: Buffer): PreparedBody => {
-      if (declared !== undefined && data.length !== declared) {
-        throw new UploadRejectedError('size-mismatch', `the body has ${data.length} bytes, not the ${declared} given as its size; nothing was stored`, {
-          bucket: this.bucket,
-          key: toKey(this.options.location, name),
-          endpoint: this.endpointLabel,
-        });
-      }
-      return { kind: 'buffer', data };
-    };
-    if (typeof body === 'string') return whole(Buffer.from(body, 'utf8'));
-    if (Buffer.isBuffer(body)) return whole(body);
-    if (body instanceof Uint8Array) return whole(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
-    if (!(body instanceof Readable)) {
-      throw new InvalidBodyError(`save(): body must be a Buffer, Uint8Array, string or Readable, got ${typeof body}`);
-    }
-    options.signal?.throwIfAborted();
-    const sizeHint = declared ?? (await readStreamSize(body));
-    const limit = this.options.partSize;
-    const encoder = new ChunkEncoder(`save(${describeName(name)})`);
-    const head: Buffer[] = [];
-    let size = 0;
-    const iterator = body[Symbol.asyncIterator]();
-    while (size <= limit) {
-      const next = await nextOrAbort(iterator, options.signal);
-      const chunk = next.done ? encoder.end() : encoder.encode(next.value);
-      head.push(chunk);
-      size += chunk.length;
-      if (next.done) return whole(Buffer.concat(head, size));
-    }
-    async function* rest(): AsyncGenerator<Buffer> {
-      try {
-        // Hand the first part over chunk by chunk, so it is not kept for the whole upload.
-        for (let chunk = head.shift(); chunk !== undefined; chunk = head.shift()) yield chunk;
-        for (let next = await iterator.next(); !next.done; next = await iterator.next()) {
-          const chunk = encoder.encode(next.value);
-          if (chunk.length > 0) yield chunk;
-        }
-        const tail = encoder.end();
-        if (tail.length > 0) yield tail;
-      } finally {
-        await iterator.return?.();
-      }
-    }
-    return { kind: 'stream', stream: rest(), sizeHint };
-  }
-
   /**
    * Runs one request/response S3 call under the caller's signal and the `timeout`
    * deadline (cleared once the response headers are in, so streaming a body is not cut).
@@ -690,17 +350,4 @@ export class MediaStorage implements MediaStorageApi {
   private wrap(operation: string, error: unknown, key: string | undefined, signal?: AbortSignal): StorageError {
     return toStorageError(operation, error, { bucket: this.bucket, key, endpoint: this.endpointLabel }, signal);
   }
-}
-
-/** When a SigV4 query-signed URL stops working, from its own X-Amz-Date and X-Amz-Expires. */
-function sigV4Expiry(url: string): Date {
-  const date = /[?&]X-Amz-Date=(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z/.exec(url)!;
-  const expires = Number(/[?&]X-Amz-Expires=(\d+)/.exec(url)![1]);
-  return new Date(Date.UTC(+date[1]!, +date[2]! - 1, +date[3]!, +date[4]!, +date[5]!, +date[6]!) + expires * 1000);
-}
-
-function isPreconditionFailure(wrapped: unknown): boolean {
-  const error = wrapped instanceof StorageError ? wrapped.cause : wrapped;
-  const code = codeOf(error);
-  return statusOf(error) === 412 || (code !== undefined && PRECONDITION.has(code));
 }

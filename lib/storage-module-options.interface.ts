@@ -276,6 +276,13 @@ export interface MediaStorageOptions extends S3ConnectionOptions {
    * @default 4
    */
   queueSize?: number;
+  /**
+   * Size in bytes above which `copy()` and `move()` use a multipart copy (UploadPartCopy, in
+   * parts of this size, `queueSize` at a time) instead of one CopyObject (5 MiB to 5 GiB; S3's
+   * CopyObject takes at most 5 GiB).
+   * @default 5368709120 (5 GiB)
+   */
+  multipartCopyThreshold?: number;
 }
 
 /** Options of the static-files storage (hashed names, `staticfiles.json` manifest). */

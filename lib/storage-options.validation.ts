@@ -306,6 +306,12 @@ class MediaSchema extends ConnectionSchema implements MediaStorageOptions {
   @IsInt({ message: 'must be a whole number' })
   @IsOptional()
   queueSize?: number;
+
+  @Max(5 * 1024 * MIB, { message: 'must be at most 5368709120 bytes (5 GiB, the largest object one CopyObject copies)' })
+  @Min(5 * MIB, { message: 'must be at least 5242880 bytes (5 MiB, the S3 minimum part size)' })
+  @IsInt({ message: 'must be a whole number of bytes' })
+  @IsOptional()
+  multipartCopyThreshold?: number;
 }
 
 class StaticSchema extends ConnectionSchema implements StaticStorageOptions {
@@ -395,6 +401,7 @@ export interface ResolvedMediaOptions extends ResolvedConnectionOptions {
   cors?: Required<StorageCorsRule>;
   partSize: number;
   queueSize: number;
+  multipartCopyThreshold: number;
 }
 
 /** CloudFront options, the domain as `https://host` and the key parsed once. */
@@ -456,6 +463,7 @@ export function resolveStorageOptions(options: StorageModuleOptions): ResolvedSt
     },
     partSize: media.partSize ?? 8 * MIB,
     queueSize: media.queueSize ?? 4,
+    multipartCopyThreshold: media.multipartCopyThreshold ?? 5 * 1024 * MIB,
   };
   const st = options.static;
   const resolvedStatic: ResolvedStaticOptions | undefined = st && {

@@ -31,7 +31,7 @@ import {
 } from '../direct-uploads.js';
 import { alternativeName, fromKey, normalizeName, normalizePrefix, toKey } from '../key-normalizer.js';
 import type { MediaStorageApi, ReadOptions } from '../media-storage.api.js';
-import type { CookieOptions, ListEntry, ObjectStat, SaveOptions, StorageBody, StoredObject, UrlOptions } from '../media.storage.js';
+import type { CookieOptions, ListEntry, ObjectStat, SaveOptions, StorageBody, StoredObject, UrlOptions } from '../media-storage.types.js';
 import { toStorageError } from '../s3-errors.js';
 import { describeName, InvalidBodyError, ObjectNotFoundError, StorageConfigurationError, StorageError, UploadRejectedError } from '../storage.errors.js';
 import type { MediaStorageOptions } from '../storage-module-options.interface.js';

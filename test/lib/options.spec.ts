@@ -90,6 +90,7 @@ describe('option validation', () => {
         cors: undefined,
         partSize: 8 * 1024 * 1024,
         queueSize: 4,
+        multipartCopyThreshold: 5 * 1024 ** 3,
       },
       static: undefined,
       ensureBucket: 'create',

@@ -211,7 +211,7 @@ describe('UrlCache', () => {
   it('holds a storage with many names within its bound', async () => {
     const { storage } = rig({ urlCacheWindow: 60 });
     for (let i = 0; i < URL_CACHE_MAX_ENTRIES + 50; i++) await storage.url(`n/${i}.png`);
-    const cache = (storage as unknown as { urlCache: UrlCache<unknown> }).urlCache;
+    const cache = (storage as unknown as { urls: { urlCache: UrlCache<unknown> } }).urls.urlCache;
     expect(cache.size).toBe(URL_CACHE_MAX_ENTRIES);
   });
 });
