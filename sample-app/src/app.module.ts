@@ -7,7 +7,9 @@ import { type DynamicModule, Module } from '@nestjs/common';
 import { APP_FILTER } from '@nestjs/core';
 import { ConfigModule } from '@nestjs/config';
 import { MulterModule } from '@nestjs/platform-express';
+import { TerminusModule } from '@nestjs/terminus';
 import { storageConfig, StorageModule, type StorageModuleOptions } from 'nestjs-s3-storage';
+import { StorageHealthIndicator } from 'nestjs-s3-storage/terminus';
 import { avatarsConfig, type AvatarsConfig } from './app.config.js';
 import { HealthController } from './health/health.controller.js';
 import { HttpErrorsFilter } from './http-errors.filter.js';
@@ -41,9 +43,10 @@ export class AppModule {
             limits: { fileSize: avatars.maxBytes, files: 1, fields: 10, fieldSize: 64 * 1024, parts: 12 },
           }),
         }),
+        TerminusModule,
       ],
       controllers: [PageController, StaticAssetsController, AvatarsController, FilesController, HealthController],
-      providers: [AvatarsService, StaticAssets, { provide: APP_FILTER, useClass: HttpErrorsFilter }],
+      providers: [AvatarsService, StaticAssets, StorageHealthIndicator, { provide: APP_FILTER, useClass: HttpErrorsFilter }],
     };
   }
 }

@@ -131,3 +131,71 @@ describe('the packed tarball', () => {
     expect(stdout).toMatch(/collectstatic/);
   }, 300_000);
 });
+
+/** `nestjs-s3-storage/terminus` in the apps above, with the terminus major of their Nest. */
+const HEALTH_BODY = (load: string): string => `
+${load}
+const { Injectable, Inject, Module, ServiceUnavailableException } = common;
+const { NestFactory } = core;
+const { StorageModule } = storage;
+const { HealthCheckService, TerminusModule } = terminus;
+const { StorageHealthIndicator } = storageHealth;
+
+class Checker {
+  constructor(health, indicator) { this.health = health; this.indicator = indicator; }
+  async run(fns) {
+    try { return await this.health.check(fns(this.indicator)); }
+    catch (e) { if (e instanceof ServiceUnavailableException) return e.getResponse(); throw e; }
+  }
+}
+Inject(HealthCheckService)(Checker, undefined, 0);
+Inject(StorageHealthIndicator)(Checker, undefined, 1);
+Injectable()(Checker);
+
+const media = JSON.parse(process.env.MEDIA_OPTIONS);
+class AppModule {}
+Module({
+  imports: [
+    StorageModule.forRoot({ media }),
+    StorageModule.forRoot({ name: 'gone', media: { ...media, bucket: media.bucket + '-gone' }, ensureBucket: 'off' }),
+    TerminusModule,
+  ],
+  providers: [StorageHealthIndicator, Checker],
+})(AppModule);
+
+(async () => {
+  const app = await NestFactory.createApplicationContext(AppModule, { logger: false });
+  const checker = app.get(Checker);
+  const up = await checker.run((h) => [() => h.isHealthy('media')]);
+  const down = await checker.run((h) => [() => h.isHealthy('gone', { storage: 'gone' })]);
+  await app.close();
+  console.log(JSON.stringify({ up, down }));
+})().catch((e) => { console.error(e); process.exit(1); });
+`;
+
+describe('nestjs-s3-storage/terminus from the packed tarball', () => {
+  const expected = {
+    up: { status: 'ok', info: { media: { status: 'up', bucket } }, error: {}, details: { media: { status: 'up', bucket } } },
+    down: expect.objectContaining({ status: 'error', error: { gone: { status: 'down', bucket: `${bucket}-gone`, reason: 'NoSuchBucket', message: 'Storage unavailable (NoSuchBucket); the server log has the details.' } } }),
+  };
+  const withTerminus = async (app: string, range: string, file: string, body: string): Promise<string> => {
+    const dir = join(work, app);
+    // The apps of the suite above, with terminus added the way a user adds it.
+    if (!existsSync(dir)) throw new Error(`${dir} is missing: run the whole file (the suite above makes the app)`);
+    await run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error', `@nestjs/terminus@${range}`], { cwd: dir, timeout: 240_000 });
+    writeFileSync(join(dir, file), body);
+    return dir;
+  };
+
+  it('runs a health check in the Nest 12 ESM app with @nestjs/terminus 12 (import)', async () => {
+    const dir = await withTerminus('nest12-esm', '^12.0.0', 'health.mjs',
+      HEALTH_BODY(`import 'reflect-metadata';\nimport * as common from '@nestjs/common';\nimport * as core from '@nestjs/core';\nimport * as terminus from '@nestjs/terminus';\nimport * as storage from 'nestjs-s3-storage';\nimport * as storageHealth from 'nestjs-s3-storage/terminus';`));
+    expect(await runApp(dir, 'health.mjs', 'nest12')).toEqual(expected);
+  }, 300_000);
+
+  it('runs a health check in the Nest 11 CommonJS app with @nestjs/terminus 11 (require)', async () => {
+    const dir = await withTerminus('nest11-cjs', '^11.0.0', 'health.cjs',
+      HEALTH_BODY(`require('reflect-metadata');\nconst common = require('@nestjs/common');\nconst core = require('@nestjs/core');\nconst terminus = require('@nestjs/terminus');\nconst storage = require('nestjs-s3-storage');\nconst storageHealth = require('nestjs-s3-storage/terminus');`));
+    expect(await runApp(dir, 'health.cjs', 'nest11')).toEqual(expected);
+  }, 300_000);
+});

@@ -1,4 +1,4 @@
-/** `GET /health`: 200 when the bucket answers, 503 when the storage is down or the bucket is gone. */
+/** `GET /health` (terminus + StorageHealthIndicator): 200 when the bucket answers, 503 when the storage is down or the bucket is gone. */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import request from 'supertest';
 import { HEALTH_TIMEOUT_MS } from '../../sample-app/src/health/health.controller.js';
@@ -29,7 +29,7 @@ describe('GET /health', () => {
     const app = await start(mediaEnv(bucket));
     const res = await request(app.app.getHttpServer()).get('/health');
     expect(res.status).toBe(200);
-    expect(res.body).toMatchObject({ status: 'ok', storage: { bucket } });
+    expect(res.body).toEqual({ status: 'ok', info: { storage: { status: 'up', bucket } }, error: {}, details: { storage: { status: 'up', bucket } } });
     expect(res.headers['cache-control']).toBe('no-store');
   });
 
@@ -41,9 +41,14 @@ describe('GET /health', () => {
     const res = await request(app.app.getHttpServer()).get('/health');
     expect(Date.now() - started).toBeLessThan(HEALTH_TIMEOUT_MS + 2000);
     expect(res.status).toBe(503);
-    expect(res.body.status).toBe('error');
-    expect(res.body.reason).toBe('ECONNREFUSED');
-    expect(res.body.message).toBe('Storage unavailable (ECONNREFUSED); the server log has the details.');
+    expect(res.headers['cache-control']).toBe('no-store');
+    expect(res.body).toEqual({
+      status: 'error',
+      info: {},
+      error: { storage: { status: 'down', bucket, reason: 'unreachable', message: 'Storage unavailable (unreachable); the server log has the details.' } },
+      details: { storage: { status: 'down', bucket, reason: 'unreachable', message: 'Storage unavailable (unreachable); the server log has the details.' } },
+    });
+    expect(JSON.stringify(res.body)).not.toContain(new URL(endpoint).host);
     expect(JSON.stringify(res.body)).not.toContain(endpoint);
     expect(JSON.stringify(res.body)).not.toContain(s3.secretAccessKey);
   });
@@ -53,6 +58,6 @@ describe('GET /health', () => {
     const app = await start({ ...mediaEnv(missing), STORAGE_ENSURE_BUCKET: 'off' });
     const res = await request(app.app.getHttpServer()).get('/health');
     expect(res.status).toBe(503);
-    expect(res.body).toMatchObject({ reason: 'NoSuchBucket', storage: { bucket: missing } });
+    expect(res.body).toMatchObject({ status: 'error', error: { storage: { status: 'down', reason: 'NoSuchBucket', bucket: missing } } });
   });
 });
