@@ -349,20 +349,26 @@ describe.each([real, memory])('the MediaStorage contract: $label', (factory) => 
       expect((error as { code: string }).code === 'STORAGE_NOT_FOUND' || (error as { status?: number }).status === 404).toBe(true);
     });
 
-    factory.itSigned('a URL edited to another key is refused with a 403 SignatureDoesNotMatch', async () => {
+    factory.itSigned('a URL edited to another key is refused with a 403 (SignatureDoesNotMatch, or AccessDenied where the server tries STS next)', async () => {
       await s.save('url/one.txt', 'one');
       await s.save('url/two.txt', 'two');
       const url = await s.url('url/one.txt');
       expect(url).toContain('/url/one.txt');
       const error = await b.fetchUrl(url.replace('/url/one.txt', '/url/two.txt')).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(StorageOperationError);
-      expect(error).toMatchObject({ code: 'STORAGE_OPERATION', status: 403, s3Code: 'SignatureDoesNotMatch' });
+      // Ceph with STS enabled (as test/s3-server/ceph.sh runs it) falls through to its STS
+      // engine after a bad signature and answers AccessDenied; AWS, MinIO and the fake say
+      // SignatureDoesNotMatch. Same class, code and status either way.
+      expect(error).toMatchObject({ code: 'STORAGE_OPERATION', status: 403, s3Code: expect.stringMatching(/^(SignatureDoesNotMatch|AccessDenied)$/) });
     });
 
-    factory.itSigned('a URL with its expiry changed is refused with a 403 SignatureDoesNotMatch', async () => {
+    factory.itSigned('a URL with its expiry changed is refused with a 403 (SignatureDoesNotMatch, or AccessDenied where the server tries STS next)', async () => {
       await s.save('url/three.txt', 'three');
       const error = await b.fetchUrl(withExpiryChanged(await s.url('url/three.txt', { expiresIn: 60 }))).catch((e: unknown) => e);
-      expect(error).toMatchObject({ code: 'STORAGE_OPERATION', status: 403, s3Code: 'SignatureDoesNotMatch' });
+      // Ceph with STS enabled (as test/s3-server/ceph.sh runs it) falls through to its STS
+      // engine after a bad signature and answers AccessDenied; AWS, MinIO and the fake say
+      // SignatureDoesNotMatch. Same class, code and status either way.
+      expect(error).toMatchObject({ code: 'STORAGE_OPERATION', status: 403, s3Code: expect.stringMatching(/^(SignatureDoesNotMatch|AccessDenied)$/) });
     });
 
     factory.itSigned('an expired URL is refused with a 403 AccessDenied', async () => {
