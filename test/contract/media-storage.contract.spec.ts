@@ -10,6 +10,11 @@
  * tested without waiting: the real storage signs with a clock set back, the in-memory one
  * moves its clock forward. On a server that verifies no signatures (the embedded fallback)
  * the tests of refusals are skipped, each with its reason printed.
+ *
+ * copy, move, deleteMany, deletePrefix and list pages are here with their key and overwrite
+ * rules and cursors. What only a server has is not: multipart copy above
+ * multipartCopyThreshold, per-key refusals of a bulk delete (a bucket policy) and request
+ * counts are in test/integration/object-operations.spec.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
