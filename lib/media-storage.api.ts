@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import type { CloudFrontCookies } from './cloudfront-signer.js';
 import type { CreateUploadOptions, DirectUpload, UploadExpectations } from './direct-uploads.js';
 import type { CookieOptions, ListEntry, ObjectStat, SaveOptions, StorageBody, StoredObject, UrlOptions } from './media-storage.types.js';
+import type { CopyOptions, DeleteManyResult, ListOptions, ListPage, ListPageOptions } from './object-operations.js';
 import type { MediaUrl } from './url-cache.js';
 
 /** Per-call options of `open()` and `read()`. */
@@ -42,7 +43,19 @@ export interface MediaStorageApi {
   /** Deletes the object; a missing one is a no-op. */
   delete(name: string): Promise<void>;
   /** Every object under `prefix`, in key order. */
-  list(prefix?: string, options?: { signal?: AbortSignal }): AsyncIterable<ListEntry>;
+  list(prefix?: string, options?: ListOptions): AsyncIterable<ListEntry>;
+  /** With `limit` or `cursor`: one page, `{ items, cursor }` (see `listPage()`). */
+  list(prefix: string | undefined, options: ListPageOptions & ({ limit: number } | { cursor: string })): Promise<ListPage>;
+  /** One page under `prefix`: at most `limit` (1 to 1,000) entries and the next page's `cursor`. @throws InvalidKeyError for a cursor no page returned */
+  listPage(prefix?: string, options?: ListPageOptions): Promise<ListPage>;
+  /** Copies `from` to `to` (headers and metadata kept) and returns the name stored (another one when `to` is taken and `overwrite` is false). @throws ObjectNotFoundError, InvalidKeyError */
+  copy(from: string, to: string, options?: CopyOptions): Promise<string>;
+  /** `copy()`, then deletes `from`; returns the name stored. Moving a name onto itself does nothing. */
+  move(from: string, to: string, options?: CopyOptions): Promise<string>;
+  /** Deletes the objects; never throws for one name (`errors` lists each not deleted). Missing objects count as deleted. */
+  deleteMany(names: Iterable<string>, options?: { signal?: AbortSignal }): Promise<DeleteManyResult>;
+  /** Deletes every object under `prefix` and returns how many. @throws InvalidKeyError for an empty prefix */
+  deletePrefix(prefix: string, options?: { signal?: AbortSignal }): Promise<number>;
   /** A URL the browser can fetch. */
   url(name: string, options?: UrlOptions): Promise<string>;
   /** Like `url()`, with the expiry and the cache window's max-age. */

@@ -448,12 +448,12 @@ export class ObjectOperations {
 }
 
 /** A page cursor: the last name of the page, base64url (URL-safe, and opaque to API clients). */
-function encodeCursor(name: string): string {
+export function encodeCursor(name: string): string {
   return Buffer.from(name, 'utf8').toString('base64url');
 }
 
 /** @throws InvalidKeyError for a cursor no page returned (it must decode to a valid name). */
-function decodeCursor(cursor: string): string {
+export function decodeCursor(cursor: string): string {
   const name = /^[A-Za-z0-9_-]+$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
   if (name === '' || encodeCursor(name) !== cursor) throw new InvalidKeyError(cursor, 'is not a cursor list() returned');
   return normalizeName(name);

@@ -31,9 +31,10 @@ import {
 } from '../direct-uploads.js';
 import { alternativeName, fromKey, normalizeName, normalizePrefix, toKey } from '../key-normalizer.js';
 import type { MediaStorageApi, ReadOptions } from '../media-storage.api.js';
+import { decodeCursor, encodeCursor, type CopyOptions, type DeleteManyError, type DeleteManyResult, type ListOptions, type ListPage, type ListPageOptions } from '../object-operations.js';
 import type { CookieOptions, ListEntry, ObjectStat, SaveOptions, StorageBody, StoredObject, UrlOptions } from '../media-storage.types.js';
 import { toStorageError } from '../s3-errors.js';
-import { describeName, InvalidBodyError, ObjectNotFoundError, StorageConfigurationError, StorageError, UploadRejectedError } from '../storage.errors.js';
+import { describeName, InvalidBodyError, InvalidKeyError, ObjectNotFoundError, StorageConfigurationError, StorageError, UploadRejectedError } from '../storage.errors.js';
 import type { MediaStorageOptions } from '../storage-module-options.interface.js';
 import { MAX_URL_EXPIRES_IN, resolveStorageOptions, type ResolvedMediaOptions } from '../storage-options.validation.js';
 import { ChunkEncoder } from '../stream-chunks.js';
@@ -45,7 +46,7 @@ import { MemoryUrlSigner, type MemoryUrlProblem } from './memory-urls.js';
 export const IN_MEMORY_BUCKET = 'in-memory';
 /** What error messages name as the endpoint. */
 const ENDPOINT = 'InMemoryStorage';
-/** The page size of `list()`, as MediaStorage asks S3 for. */
+/** The page size of `list()`, as MediaStorage asks S3 for, and the largest `limit` of a page. */
 const LIST_PAGE = 1000;
 
 /** Options of `InMemoryStorage` beyond the media options. */
@@ -170,25 +171,124 @@ export class InMemoryStorage implements MediaStorageApi {
    * Every object under `prefix`, in S3's order (by the keys' UTF-8 bytes), a page at a time
    * like MediaStorage: each page starts after the last key returned, so objects saved or
    * deleted during the loop show or vanish as they would on S3.
+   *
+   * With `limit` or `cursor`, one page instead (see {@link listPage}).
    */
-  async *list(prefix?: string, options: { signal?: AbortSignal } = {}): AsyncIterable<ListEntry> {
-    const normalized = normalizePrefix(prefix);
-    const location = this.options.location;
-    const fullPrefix = location ? `${location}/${normalized}` : normalized;
-    let after: string | undefined;
-    for (;;) {
-      if (options.signal?.aborted) throw toStorageError('list', options.signal.reason, this.context(undefined), options.signal);
-      // A page is what S3 answered at one moment: its entries, as they were then.
-      const page = this.keysAfter(fullPrefix, after)
-        .slice(0, LIST_PAGE)
-        .map((key) => {
-          const object = this.objects.get(key)!;
-          return { key, entry: { name: fromKey(location, key), size: object.data.length, lastModified: object.lastModified, etag: object.etag } };
-        });
-      for (const { entry } of page) yield entry;
-      if (page.length < LIST_PAGE) return;
-      after = page[page.length - 1]!.key;
+  list(prefix?: string, options?: ListOptions): AsyncIterable<ListEntry>;
+  list(prefix: string | undefined, options: ListPageOptions & ({ limit: number } | { cursor: string })): Promise<ListPage>;
+  list(prefix?: string, options: ListOptions | ListPageOptions = {}): AsyncIterable<ListEntry> | Promise<ListPage> {
+    if (options.limit !== undefined || options.cursor !== undefined) return this.listPage(prefix, options);
+    return this.entries(prefix, options);
+  }
+
+  /**
+   * One page under `prefix`, as MediaStorage answers it (ListObjects with a marker): at most
+   * `limit` entries after the cursor's name, and a cursor (base64url of the page's last name)
+   * only when more entries follow. A cursor resumes within the prefix it is passed with.
+   * @throws StorageError for a limit outside 1 to 1,000; InvalidKeyError for a cursor no page returned
+   */
+  async listPage(prefix?: string, options: ListPageOptions = {}): Promise<ListPage> {
+    const limit = options.limit ?? LIST_PAGE;
+    if (!Number.isInteger(limit) || limit < 1 || limit > LIST_PAGE) {
+      throw new StorageError(`list(): limit must be a whole number from 1 to ${LIST_PAGE} (got ${String(limit)})`);
     }
+    const location = this.options.location;
+    const fullPrefix = this.fullPrefix(prefix);
+    const after = options.cursor === undefined ? undefined : toKey(location, decodeCursor(options.cursor));
+    this.throwIfAborted('list', options.signal, undefined);
+    const keys = this.keysAfter(fullPrefix, after);
+    const items = keys.slice(0, limit).map((key) => this.entryOf(key));
+    const last = items.at(-1);
+    return { items, cursor: keys.length > limit && last ? encodeCursor(last.name) : undefined };
+  }
+
+  /**
+   * Copies `from` to `to` with its bytes, headers and metadata, and returns the name stored:
+   * `to`, or with `overwrite: false` an alternative name when `to` is taken (a copy onto
+   * itself then makes a second object; with `overwrite: true` it does nothing).
+   * @throws InvalidKeyError before anything happens; ObjectNotFoundError when `from` is missing
+   */
+  async copy(from: string, to: string, options: CopyOptions = {}): Promise<string> {
+    return this.copyAs('copy', from, to, options);
+  }
+
+  /**
+   * {@link copy}, then deletes `from`; returns the name stored. Moving a name onto itself
+   * does nothing (it must exist).
+   * @throws InvalidKeyError before anything happens; ObjectNotFoundError when `from` is missing
+   */
+  async move(from: string, to: string, options: CopyOptions = {}): Promise<string> {
+    const sourceKey = this.key(from);
+    const wanted = normalizeName(to);
+    if (toKey(this.options.location, wanted) === sourceKey) {
+      this.throwIfAborted('move', options.signal, sourceKey);
+      this.get(sourceKey);
+      return wanted;
+    }
+    const stored = this.copyAs('move', from, to, options);
+    this.objects.delete(sourceKey);
+    return stored;
+  }
+
+  private copyAs(operation: string, from: string, to: string, options: CopyOptions): string {
+    const sourceKey = this.key(from);
+    const wanted = normalizeName(to);
+    const targetKey = toKey(this.options.location, wanted);
+    const overwrite = options.overwrite ?? this.options.overwrite;
+    this.throwIfAborted(operation, options.signal, sourceKey);
+    const source = this.get(sourceKey);
+    if (overwrite && targetKey === sourceKey) return wanted;
+    let stored = wanted;
+    while (!overwrite && this.objects.has(toKey(this.options.location, stored))) stored = alternativeName(wanted, randomBytes);
+    // A server-side copy keeps the ETag (same bytes, one part) and gets a new Last-Modified.
+    this.objects.set(toKey(this.options.location, stored), { ...source, metadata: { ...source.metadata }, lastModified: this.lastModifiedNow() });
+    return stored;
+  }
+
+  /**
+   * Deletes the objects. Never throws for one name: a name breaking the key rules is in
+   * `errors` with code `'InvalidKey'`; missing objects count as deleted; names that normalize
+   * to one key are each reported as passed in.
+   */
+  async deleteMany(names: Iterable<string>, options: { signal?: AbortSignal } = {}): Promise<DeleteManyResult> {
+    const deleted: string[] = [];
+    const errors: DeleteManyError[] = [];
+    const byKey = new Map<string, string[]>();
+    for (const name of names) {
+      let key: string;
+      try {
+        key = this.key(name);
+      } catch (error) {
+        if (!(error instanceof InvalidKeyError)) throw error;
+        errors.push({ name: String(name), code: 'InvalidKey', message: error.message });
+        continue;
+      }
+      const same = byKey.get(key);
+      if (same) same.push(name);
+      else byKey.set(key, [name]);
+    }
+    if (byKey.size > 0) this.throwIfAborted('deleteMany', options.signal, undefined);
+    for (const [key, same] of byKey) {
+      this.objects.delete(key);
+      deleted.push(...same);
+    }
+    return { deleted, errors };
+  }
+
+  /**
+   * Deletes every object under `prefix` (relative to the location) and returns how many.
+   * @throws InvalidKeyError for an empty prefix (it would be the whole location)
+   */
+  async deletePrefix(prefix: string, options: { signal?: AbortSignal } = {}): Promise<number> {
+    const normalized = normalizePrefix(prefix);
+    if (normalized === '') {
+      throw new InvalidKeyError(prefix, 'deletePrefix() needs a non-empty prefix; an empty one would delete everything in the storage location (delete the objects by name, or use a prefix such as "users/42/")');
+    }
+    const fullPrefix = toKey(this.options.location, normalized);
+    this.throwIfAborted('deletePrefix', options.signal, fullPrefix);
+    const keys = this.keysAfter(fullPrefix, undefined);
+    for (const key of keys) this.objects.delete(key);
+    return keys.length;
   }
 
   async url(name: string, options: UrlOptions = {}): Promise<string> {
@@ -413,6 +513,38 @@ export class InMemoryStorage implements MediaStorageApi {
   }
 
   // ---- internals ----
+
+  private async *entries(prefix: string | undefined, options: { signal?: AbortSignal }): AsyncIterable<ListEntry> {
+    const fullPrefix = this.fullPrefix(prefix);
+    let after: string | undefined;
+    for (;;) {
+      this.throwIfAborted('list', options.signal, undefined);
+      // A page is what S3 answered at one moment: its entries, as they were then.
+      const page = this.keysAfter(fullPrefix, after)
+        .slice(0, LIST_PAGE)
+        .map((key) => ({ key, entry: this.entryOf(key) }));
+      for (const { entry } of page) yield entry;
+      if (page.length < LIST_PAGE) return;
+      after = page[page.length - 1]!.key;
+    }
+  }
+
+  /** The full key prefix of a listing, as MediaStorage builds it. */
+  private fullPrefix(prefix: string | undefined): string {
+    const normalized = normalizePrefix(prefix);
+    const location = this.options.location;
+    return location ? `${location}/${normalized}` : normalized;
+  }
+
+  private entryOf(key: string): ListEntry {
+    const object = this.objects.get(key)!;
+    return { name: fromKey(this.options.location, key), size: object.data.length, lastModified: object.lastModified, etag: object.etag };
+  }
+
+  /** What an aborted signal gives in MediaStorage's calls: StorageAbortedError. */
+  private throwIfAborted(operation: string, signal: AbortSignal | undefined, key: string | undefined): void {
+    if (signal?.aborted) throw toStorageError(operation, signal.reason, this.context(key), signal);
+  }
 
   private put(key: string, data: Buffer, meta: { contentType: string; cacheControl?: string; contentDisposition?: string; metadata: Record<string, string> }): void {
     // S3 keeps user-metadata names in lower case.

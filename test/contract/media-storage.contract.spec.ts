@@ -10,13 +10,18 @@
  * tested without waiting: the real storage signs with a clock set back, the in-memory one
  * moves its clock forward. On a server that verifies no signatures (the embedded fallback)
  * the tests of refusals are skipped, each with its reason printed.
+ *
+ * copy, move, deleteMany, deletePrefix and list pages are here with their key and overwrite
+ * rules and cursors. What only a server has is not: multipart copy above
+ * multipartCopyThreshold, per-key refusals of a bulk delete (a bucket policy) and request
+ * counts are in test/integration/object-operations.spec.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { DirectUpload } from '../../lib/direct-uploads.js';
 import type { MediaStorageApi } from '../../lib/media-storage.api.js';
-import { MediaStorage } from '../../lib/media.storage.js';
+import { MediaStorage, type ListEntry, type ListPage } from '../../lib/media.storage.js';
 import { createS3Client } from '../../lib/s3-client.factory.js';
 import {
   InvalidBodyError,
@@ -313,6 +318,226 @@ describe.each([real, memory])('the MediaStorage contract: $label', (factory) => 
       }
       expect(seen).toEqual([...all, 'page/late.txt']);
     }, 120_000);
+  });
+
+  describe('copy and move', () => {
+    it('copy keeps the bytes, type, cache control and metadata, leaves the source, and returns the name stored', async () => {
+      await s.save('cp/src.bin', PNG, { contentType: 'image/png', cacheControl: 'max-age=60', metadata: { Owner: 'u1' } });
+      const source = await s.stat('cp/src.bin');
+      expect(await s.copy('/cp//src.bin', './cp/dst.bin')).toBe('cp/dst.bin');
+      expect(await s.read('cp/dst.bin')).toEqual(PNG);
+      expect(await s.read('cp/src.bin')).toEqual(PNG);
+      const copied = await s.stat('cp/dst.bin');
+      expect(copied).toMatchObject({ size: PNG.length, etag: source.etag, contentType: 'image/png', cacheControl: 'max-age=60' });
+      // Exactly the source's metadata: nothing of the placeholder that won the name is left.
+      expect(copied.metadata).toEqual({ owner: 'u1' });
+    });
+
+    it('copy with overwrite false onto a taken name stores an alternative name and keeps both; so does a copy onto itself', async () => {
+      await s.save('cp/taken-src.txt', 'new bytes');
+      await s.save('cp/taken.txt', 'old bytes');
+      const stored = await s.copy('cp/taken-src.txt', 'cp/taken.txt');
+      expect(stored).toMatch(/^cp\/taken_[A-Za-z0-9]{8}\.txt$/);
+      expect((await s.read('cp/taken.txt')).toString()).toBe('old bytes');
+      expect((await s.read(stored)).toString()).toBe('new bytes');
+      const self = await s.copy('cp/taken.txt', 'cp/taken.txt', { overwrite: false });
+      expect(self).toMatch(/^cp\/taken_[A-Za-z0-9]{8}\.txt$/);
+      expect(self).not.toBe(stored);
+      expect((await s.read(self)).toString()).toBe('old bytes');
+      expect((await s.read('cp/taken.txt')).toString()).toBe('old bytes');
+    });
+
+    it('copy with overwrite true replaces the destination; onto itself it changes nothing', async () => {
+      await s.save('cp/ow-src.txt', 'replacement', { contentType: 'text/x-new' });
+      await s.save('cp/ow.txt', 'original', { metadata: { old: 'yes' } });
+      expect(await s.copy('cp/ow-src.txt', 'cp/ow.txt', { overwrite: true })).toBe('cp/ow.txt');
+      expect((await s.read('cp/ow.txt')).toString()).toBe('replacement');
+      expect(await s.stat('cp/ow.txt')).toMatchObject({ contentType: 'text/x-new', metadata: {} });
+      const before = await s.stat('cp/ow.txt');
+      expect(await s.copy('cp//ow.txt', 'cp/ow.txt', { overwrite: true })).toBe('cp/ow.txt');
+      expect(await s.stat('cp/ow.txt')).toEqual(before);
+      expect(await names(s, 'cp/ow')).toEqual(['cp/ow-src.txt', 'cp/ow.txt']);
+    });
+
+    it('move copies then deletes the source; overwrite false takes an alternative name, true replaces; onto itself it does nothing', async () => {
+      await s.save('mv/a.txt', 'moving', { metadata: { kind: 'm' } });
+      expect(await s.move('mv/a.txt', 'mv/b.txt')).toBe('mv/b.txt');
+      expect(await s.exists('mv/a.txt')).toBe(false);
+      expect((await s.read('mv/b.txt')).toString()).toBe('moving');
+      expect((await s.stat('mv/b.txt')).metadata).toEqual({ kind: 'm' });
+
+      await s.save('mv/src1.txt', 'one');
+      const stored = await s.move('mv/src1.txt', 'mv/b.txt');
+      expect(stored).toMatch(/^mv\/b_[A-Za-z0-9]{8}\.txt$/);
+      expect((await s.read('mv/b.txt')).toString()).toBe('moving');
+      expect((await s.read(stored)).toString()).toBe('one');
+      expect(await s.exists('mv/src1.txt')).toBe(false);
+
+      await s.save('mv/src2.txt', 'two');
+      expect(await s.move('mv/src2.txt', 'mv/b.txt', { overwrite: true })).toBe('mv/b.txt');
+      expect((await s.read('mv/b.txt')).toString()).toBe('two');
+      expect(await s.exists('mv/src2.txt')).toBe(false);
+
+      // Onto itself (also with overwrite false): nothing moves, nothing is deleted.
+      expect(await s.move('mv/b.txt', './mv//b.txt')).toBe('mv/b.txt');
+      expect((await s.read('mv/b.txt')).toString()).toBe('two');
+      expect((await names(s, 'mv/')).sort()).toEqual([stored, 'mv/b.txt'].sort());
+    });
+
+    it('a missing source is ObjectNotFoundError naming its key, and nothing is stored', async () => {
+      for (const attempt of [() => s.copy('cp/missing.txt', 'cp/from-missing.txt'), () => s.move('cp/missing.txt', 'cp/from-missing.txt'), () => s.move('cp/missing.txt', 'cp/missing.txt')]) {
+        const error = await attempt().catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(ObjectNotFoundError);
+        expect(error).toMatchObject({ code: 'STORAGE_NOT_FOUND', key: `${LOCATION}/cp/missing.txt`, bucket: s.bucket });
+      }
+      await expect(s.copy('cp/missing.txt', 'cp/missing.txt', { overwrite: true })).rejects.toBeInstanceOf(ObjectNotFoundError);
+      expect(await s.exists('cp/from-missing.txt')).toBe(false);
+      expect(await s.exists('cp/missing.txt')).toBe(false);
+    });
+
+    it.each([
+      ['a source escaping the location', '../outside.txt', 'cp/bad-dst.txt'],
+      ['an empty destination', 'cp/valid.txt', '/./'],
+      ['a control character in the destination', 'cp/valid.txt', 'cp/a\u0000b.txt'],
+      ['a destination over 1,024 bytes with the location', 'cp/valid.txt', `cp/${'x'.repeat(1020)}`],
+    ])('refuses %s with InvalidKeyError; nothing is copied or moved', async (_, from, to) => {
+      await s.save('cp/valid.txt', 'stays', { overwrite: true });
+      const before = await names(s, 'cp/');
+      await expect(s.copy(from, to)).rejects.toBeInstanceOf(InvalidKeyError);
+      await expect(s.copy(from, to, { overwrite: true })).rejects.toMatchObject({ code: 'STORAGE_INVALID_KEY' });
+      await expect(s.move(from, to)).rejects.toBeInstanceOf(InvalidKeyError);
+      expect(await names(s, 'cp/')).toEqual(before);
+      expect((await s.read('cp/valid.txt')).toString()).toBe('stays');
+    });
+  });
+
+  describe('deleteMany', () => {
+    it('deletes existing names, counts missing ones as deleted, reports invalid ones, and reports each duplicate as passed in', async () => {
+      await Promise.all(['dm/a.txt', 'dm/b.txt', 'dm/c.txt', 'dm-keep/x.txt'].map((name) => s.save(name, name)));
+      const result = await s.deleteMany(['dm/a.txt', 'dm/missing.txt', '../outside.txt', '/dm//b.txt', '', 'dm/b.txt', 'dm/c.txt', 'dm/a\nb.txt']);
+      expect(result.errors.map(({ name, code }) => ({ name, code }))).toEqual([
+        { name: '../outside.txt', code: 'InvalidKey' },
+        { name: '', code: 'InvalidKey' },
+        { name: 'dm/a\nb.txt', code: 'InvalidKey' },
+      ]);
+      // The message is the InvalidKeyError the name gives anywhere else.
+      const invalid = (() => {
+        try {
+          return s.key('../outside.txt');
+        } catch (error) {
+          return (error as Error).message;
+        }
+      })();
+      expect(result.errors[0]!.message).toBe(invalid);
+      expect([...result.deleted].sort()).toEqual(['/dm//b.txt', 'dm/a.txt', 'dm/b.txt', 'dm/c.txt', 'dm/missing.txt']);
+      expect(await names(s, 'dm')).toEqual(['dm-keep/x.txt']);
+      expect(await s.deleteMany([])).toEqual({ deleted: [], errors: [] });
+      expect(await s.deleteMany(['../only-invalid'])).toMatchObject({ deleted: [], errors: [{ name: '../only-invalid', code: 'InvalidKey' }] });
+    });
+
+    it('takes more than 1,000 names (two DeleteObjects on S3), from any iterable', async () => {
+      const existing = Array.from({ length: 30 }, (_, i) => `dm-big/${String(i * 40).padStart(4, '0')}.txt`);
+      await Promise.all(existing.map((name) => s.save(name, 'x', { overwrite: true })));
+      const all = Array.from({ length: 1200 }, (_, i) => `dm-big/${String(i).padStart(4, '0')}.txt`);
+      function* generated(): Generator<string> {
+        yield* all;
+      }
+      const result = await s.deleteMany(generated());
+      expect(result.errors).toEqual([]);
+      expect(result.deleted).toHaveLength(1200);
+      expect(new Set(result.deleted)).toEqual(new Set(all));
+      expect(await names(s, 'dm-big/')).toEqual([]);
+    }, 60_000);
+  });
+
+  describe('deletePrefix', () => {
+    it('deletes a few hundred keys under a prefix and returns the count; neighbours stay', async () => {
+      const all = Array.from({ length: 300 }, (_, i) => `dp/${i % 3}/${String(i).padStart(4, '0')}.txt`);
+      for (let i = 0; i < all.length; i += 50) await Promise.all(all.slice(i, i + 50).map((name) => s.save(name, 'd', { overwrite: true })));
+      await s.save('dp-neighbour/keep.txt', 'keep');
+      await s.save('dp', 'a file named like the folder');
+      expect(await s.deletePrefix('dp/1/')).toBe(100);
+      expect(await names(s, 'dp/1/')).toEqual([]);
+      expect(await s.deletePrefix('/dp//')).toBe(200);
+      expect(await names(s, 'dp/')).toEqual([]);
+      expect(await s.exists('dp-neighbour/keep.txt')).toBe(true);
+      expect(await s.exists('dp')).toBe(true);
+      expect(await s.deletePrefix('dp/')).toBe(0);
+    }, 120_000);
+
+    it('refuses an empty prefix (the whole location) and one escaping it with InvalidKeyError, deleting nothing', async () => {
+      await s.save('dp-safe/x.txt', 'x');
+      for (const prefix of ['', '/', './', '.', '\\']) {
+        const error = await s.deletePrefix(prefix).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(InvalidKeyError);
+        expect((error as Error).message).toBe(
+          `Invalid object name ${JSON.stringify(prefix)}: deletePrefix() needs a non-empty prefix; an empty one would delete everything in the storage location (delete the objects by name, or use a prefix such as "users/42/")`,
+        );
+      }
+      await expect(s.deletePrefix('../up/')).rejects.toBeInstanceOf(InvalidKeyError);
+      expect(await s.exists('dp-safe/x.txt')).toBe(true);
+    });
+  });
+
+  describe('list pages', () => {
+    const PAGED = Array.from({ length: 25 }, (_, i) => `pg/${String(i).padStart(2, '0')}.txt`);
+    const cursorOf = (name: string): string => Buffer.from(name, 'utf8').toString('base64url');
+    beforeAll(async () => {
+      await Promise.all(PAGED.map((name) => s.save(name, `body of ${name}`, { overwrite: true })));
+      await s.save('pg-other/x.txt', 'outside the prefix');
+      await s.save('pg/\u00e9.txt', 'after the ASCII names in UTF-8 order');
+    });
+
+    it('limit and cursor page through a prefix, entry for entry what the iterator gives; the cursor is the last name, base64url', async () => {
+      const iterated: ListEntry[] = [];
+      for await (const entry of s.list('pg/')) iterated.push(entry);
+      expect(iterated.map((e) => e.name)).toEqual([...PAGED, 'pg/\u00e9.txt']);
+      const sizes: number[] = [];
+      const paged: ListEntry[] = [];
+      const cursors: (string | undefined)[] = [];
+      let cursor: string | undefined;
+      do {
+        const page: ListPage = await s.list('pg/', { limit: 10, cursor });
+        sizes.push(page.items.length);
+        paged.push(...page.items);
+        cursors.push(page.cursor);
+        cursor = page.cursor;
+      } while (cursor);
+      expect(sizes).toEqual([10, 10, 6]);
+      expect(cursors).toEqual([cursorOf('pg/09.txt'), cursorOf('pg/19.txt'), undefined]);
+      expect(paged).toEqual(iterated);
+      // listPage() is the same page; a limit covering exactly the rest ends with no cursor.
+      expect(await s.listPage('pg/', { limit: 10 })).toEqual(await s.list('pg/', { limit: 10 }));
+      expect(await s.listPage('pg/', { cursor: cursorOf('pg/19.txt'), limit: 6 })).toEqual({ items: iterated.slice(20), cursor: undefined });
+      expect(await s.listPage('pg/')).toEqual({ items: iterated, cursor: undefined });
+      expect(await s.listPage('pg/none/')).toEqual({ items: [], cursor: undefined });
+    });
+
+    it('a forged cursor never leaves the prefix it is used with', async () => {
+      // A name sorting before the prefix starts at the prefix's first entry…
+      expect((await s.list('pg/', { cursor: cursorOf('pg-other/x.txt'), limit: 3 })).items.map((e) => e.name)).toEqual(PAGED.slice(0, 3));
+      expect((await s.list('pg/', { cursor: cursorOf('a'), limit: 2 })).items.map((e) => e.name)).toEqual(PAGED.slice(0, 2));
+      // …one sorting after it gives an empty last page, never an entry from outside…
+      expect(await s.list('pg/', { cursor: cursorOf('zzz') })).toEqual({ items: [], cursor: undefined });
+      // …and one within it resumes after that name, whether or not it exists.
+      expect((await s.list('pg/', { cursor: cursorOf('pg/04.zz'), limit: 2 })).items.map((e) => e.name)).toEqual(['pg/05.txt', 'pg/06.txt']);
+    });
+
+    it('refuses a limit outside 1 to 1,000 with StorageError and a non-cursor with InvalidKeyError', async () => {
+      for (const limit of [0, 1001, 2.5, -1]) {
+        const error = await s.list('pg/', { limit }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(StorageError);
+        expect(error).toMatchObject({ code: 'STORAGE_ERROR', message: `list(): limit must be a whole number from 1 to 1000 (got ${limit})` });
+      }
+      await expect(s.listPage('pg/', { limit: Number.NaN })).rejects.toMatchObject({ code: 'STORAGE_ERROR' });
+      const notCursor = await s.list('pg/', { cursor: 'not a cursor!' }).catch((e: unknown) => e);
+      expect(notCursor).toBeInstanceOf(InvalidKeyError);
+      expect((notCursor as Error).message).toBe('Invalid object name "not a cursor!": is not a cursor list() returned');
+      // Base64url, but not of a name (padding, a different encoding, or a name breaking the key rules).
+      for (const cursor of ['cGcvMDkudHh0=', `${cursorOf('pg/09.txt')}A`, cursorOf('../../etc'), '']) {
+        await expect(s.listPage('pg/', { cursor })).rejects.toBeInstanceOf(InvalidKeyError);
+      }
+    });
   });
 
   describe('URLs', () => {

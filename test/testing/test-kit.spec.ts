@@ -63,6 +63,39 @@ describe('InMemoryStorage helpers', () => {
     expect(storage.names()).toEqual([]);
   });
 
+  it("copy and move follow the storage's overwrite option unless the call sets one; a copy gets a new lastModified", async () => {
+    let now = Date.UTC(2030, 0, 1, 12, 0, 0);
+    const storage = new InMemoryStorage({ overwrite: true }, { clock: () => now });
+    await storage.save('a.txt', 'A');
+    await storage.save('b.txt', 'B');
+    now += 60_000;
+    expect(await storage.copy('a.txt', 'b.txt')).toBe('b.txt');
+    expect((await storage.contents('b.txt')).toString()).toBe('A');
+    expect((await storage.stat('b.txt')).lastModified.toISOString()).toBe('2030-01-01T12:01:00.000Z');
+    expect((await storage.stat('a.txt')).lastModified.toISOString()).toBe('2030-01-01T12:00:00.000Z');
+    expect(await storage.copy('a.txt', 'b.txt', { overwrite: false })).toMatch(/^b_[A-Za-z0-9]{8}\.txt$/);
+    expect(await storage.move('a.txt', 'b.txt')).toBe('b.txt');
+    await storage.assertMissing('a.txt');
+    await storage.assertCount('', 2);
+  });
+
+  it('through MediaStorageApi, list() is one page with limit or cursor and the iterable without (the types keep them apart)', async () => {
+    const api: MediaStorageApi = new InMemoryStorage();
+    await Promise.all(['p/1', 'p/2', 'p/3'].map((name) => api.save(name, name)));
+    const first = await api.list('p/', { limit: 2 });
+    expect(first).toMatchObject({ items: [{ name: 'p/1' }, { name: 'p/2' }], cursor: Buffer.from('p/2').toString('base64url') });
+    const rest = await api.list('p/', { cursor: first.cursor! });
+    expect(rest.items.map((e) => e.name)).toEqual(['p/3']);
+    const iterable: AsyncIterable<{ name: string }> = api.list('p/', { signal: new AbortController().signal });
+    const names: string[] = [];
+    for await (const entry of iterable) names.push(entry.name);
+    expect(names).toEqual(['p/1', 'p/2', 'p/3']);
+    const maybeCursor = undefined as string | undefined;
+    // @ts-expect-error a cursor that may be undefined alone could mean either form: use listPage() or pass limit
+    void api.list('p/', { cursor: maybeCursor });
+    expect(await api.listPage('p/', { cursor: maybeCursor })).toEqual({ items: expect.any(Array), cursor: undefined });
+  });
+
   it('the injectable clock moves URL expiry and lastModified; advanceClock adds to it', async () => {
     let now = Date.UTC(2030, 0, 1, 12, 0, 0, 400);
     const storage = new InMemoryStorage({ urlExpiresIn: 60 }, { clock: () => now });
