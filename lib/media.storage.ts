@@ -322,7 +322,8 @@ export class MediaStorage implements MediaStorageApi {
    * deadline (cleared once the response headers are in, so streaming a body is not cut).
    */
   private async call<T>(operation: string, key: string | undefined, caller: AbortSignal | undefined, send: (signal: AbortSignal) => Promise<T>): Promise<T> {
-    caller?.throwIfAborted();
+    // Already aborted: the same typed StorageAbortedError as an abort mid-request.
+    if (caller?.aborted) throw this.wrap(operation, caller.reason, key, caller);
     const controller = new AbortController();
     const ms = this.options.timeout;
     let timedOut = false;

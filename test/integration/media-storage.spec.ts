@@ -2,7 +2,7 @@ import { ListMultipartUploadsCommand, PutObjectCommand } from '@aws-sdk/client-s
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { InvalidKeyError, ObjectNotFoundError, StorageError } from '../../lib/storage.errors.js';
+import { InvalidKeyError, ObjectNotFoundError, StorageAbortedError, StorageError } from '../../lib/storage.errors.js';
 import { storageFixture, type StorageFixture } from '../harness/nest-storage.js';
 import { blackhole } from '../harness/net.js';
 import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, uniqueBucket } from '../harness/s3-test-env.js';
@@ -20,6 +20,25 @@ afterAll(async () => {
 });
 
 describe('MediaStorage against a real S3 server', () => {
+  it('an already-aborted signal rejects every operation with StorageAbortedError and changes nothing', async () => {
+    await fx.storage.save('aborted/a.txt', 'a');
+    const signal = AbortSignal.abort();
+    const calls: [string, () => Promise<unknown>][] = [
+      ['read', () => fx.storage.read('aborted/a.txt', { signal })],
+      ['open', () => fx.storage.open('aborted/a.txt', { signal })],
+      ['listPage', () => fx.storage.listPage('aborted/', { limit: 10, signal })],
+      ['deleteMany', () => fx.storage.deleteMany(['aborted/a.txt'], { signal })],
+      ['deletePrefix', () => fx.storage.deletePrefix('aborted/', { signal })],
+      ['save', () => fx.storage.save('aborted/b.txt', 'b', { signal })],
+    ];
+    for (const [name, call] of calls) {
+      const error = await call().then(() => undefined, (e: unknown) => e);
+      expect([name, error instanceof StorageAbortedError]).toEqual([name, true]);
+    }
+    expect(await fx.storage.read('aborted/a.txt')).toEqual(Buffer.from('a'));
+    expect(await fx.storage.exists('aborted/b.txt')).toBe(false);
+  });
+
   it('saves a Buffer, a string and a Uint8Array, and reads each back', async () => {
     const bytes = randomBytes(1000);
     expect(await fx.storage.save('rt/buffer.bin', bytes)).toBe('rt/buffer.bin');
