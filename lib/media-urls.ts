@@ -5,8 +5,8 @@
 import { CloudFrontSigner, type CloudFrontCookies, type CloudFrontPolicyOptions } from './cloudfront-signer.js';
 import type { CookieOptions, UrlOptions } from './media-storage.types.js';
 import { StorageError } from './storage.errors.js';
-import { MAX_URL_EXPIRES_IN, type ResolvedMediaOptions } from './storage-options.validation.js';
-import { cacheWindowAt, UrlCache, type MediaUrl } from './url-cache.js';
+import type { ResolvedMediaOptions } from './storage-options.validation.js';
+import { cacheWindowAt, checkCacheWindow, UrlCache, type MediaUrl } from './url-cache.js';
 import { contentDisposition, encodeKeyPath, type UrlSigner } from './url-signer.js';
 
 /** URL and cookie signing for one media storage (`MediaStorage.url()`, `urlInfo()`, `cookies()`). */
@@ -27,7 +27,7 @@ export class MediaUrls {
   async urlInfo(key: string, options: UrlOptions): Promise<MediaUrl> {
     const { customDomain, signedUrls } = this.options;
     const expiresIn = options.expiresIn ?? this.options.urlExpiresIn;
-    const window = this.cacheWindow('url', expiresIn, options.cacheWindow);
+    const window = checkCacheWindow('url', expiresIn, options.cacheWindow, this.options.urlCacheWindow);
     if (this.cloudfront) return this.cloudFrontUrl(this.cloudfront, key, expiresIn, window, options.policy);
     if (customDomain !== undefined) return { url: `${customDomain}/${encodeKeyPath(key)}` };
     if (!signedUrls) return { url: await this.signer.unsignedUrl(key) };
@@ -60,7 +60,7 @@ export class MediaUrls {
     const cf = this.cloudfront;
     if (!cf) throw new StorageError('cookies(): media.cloudfront is not configured; signed cookies are a CloudFront feature (set media.cloudfront or MEDIA_S3_CLOUDFRONT_*)');
     const expiresIn = options.expiresIn ?? this.options.urlExpiresIn;
-    const window = this.cacheWindow('cookies', expiresIn, options.cacheWindow);
+    const window = checkCacheWindow('cookies', expiresIn, options.cacheWindow, this.options.urlCacheWindow);
     const resource = cf.resourceOf(pathPattern, this.options.location);
     const now = this.signer.clock();
     if (window === 0) return cf.cookies(resource, Math.floor(now / 1000) + expiresIn, options.ipAddress);
@@ -84,21 +84,6 @@ export class MediaUrls {
     return this.urlCache.lookup('cloudfront', '', cacheKey, () =>
       Object.freeze({ url: cf.sign(url, expiresAt, custom), expiresAt: new Date(expiresAt * 1000), maxAge: expiresIn }),
     );
-  }
-
-  /** The window for one call, checked: the extended expiry must stay within SigV4's 7 days. */
-  private cacheWindow(operation: string, expiresIn: number, perCall: number | undefined): number {
-    const window = perCall ?? this.options.urlCacheWindow;
-    if (window === 0 && perCall === undefined) return 0;
-    if (!Number.isInteger(window) || window < 0) {
-      throw new StorageError(`${operation}(): cacheWindow must be a whole number of seconds, 0 to turn it off (got ${String(window)})`);
-    }
-    if (window > 0 && expiresIn + window > MAX_URL_EXPIRES_IN) {
-      throw new StorageError(
-        `${operation}(): expiresIn + cacheWindow must be at most ${MAX_URL_EXPIRES_IN} seconds (got ${expiresIn} + ${window}); shorten one of the two`,
-      );
-    }
-    return window;
   }
 }
 

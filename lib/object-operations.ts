@@ -161,22 +161,7 @@ export class ObjectOperations {
   /** DeleteObjects in batches of 1,000; per-name failures are reported, never thrown. */
   async deleteMany(names: Iterable<string>, options: { signal?: AbortSignal } = {}): Promise<DeleteManyResult> {
     const deleted: string[] = [];
-    const errors: DeleteManyError[] = [];
-    // Names that normalize to one key share one entry; each is reported as passed in.
-    const byKey = new Map<string, string[]>();
-    for (const name of names) {
-      let key: string;
-      try {
-        key = this.key(name);
-      } catch (error) {
-        if (!(error instanceof InvalidKeyError)) throw error;
-        errors.push({ name: String(name), code: 'InvalidKey', message: error.message });
-        continue;
-      }
-      const same = byKey.get(key);
-      if (same) same.push(name);
-      else byKey.set(key, [name]);
-    }
+    const { byKey, errors } = namesByKey(names, (name) => this.key(name));
     const keys = [...byKey.keys()];
     for (let i = 0; i < keys.length; i += BATCH) {
       const batch = keys.slice(i, i + BATCH);
@@ -457,4 +442,28 @@ export function decodeCursor(cursor: string): string {
   const name = /^[A-Za-z0-9_-]+$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
   if (name === '' || encodeCursor(name) !== cursor) throw new InvalidKeyError(cursor, 'is not a cursor list() returned');
   return normalizeName(name);
+}
+
+/**
+ * The names of a `deleteMany()` call by their key: names that normalize to one key share one
+ * entry (each is reported as passed in), and a name breaking the key rules is an `InvalidKey`
+ * error up front, sent nowhere. Shared with the test kit's `InMemoryStorage`.
+ */
+export function namesByKey(names: Iterable<string>, keyOf: (name: string) => string): { byKey: Map<string, string[]>; errors: DeleteManyError[] } {
+  const byKey = new Map<string, string[]>();
+  const errors: DeleteManyError[] = [];
+  for (const name of names) {
+    let key: string;
+    try {
+      key = keyOf(name);
+    } catch (error) {
+      if (!(error instanceof InvalidKeyError)) throw error;
+      errors.push({ name: String(name), code: 'InvalidKey', message: error.message });
+      continue;
+    }
+    const same = byKey.get(key);
+    if (same) same.push(name);
+    else byKey.set(key, [name]);
+  }
+  return { byKey, errors };
 }

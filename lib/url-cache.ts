@@ -9,6 +9,8 @@
  * max-age, so an object replaced under the same name (`overwrite: true`, `createUpload({ name })`,
  * delete and save again) keeps showing the old bytes until then.
  */
+import { StorageError } from './storage.errors.js';
+import { MAX_URL_EXPIRES_IN } from './storage-options.validation.js';
 
 /** Most URLs kept per storage. At about 1–2 KB each, the cache stays under ~20 MB. */
 export const URL_CACHE_MAX_ENTRIES = 10_000;
@@ -76,4 +78,24 @@ export class UrlCache<T> {
     }
     return value;
   }
+}
+
+/**
+ * The cache window for one call (`perCall`, else the storage's `configured` one), checked:
+ * the extended expiry must stay within SigV4's 7 days. Shared by `MediaStorage` and the test
+ * kit's `InMemoryStorage`, so both refuse the same calls with the same message.
+ * @throws StorageError
+ */
+export function checkCacheWindow(operation: string, expiresIn: number, perCall: number | undefined, configured: number): number {
+  const window = perCall ?? configured;
+  if (window === 0 && perCall === undefined) return 0;
+  if (!Number.isInteger(window) || window < 0) {
+    throw new StorageError(`${operation}(): cacheWindow must be a whole number of seconds, 0 to turn it off (got ${String(window)})`);
+  }
+  if (window > 0 && expiresIn + window > MAX_URL_EXPIRES_IN) {
+    throw new StorageError(
+      `${operation}(): expiresIn + cacheWindow must be at most ${MAX_URL_EXPIRES_IN} seconds (got ${expiresIn} + ${window}); shorten one of the two`,
+    );
+  }
+  return window;
 }

@@ -31,14 +31,14 @@ import {
 } from '../direct-uploads.js';
 import { alternativeName, fromKey, normalizeName, normalizePrefix, toKey } from '../key-normalizer.js';
 import type { MediaStorageApi, ReadOptions } from '../media-storage.api.js';
-import { decodeCursor, encodeCursor, type CopyOptions, type DeleteManyError, type DeleteManyResult, type ListOptions, type ListPage, type ListPageOptions } from '../object-operations.js';
+import { decodeCursor, encodeCursor, namesByKey, type CopyOptions, type DeleteManyResult, type ListOptions, type ListPage, type ListPageOptions } from '../object-operations.js';
 import type { CookieOptions, ListEntry, ObjectStat, SaveOptions, StorageBody, StoredObject, UrlOptions } from '../media-storage.types.js';
 import { toStorageError } from '../s3-errors.js';
 import { describeName, InvalidBodyError, InvalidKeyError, ObjectNotFoundError, StorageConfigurationError, StorageError, UploadRejectedError } from '../storage.errors.js';
 import type { MediaStorageOptions } from '../storage-module-options.interface.js';
 import { MAX_URL_EXPIRES_IN, resolveStorageOptions, type ResolvedMediaOptions } from '../storage-options.validation.js';
 import { ChunkEncoder } from '../stream-chunks.js';
-import { cacheWindowAt, type MediaUrl } from '../url-cache.js';
+import { cacheWindowAt, checkCacheWindow, type MediaUrl } from '../url-cache.js';
 import { contentDisposition } from '../url-signer.js';
 import { MemoryUrlSigner, type MemoryUrlProblem } from './memory-urls.js';
 
@@ -252,21 +252,7 @@ export class InMemoryStorage implements MediaStorageApi {
    */
   async deleteMany(names: Iterable<string>, options: { signal?: AbortSignal } = {}): Promise<DeleteManyResult> {
     const deleted: string[] = [];
-    const errors: DeleteManyError[] = [];
-    const byKey = new Map<string, string[]>();
-    for (const name of names) {
-      let key: string;
-      try {
-        key = this.key(name);
-      } catch (error) {
-        if (!(error instanceof InvalidKeyError)) throw error;
-        errors.push({ name: String(name), code: 'InvalidKey', message: error.message });
-        continue;
-      }
-      const same = byKey.get(key);
-      if (same) same.push(name);
-      else byKey.set(key, [name]);
-    }
+    const { byKey, errors } = namesByKey(names, (name) => this.key(name));
     if (byKey.size > 0) this.throwIfAborted('deleteMany', options.signal, undefined);
     for (const [key, same] of byKey) {
       this.objects.delete(key);
@@ -303,7 +289,7 @@ export class InMemoryStorage implements MediaStorageApi {
   async urlInfo(name: string, options: UrlOptions = {}): Promise<MediaUrl> {
     const key = this.key(name);
     const expiresIn = options.expiresIn ?? this.options.urlExpiresIn;
-    const window = this.cacheWindow('url', expiresIn, options.cacheWindow);
+    const window = checkCacheWindow('url', expiresIn, options.cacheWindow, this.options.urlCacheWindow);
     if (!this.options.signedUrls || this.options.customDomain !== undefined) return { url: this.urls.unsigned(this.bucket, key) };
     checkExpiresIn(expiresIn);
     const response = {
@@ -608,19 +594,6 @@ export class InMemoryStorage implements MediaStorageApi {
       throw new UploadRejectedError('size-mismatch', `the body has ${data.length} bytes, not the ${declared} given as its size; nothing was stored`, this.context(toKey(this.options.location, name)));
     }
     return data;
-  }
-
-  /** MediaStorage's cache-window check, with its messages. */
-  private cacheWindow(operation: string, expiresIn: number, perCall: number | undefined): number {
-    const window = perCall ?? this.options.urlCacheWindow;
-    if (window === 0 && perCall === undefined) return 0;
-    if (!Number.isInteger(window) || window < 0) {
-      throw new StorageError(`${operation}(): cacheWindow must be a whole number of seconds, 0 to turn it off (got ${String(window)})`);
-    }
-    if (window > 0 && expiresIn + window > MAX_URL_EXPIRES_IN) {
-      throw new StorageError(`${operation}(): expiresIn + cacheWindow must be at most ${MAX_URL_EXPIRES_IN} seconds (got ${expiresIn} + ${window}); shorten one of the two`);
-    }
-    return window;
   }
 
   private checkPublished(final: string, key: string, published: MemoryObject, expectations: UploadExpectations): Promise<StoredObject> {
