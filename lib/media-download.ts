@@ -182,11 +182,10 @@ export function parseRange(value: string, size: number): { start: number; end: n
     return { start: Math.max(0, size - suffix), end: size - 1 };
   }
   const start = Number(first);
-  const end = last === '' ? size - 1 : Number(last);
   // A last byte before the first makes the range invalid, so the header is ignored (RFC 9110 §14.1.1).
-  if (end < start) return undefined;
+  if (last !== '' && Number(last) < start) return undefined;
   if (start >= size) return 'unsatisfiable';
-  return { start, end: Math.min(end, size - 1) };
+  return { start, end: last === '' ? size - 1 : Math.min(Number(last), size - 1) };
 }
 
 function headersFor(plan: MediaPlan, stat: ObjectStat, options: SendMediaOptions): Record<string, string | number> {
