@@ -1,6 +1,9 @@
 /** The pure half of `sendMedia()`: which status and bytes a request's headers get (RFC 9110). */
-import { describe, expect, it } from '@jest/globals';
-import { parseRange, planMediaResponse } from '../../lib/media-download.js';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { parseRange, planMediaResponse, sendMedia, type SentMedia } from '../../lib/media-download.js';
+import { InMemoryStorage } from '../../lib/testing/in-memory.storage.js';
 
 const stat = { size: 1000, etag: 'abc', lastModified: new Date('2026-12-01T10:00:00.500Z') };
 
@@ -60,5 +63,37 @@ describe('planMediaResponse', () => {
   it('a range past the end is 416; a malformed or multiple one is ignored', () => {
     expect(planMediaResponse({ range: 'bytes=1000-1001' }, stat)).toEqual({ status: 416 });
     expect(planMediaResponse({ range: 'bytes=0-1,5-6' }, stat).status).toBe(200);
+  });
+});
+
+describe('sendMedia on a plain node:http server, over InMemoryStorage', () => {
+  const storage = new InMemoryStorage();
+  const sent: SentMedia[] = [];
+  let server: Server;
+  let base: string;
+  beforeAll(async () => {
+    await storage.save('a.txt', '0123456789', { contentType: 'text/plain' });
+    server = createServer((req, res) => {
+      sendMedia(storage, req.url!.slice(1), req, res).then(
+        (result) => sent.push(result),
+        (error: Error) => res.writeHead(error.name === 'ObjectNotFoundError' ? 404 : 500).end(),
+      );
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  });
+  afterAll(async () => {
+    server.closeAllConnections();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('answers ranges from the in-memory storage, reports what it sent, and leaves a 404 to the caller', async () => {
+    const part = await fetch(`${base}/a.txt`, { headers: { Range: 'bytes=-3' } });
+    expect([part.status, part.headers.get('content-range'), await part.text()]).toEqual([206, 'bytes 7-9/10', '789']);
+    expect(sent.at(-1)).toEqual({ status: 206, range: { start: 7, end: 9 }, complete: true });
+    const whole = await fetch(`${base}/a.txt`);
+    expect([whole.status, whole.headers.get('content-type'), await whole.text()]).toEqual([200, 'text/plain', '0123456789']);
+    expect(sent.at(-1)).toEqual({ status: 200, complete: true });
+    expect((await fetch(`${base}/missing.txt`)).status).toBe(404);
   });
 });
