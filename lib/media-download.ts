@@ -57,7 +57,7 @@ export interface SendMediaOptions {
 
 /** What {@link sendMedia} answered. */
 export interface SentMedia {
-  /** 200, 206, 304 or 416. */
+  /** 200, 206, 304 or 416; 0 when the client left before S3 answered (nothing was written). */
   status: number;
   /** The bytes sent, inclusive, for a 206. */
   range?: { start: number; end: number };
@@ -101,15 +101,19 @@ export async function sendMedia(storage: MediaSource, name: string, request: obj
   const req = nodeRequest(request);
   const res = nodeResponse(response);
   const head = req.method === 'HEAD';
-  // Cancels the GET when the client leaves while S3 is still answering its headers.
+  // Cancels the GET when the client leaves while S3 is still answering its headers. Only
+  // then: once the body is in hand, pipeline() alone tears it down, and aborting the signal
+  // after the body has ended would make it emit an error no one listens to any more.
   const gone = new AbortController();
   const onClose = (): void => gone.abort();
   res.once('close', onClose);
+  let stat: ObjectStat;
+  let plan: MediaPlan;
+  let body: Readable | undefined;
   try {
-    let stat = await storage.stat(name);
-    let plan = planMediaResponse(req.headers, stat);
-    let body: Readable | undefined;
-    if (!head && plan.range && (plan.status === 200 || plan.status === 206)) {
+    stat = await storage.stat(name);
+    plan = planMediaResponse(req.headers, stat);
+    if (!head && hasBody(plan)) {
       try {
         body = await storage.open(name, { range: plan.range, ifMatch: stat.etag, signal: gone.signal });
       } catch (error) {
@@ -117,31 +121,41 @@ export async function sendMedia(storage: MediaSource, name: string, request: obj
         // Replaced between the HEAD and the GET: plan again against the new version, once.
         stat = await storage.stat(name);
         plan = planMediaResponse(req.headers, stat);
-        if (plan.range && (plan.status === 200 || plan.status === 206)) {
-          body = await storage.open(name, { range: plan.range, ifMatch: stat.etag, signal: gone.signal });
-        }
+        if (hasBody(plan)) body = await storage.open(name, { range: plan.range, ifMatch: stat.etag, signal: gone.signal });
       }
     }
-    if (gone.signal.aborted) {
-      body?.destroy();
-      return { status: plan.status, range: plan.range, complete: false };
-    }
-    hijack(response);
-    res.writeHead(plan.status, headersFor(plan, stat, options));
-    if (!body) {
-      res.end();
-      return { status: plan.status, range: plan.status === 206 ? plan.range : undefined, complete: true };
-    }
-    try {
-      // pipeline destroys the S3 body when the response closes early (the client left).
-      await pipeline(body, res);
-      return { status: plan.status, range: plan.status === 206 ? plan.range : undefined, complete: true };
-    } catch {
-      return { status: plan.status, range: plan.status === 206 ? plan.range : undefined, complete: false };
-    }
+  } catch (error) {
+    // The client left while S3 was answering: nobody is there to read an error page.
+    if (gone.signal.aborted) return { status: 0, complete: false };
+    throw error;
   } finally {
     res.off('close', onClose);
   }
+  const sent = (complete: boolean): SentMedia => ({ status: plan.status, range: plan.status === 206 ? plan.range : undefined, complete });
+  // From here on the answer is ours to write, also on Fastify.
+  hijack(response);
+  if (gone.signal.aborted || res.destroyed) {
+    body?.destroy();
+    return sent(false);
+  }
+  res.writeHead(plan.status, headersFor(plan, stat, options));
+  if (!body) {
+    res.end();
+    return sent(true);
+  }
+  try {
+    // pipeline destroys the S3 body when the response closes early (the client left), which
+    // closes its socket; and destroys the response when S3 fails mid-way (a truncated body).
+    await pipeline(body, res);
+    return sent(true);
+  } catch {
+    return sent(false);
+  }
+}
+
+/** Whether the plan sends bytes (an empty object's 200 has none). */
+function hasBody(plan: MediaPlan): plan is MediaPlan & { range: { start: number; end: number } } {
+  return plan.range !== undefined && (plan.status === 200 || plan.status === 206);
 }
 
 /**
