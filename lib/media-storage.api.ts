@@ -19,6 +19,13 @@ export interface ReadOptions {
   signal?: AbortSignal;
   /** Bytes `start` to `end`, both inclusive (`end` omitted: to the last byte). */
   range?: { start: number; end?: number };
+  /**
+   * Reads only if the object's ETag (without quotes) is still this one; otherwise fails with a
+   * `StorageOperationError` of `status` 412 (`PreconditionFailed`), so bytes of a replaced
+   * object are never mixed with sizes taken from `stat()`.
+   * @default undefined (any version)
+   */
+  ifMatch?: string;
 }
 
 /**

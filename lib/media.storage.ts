@@ -17,7 +17,7 @@ import type { CookieOptions, ListEntry, MediaContext, ObjectStat, SaveOptions, S
 import { MediaUrls } from './media-urls.js';
 import { MediaWrites } from './media-writes.js';
 import { ObjectOperations, type CopyOptions, type DeleteManyResult, type ListOptions, type ListPage, type ListPageOptions } from './object-operations.js';
-import type { MediaStorageApi } from './media-storage.api.js';
+import type { MediaStorageApi, ReadOptions } from './media-storage.api.js';
 import { describeEndpoint } from './s3-client.factory.js';
 import { toStorageError } from './s3-errors.js';
 import { ObjectNotFoundError, StorageError, StorageTimeoutError } from './storage.errors.js';
@@ -97,11 +97,11 @@ export class MediaStorage implements MediaStorageApi {
   }
 
   /** A readable stream of the object's bytes. @throws ObjectNotFoundError */
-  async open(name: string, options: { signal?: AbortSignal; range?: { start: number; end?: number } } = {}): Promise<Readable> {
+  async open(name: string, options: ReadOptions = {}): Promise<Readable> {
     const key = this.key(name);
     const range = options.range && `bytes=${options.range.start}-${options.range.end ?? ''}`;
     const out = await this.call('open', key, options.signal, (abortSignal) =>
-      this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range }), { abortSignal }),
+      this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key, Range: range, IfMatch: options.ifMatch === undefined ? undefined : `"${options.ifMatch}"` }), { abortSignal }),
     );
     const body = out.Body as Readable;
     // The deadline ends with the headers; the caller's signal still cuts the body short.
@@ -109,7 +109,7 @@ export class MediaStorage implements MediaStorageApi {
   }
 
   /** The object's bytes in one Buffer. Use `open()` for large objects. @throws ObjectNotFoundError */
-  async read(name: string, options: { signal?: AbortSignal; range?: { start: number; end?: number } } = {}): Promise<Buffer> {
+  async read(name: string, options: ReadOptions = {}): Promise<Buffer> {
     const stream = await this.open(name, options);
     const chunks: Buffer[] = [];
     try {

@@ -138,7 +138,9 @@ export class InMemoryStorage implements MediaStorageApi {
   async read(name: string, options: ReadOptions = {}): Promise<Buffer> {
     const key = this.key(name);
     if (options.signal?.aborted) throw toStorageError('open', options.signal.reason, this.context(key), options.signal);
-    const data = this.get(key).data;
+    const object = this.get(key);
+    if (options.ifMatch !== undefined && options.ifMatch !== object.etag) throw s3Error('open', this.context(key), 412, 'PreconditionFailed');
+    const data = object.data;
     const range = options.range;
     if (!range) return Buffer.from(data);
     // S3's rules for `bytes=start-end`: a start past the end is 416; an end past it is clamped.

@@ -198,6 +198,14 @@ describe.each([real, memory])('the MediaStorage contract: $label', (factory) => 
       await expect(s.read('rt/range.txt', { range: { start: 10 } })).rejects.toMatchObject({ code: 'STORAGE_OPERATION', status: 416 });
     });
 
+    it('reads only the version named by ifMatch; another ETag is status 412 (PreconditionFailed)', async () => {
+      await s.save('rt/if-match.txt', '0123456789', { overwrite: true });
+      const { etag } = await s.stat('rt/if-match.txt');
+      expect((await s.read('rt/if-match.txt', { ifMatch: etag, range: { start: 5 } })).toString()).toBe('56789');
+      await s.save('rt/if-match.txt', 'replaced', { overwrite: true });
+      await expect(s.read('rt/if-match.txt', { ifMatch: etag })).rejects.toMatchObject({ code: 'STORAGE_OPERATION', status: 412, s3Code: 'PreconditionFailed' });
+    });
+
     it('refuses what is not bytes, and a body of another size than declared, storing nothing', async () => {
       await expect(s.save('rt/bad.bin', 42 as unknown as string)).rejects.toBeInstanceOf(InvalidBodyError);
       await expect(s.save('rt/bad.bin', Readable.from([{ not: 'bytes' }]))).rejects.toMatchObject({ code: 'STORAGE_INVALID_BODY' });

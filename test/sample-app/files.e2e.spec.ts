@@ -110,3 +110,51 @@ describe('direct avatar upload (presigned POST)', () => {
     expect(other.body.message).toBe('Confirm the "name" that the direct-upload form was created for.');
   });
 });
+
+describe('GET /users/:id/files/:file (downloads through the app, with Range)', () => {
+  /** supertest: the body as one Buffer, whatever the Content-Type. */
+  const binary = (res: request.Response, done: (error: Error | null, body: Buffer) => void): void => {
+    const stream = res as unknown as NodeJS.ReadableStream;
+    const chunks: Buffer[] = [];
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('end', () => done(null, Buffer.concat(chunks)));
+  };
+
+  it('serves an uploaded file: 200, 206 for bytes=0-99 and bytes=-100, 416 past the end, 304, HEAD, 404', async () => {
+    const body = randomBytes(5000);
+    const upload = await http().post('/users/dl-1/files').attach('file', body, 'clip.bin');
+    expect(upload.status).toBe(201);
+    const path = `/users/dl-1/files/${(upload.body.name as string).split('/').pop()}`;
+
+    const whole = await http().get(path).buffer(true).parse(binary);
+    expect(whole.status).toBe(200);
+    expect(whole.headers).toMatchObject({ 'accept-ranges': 'bytes', 'content-length': '5000', etag: `"${upload.body.etag}"` });
+    expect(whole.headers['content-disposition']).toMatch(/^inline; filename="/);
+    expect(Buffer.compare(whole.body as Buffer, body)).toBe(0);
+
+    const first = await http().get(path).set('Range', 'bytes=0-99').buffer(true).parse(binary);
+    expect([first.status, first.headers['content-range']]).toEqual([206, 'bytes 0-99/5000']);
+    expect(Buffer.compare(first.body as Buffer, body.subarray(0, 100))).toBe(0);
+
+    const last = await http().get(path).set('Range', 'bytes=-100').buffer(true).parse(binary);
+    expect([last.status, last.headers['content-range']]).toEqual([206, 'bytes 4900-4999/5000']);
+    expect(Buffer.compare(last.body as Buffer, body.subarray(4900))).toBe(0);
+
+    const past = await http().get(path).set('Range', 'bytes=5000-');
+    expect([past.status, past.headers['content-range']]).toEqual([416, 'bytes */5000']);
+
+    const unchanged = await http().get(path).set('If-None-Match', whole.headers.etag!);
+    expect(unchanged.status).toBe(304);
+
+    const head = await http().head(path);
+    expect([head.status, head.headers['content-length']]).toEqual([200, '5000']);
+
+    const attachment = await http().get(`${path}?download`).buffer(true).parse(binary);
+    expect(attachment.headers['content-disposition']).toMatch(/^attachment; filename="/);
+
+    const missing = await http().get('/users/dl-1/files/00000000-0000-0000-0000-000000000000.bin');
+    expect([missing.status, missing.body.message]).toEqual([404, 'Not found.']);
+    const bad = await http().get('/users/dl-1/files/..%2Fx.bin');
+    expect(bad.status).toBe(400);
+  }, 60_000);
+});
