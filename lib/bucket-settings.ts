@@ -5,8 +5,9 @@
  * back only when that changed something. Rules others put there (another app, another named
  * storage sharing the bucket, a console click) are kept as they were.
  *
- * The read-modify-write is not atomic (S3 has no conditional PUT for bucket configuration):
- * two processes applying different settings to one bucket at the same instant can lose one
+ * The read-modify-write is not atomic (S3 has no conditional PUT for bucket configuration).
+ * Within one process the settings of a bucket are applied one storage at a time; two
+ * processes applying different settings to one bucket at the same instant can lose one
  * write. Applying the same settings concurrently is harmless; a re-run converges.
  */
 import {
@@ -88,11 +89,27 @@ export async function applyBucketSettings(
 ): Promise<BucketSettingsResult> {
   const options = { abortSignal: AbortSignal.timeout(timeoutMs) };
   const ctx = { client, bucket, endpoint, options };
-  return {
+  return serialized(`${endpoint} ${bucket}`, async () => ({
     lifecycle: settings.lifecycle ? await applyLifecycle(ctx, settings.lifecycle) : 'skipped',
     cors: settings.cors ? await applyCorsRule(ctx, settings.cors) : 'skipped',
     policy: settings.publicRead ? await applyPublicRead(ctx, settings.publicRead.location) : 'skipped',
-  };
+  }));
+}
+
+/**
+ * Named storages of one app sharing a bucket boot at the same time: without this, both would
+ * read the same configuration and the second write would drop the first one's rules.
+ */
+const queues = new Map<string, Promise<unknown>>();
+function serialized<T>(key: string, run: () => Promise<T>): Promise<T> {
+  const previous = queues.get(key) ?? Promise.resolve();
+  const next = previous.then(run, run);
+  const settled = next.catch(() => undefined);
+  queues.set(key, settled);
+  void settled.then(() => {
+    if (queues.get(key) === settled) queues.delete(key);
+  });
+  return next;
 }
 
 /**
