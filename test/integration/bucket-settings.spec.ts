@@ -20,7 +20,7 @@ import { Test } from '@nestjs/testing';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { PUBLIC_READ_SID } from '../../lib/bucket-settings.js';
+import { applyBucketSettings, PUBLIC_READ_SID } from '../../lib/bucket-settings.js';
 import { StorageModule } from '../../lib/storage.module.js';
 import { storageFixture } from '../harness/nest-storage.js';
 import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, uniqueBucket } from '../harness/s3-test-env.js';
@@ -110,7 +110,7 @@ describe('lifecycle rules (media.lifecycle)', () => {
         StorageModule.forRoot({ name: 'exports', media: mediaOptions(bucket, { location: 'exports', lifecycle: { expirePendingDays: 1 } }) }),
       ],
     }).compile();
-    // Both bootstrap hooks run at once: the settings of one bucket are applied one storage at a time.
+    // Nest runs the two modules' bootstrap hooks one after the other; the next test covers concurrent calls.
     await moduleRef.init();
     await moduleRef.close();
     const ids = (await lifecycleRules(bucket)).map((r) => r.ID).sort();
@@ -120,6 +120,19 @@ describe('lifecycle rules (media.lifecycle)', () => {
       'nestjs-s3-storage-expire-pending:exports',
       'nestjs-s3-storage-expire-pending:invoices',
     ]);
+  });
+
+  itRequires('lifecycle', 'settings applied at the same moment in one process to one bucket are applied one at a time: neither is lost', async () => {
+    const bucket = bucketFor('lcrace');
+    await raw.send(new CreateBucketCommand({ Bucket: bucket }));
+    const locations = ['a', 'b', 'c', 'd'];
+    await Promise.all(
+      locations.map((location) =>
+        applyBucketSettings(raw, bucket, { lifecycle: { location, abortIncompleteMultipartUploadDays: 7, expirePendingDays: 7 } }, s3.endpoint, 10_000),
+      ),
+    );
+    const ids = (await lifecycleRules(bucket)).map((r) => r.ID).sort();
+    expect(ids).toEqual(locations.flatMap((l) => [`nestjs-s3-storage-abort-incomplete-multipart:${l}`, `nestjs-s3-storage-expire-pending:${l}`]).sort());
   });
 });
 
