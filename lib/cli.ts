@@ -4,7 +4,7 @@
  * `storageConfig` (the seed's `AWS_*` / `MEDIA_S3_*`):
  *
  *   nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune] [--no-cache]
- *   nestjs-s3-storage ensure-bucket [--media|--static]
+ *   nestjs-s3-storage ensure-bucket [--media|--static]   (then merges in the bucket settings, see bucket-settings.ts)
  *
  * It uses `StaticManifestStorage` and `ensureBucket` exactly as an app does: there is no
  * second upload or hashing path. Failures end with exit code 1 and one clear line (no stack
