@@ -159,7 +159,7 @@ async function applyLifecycle(ctx: Ctx, lifecycle: ResolvedLifecycleOptions & { 
     const out = await ctx.client.send(new GetBucketLifecycleConfigurationCommand({ Bucket: ctx.bucket }), ctx.options);
     current = out.Rules ?? [];
   } catch (error) {
-    if (codeOf(error) !== 'NoSuchLifecycleConfiguration') throw settingError(ctx, 'read the lifecycle rules', 's3:GetLifecycleConfiguration', error);
+    if (codeOf(error) !== 'NoSuchLifecycleConfiguration') throw settingError(ctx, 'read the lifecycle rules', 's3:GetLifecycleConfiguration', 'media.lifecycle', error);
     current = [];
   }
   const merged = mergeById(current, wanted, (r) => r.ID, sameLifecycleRule);
@@ -170,7 +170,7 @@ async function applyLifecycle(ctx: Ctx, lifecycle: ResolvedLifecycleOptions & { 
       ctx.options,
     );
   } catch (error) {
-    throw settingError(ctx, 'apply the lifecycle rules', 's3:PutLifecycleConfiguration', error);
+    throw settingError(ctx, 'apply the lifecycle rules', 's3:PutLifecycleConfiguration', 'media.lifecycle', error);
   }
   return 'updated';
 }
@@ -194,7 +194,7 @@ async function applyCorsRule(ctx: Ctx, cors: Required<StorageCorsRule> & { locat
     const out = await ctx.client.send(new GetBucketCorsCommand({ Bucket: ctx.bucket }), ctx.options);
     current = out.CORSRules ?? [];
   } catch (error) {
-    if (codeOf(error) !== 'NoSuchCORSConfiguration') throw settingError(ctx, 'read the CORS configuration', 's3:GetBucketCORS', error);
+    if (codeOf(error) !== 'NoSuchCORSConfiguration') throw settingError(ctx, 'read the CORS configuration', 's3:GetBucketCORS', 'media.cors', error);
     current = [];
   }
   const merged = mergeById(current, wanted, (r) => r.ID, sameCorsRule);
@@ -203,7 +203,7 @@ async function applyCorsRule(ctx: Ctx, cors: Required<StorageCorsRule> & { locat
     if (merged.length === 0) await ctx.client.send(new DeleteBucketCorsCommand({ Bucket: ctx.bucket }), ctx.options);
     else await ctx.client.send(new PutBucketCorsCommand({ Bucket: ctx.bucket, CORSConfiguration: { CORSRules: merged } }), ctx.options);
   } catch (error) {
-    throw settingError(ctx, 'apply the CORS rule', 's3:PutBucketCORS', error);
+    throw settingError(ctx, 'apply the CORS rule', 's3:PutBucketCORS', 'media.cors', error);
   }
   return 'updated';
 }
@@ -224,13 +224,22 @@ export function publicReadStatement(bucket: string, location: string): PolicySta
 
 async function applyPublicRead(ctx: Ctx, location: string): Promise<BucketSettingOutcome> {
   const wanted = publicReadStatement(ctx.bucket, location);
+  let text: string | undefined;
+  try {
+    text = (await ctx.client.send(new GetBucketPolicyCommand({ Bucket: ctx.bucket }), ctx.options)).Policy;
+  } catch (error) {
+    if (codeOf(error) !== 'NoSuchBucketPolicy') throw settingError(ctx, 'read the bucket policy', 's3:GetBucketPolicy', 'static.publicRead', error);
+  }
   let policy: { Version?: string; Statement?: PolicyStatement | PolicyStatement[]; [k: string]: unknown } = {};
   try {
-    const out = await ctx.client.send(new GetBucketPolicyCommand({ Bucket: ctx.bucket }), ctx.options);
-    if (out.Policy) policy = JSON.parse(out.Policy) as typeof policy;
+    if (text) policy = JSON.parse(text) as typeof policy;
   } catch (error) {
-    if (error instanceof SyntaxError) throw settingError(ctx, 'read the bucket policy (it is not valid JSON)', 's3:GetBucketPolicy', error);
-    if (codeOf(error) !== 'NoSuchBucketPolicy') throw settingError(ctx, 'read the bucket policy', 's3:GetBucketPolicy', error);
+    // Never overwrite a policy we cannot read: it would drop every statement in it.
+    throw new BucketBootstrapError('failed', 'the bucket policy is not valid JSON, so the public-read statement was not merged in; fix or delete the policy', {
+      bucket: ctx.bucket,
+      endpoint: ctx.endpoint,
+      cause: error,
+    });
   }
   const statements = policy.Statement === undefined ? [] : Array.isArray(policy.Statement) ? policy.Statement : [policy.Statement];
   const merged = mergeById(statements, [wanted], (s) => s.Sid, sameStatement);
@@ -243,6 +252,7 @@ async function applyPublicRead(ctx: Ctx, location: string): Promise<BucketSettin
       ctx,
       'apply the public-read policy for static files',
       's3:PutBucketPolicy',
+      'static.publicRead',
       error,
       // AWS refuses public policies while Block Public Access is on (the default for new buckets).
       '; on AWS, also lift Block Public Access for this bucket (BlockPublicPolicy and RestrictPublicBuckets false), or set static.publicRead false and serve static files through a CDN',
@@ -319,12 +329,23 @@ function sorted(values: readonly string[] | undefined): string[] {
   return [...(values ?? [])].sort();
 }
 
-function settingError(ctx: Ctx, what: string, permission: string, error: unknown, hint = ''): BucketBootstrapError {
+const UNSUPPORTED = new Set(['NotImplemented', 'MethodNotAllowed']);
+
+function settingError(ctx: Ctx, what: string, permission: string, option: string, error: unknown, hint = ''): BucketBootstrapError {
   const status = statusOf(error);
-  const detail = [codeOf(error), status && `HTTP ${status}`].filter(Boolean).join(', ') || 'no answer';
+  const code = codeOf(error);
+  const detail = [code, status && `HTTP ${status}`].filter(Boolean).join(', ') || 'no answer';
+  const context = { bucket: ctx.bucket, endpoint: ctx.endpoint, cause: error };
+  if (status === 501 || status === 405 || (code && UNSUPPORTED.has(code))) {
+    return new BucketBootstrapError(
+      'failed',
+      `could not ${what} (${detail}): this server does not support it; set ${option} to false here (or ensureBucket to "off") and configure the bucket by hand`,
+      context,
+    );
+  }
   return new BucketBootstrapError(
     status === 403 ? 'access-denied' : 'failed',
-    `could not ${what} (${detail}); the policy needs ${permission}${hint}`,
-    { bucket: ctx.bucket, endpoint: ctx.endpoint, cause: error },
+    `could not ${what} (${detail}); the policy needs ${permission}${status === 403 ? hint : ''}`,
+    context,
   );
 }

@@ -21,6 +21,8 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { applyBucketSettings, PUBLIC_READ_SID } from '../../lib/bucket-settings.js';
+import { startLocalS3 } from '../../lib/local-s3.js';
+import { BucketBootstrapError } from '../../lib/storage.errors.js';
 import { StorageModule } from '../../lib/storage.module.js';
 import { storageFixture } from '../harness/nest-storage.js';
 import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, uniqueBucket } from '../harness/s3-test-env.js';
@@ -274,6 +276,26 @@ describe('public static files (static.publicRead)', () => {
     expect(run.code).toBe(1);
     expect(run.stderr).toContain('media files (location "static/uploads") share bucket');
     expect(run.stderr).toContain('give media and static files separate locations');
+  });
+});
+
+describe('a server without lifecycle or policy support', () => {
+  it('fails start-up naming the option to turn off (the embedded s3rver)', async () => {
+    const local = await startLocalS3();
+    try {
+      for (const [options, message] of [
+        [{ media: local.mediaOptions('media', { lifecycle: true }) }, 'Bucket "media" at ' + local.endpoint + ': could not read the lifecycle rules (NotImplemented, HTTP 501): this server does not support it; set media.lifecycle to false here (or ensureBucket to "off") and configure the bucket by hand'],
+        [{ media: local.mediaOptions('media', { location: 'media' }), static: { ...local.mediaOptions('media'), location: 'static', publicRead: true } }, 'Bucket "media" at ' + local.endpoint + ': could not read the bucket policy (MethodNotAllowed, HTTP 405): this server does not support it; set static.publicRead to false here (or ensureBucket to "off") and configure the bucket by hand'],
+      ] as const) {
+        const moduleRef = await Test.createTestingModule({ imports: [StorageModule.forRoot(options)] }).compile();
+        const error = await moduleRef.init().then(() => undefined, (e: unknown) => e);
+        await moduleRef.close().catch(() => undefined);
+        expect(error).toBeInstanceOf(BucketBootstrapError);
+        expect((error as BucketBootstrapError).message).toBe(message);
+      }
+    } finally {
+      await local.close();
+    }
   });
 });
 
