@@ -25,7 +25,7 @@ import { startLocalS3 } from '../../lib/local-s3.js';
 import { BucketBootstrapError } from '../../lib/storage.errors.js';
 import { StorageModule } from '../../lib/storage.module.js';
 import { storageFixture } from '../harness/nest-storage.js';
-import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, uniqueBucket } from '../harness/s3-test-env.js';
+import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, skipWithReason, uniqueBucket } from '../harness/s3-test-env.js';
 
 const CJS_CLI = resolve(process.cwd(), 'dist/cjs/cli.js');
 const buckets: string[] = [];
@@ -151,7 +151,10 @@ describe('the CORS rule (media.cors)', () => {
     expect(rules[0]!.AllowedOrigins).toEqual(['http://localhost:3000']);
   });
 
-  it('a preflight for a part PUT from the allowed origin is answered and may read ETag', async () => {
+  // s3rver's preflight answers differ from S3's (as in test/uploads/direct-upload.spec.ts): real servers only.
+  (s3.kind === 's3rver' ? (name: string, fn: () => Promise<void>) => skipWithReason(name, 'the embedded s3rver does not answer CORS preflights as S3 does', fn) : it)(
+    'a preflight for a part PUT from the allowed origin is answered and may read ETag',
+    async () => {
     const bucket = bucketFor('corsput');
     const fx = await storageFixture({ media: mediaOptions(bucket, { cors: { allowedOrigins: ['http://localhost:3000'] } }) });
     await fx.moduleRef.close();
@@ -163,7 +166,8 @@ describe('the CORS rule (media.cors)', () => {
     expect(preflight.headers.get('access-control-allow-origin')).toBe('http://localhost:3000');
     expect(preflight.headers.get('access-control-allow-methods') ?? '').toContain('PUT');
     expect((preflight.headers.get('access-control-expose-headers') ?? '').toLowerCase()).toContain('etag');
-  });
+    },
+  );
 });
 
 describe('one rule for all three settings', () => {
