@@ -159,10 +159,13 @@ export class StorageBootstrap implements OnApplicationBootstrap {
     const { ensureBucket: mode, bootstrapTimeout } = this.options;
     await Promise.all(
       bootstrapTargets(this.options, this.mediaClient, this.staticClient).map(async ({ client, connection, settings }) => {
+        const started = Date.now();
         const result = await ensureBucket(client, connection, mode, bootstrapTimeout);
         if (result === 'created') this.logger.log(`Created bucket "${connection.bucket}" at ${describeEndpoint(connection)}`);
         if (mode === 'off' || !hasBucketSettings(settings)) return;
-        const applied = await applyBucketSettings(client, connection.bucket, settings, describeEndpoint(connection), bootstrapTimeout);
+        // bootstrapTimeout bounds the check and the settings together.
+        const left = Math.max(1, bootstrapTimeout - (Date.now() - started));
+        const applied = await applyBucketSettings(client, connection.bucket, settings, describeEndpoint(connection), left);
         const updated = describeUpdated(applied);
         if (updated) this.logger.log(`Updated ${updated} of bucket "${connection.bucket}" at ${describeEndpoint(connection)}`);
       }),

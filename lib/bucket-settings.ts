@@ -11,7 +11,6 @@
  * write. Applying the same settings concurrently is harmless; a re-run converges.
  */
 import {
-  DeleteBucketCorsCommand,
   GetBucketCorsCommand,
   GetBucketLifecycleConfigurationCommand,
   GetBucketPolicyCommand,
@@ -21,10 +20,11 @@ import {
   type CORSRule,
   type LifecycleRule,
   type S3Client,
+  type TransitionDefaultMinimumObjectSize,
 } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import { PENDING_PREFIX } from './direct-uploads.js';
-import { codeOf, statusOf } from './s3-errors.js';
+import { codeOf, isNetworkError, isTimeout, statusOf } from './s3-errors.js';
 import { BucketBootstrapError } from './storage.errors.js';
 import type { StorageCorsRule } from './storage-module-options.interface.js';
 import type { ResolvedLifecycleOptions, ResolvedMediaOptions, ResolvedStaticOptions } from './storage-options.validation.js';
@@ -88,7 +88,7 @@ export async function applyBucketSettings(
   timeoutMs: number,
 ): Promise<BucketSettingsResult> {
   const options = { abortSignal: AbortSignal.timeout(timeoutMs) };
-  const ctx = { client, bucket, endpoint, options };
+  const ctx = { client, bucket, endpoint, options, timeoutMs };
   return serialized(`${endpoint} ${bucket}`, async () => ({
     lifecycle: settings.lifecycle ? await applyLifecycle(ctx, settings.lifecycle) : 'skipped',
     cors: settings.cors ? await applyCorsRule(ctx, settings.cors) : 'skipped',
@@ -125,6 +125,7 @@ interface Ctx {
   bucket: string;
   endpoint: string;
   options: { abortSignal: AbortSignal };
+  timeoutMs: number;
 }
 
 /** `nestjs-s3-storage-<what>` for the bucket root, `…:<location>` under a prefix (hashed past S3's 255-character ID limit). */
@@ -155,9 +156,12 @@ export function lifecycleRules(lifecycle: ResolvedLifecycleOptions & { location:
 async function applyLifecycle(ctx: Ctx, lifecycle: ResolvedLifecycleOptions & { location: string }): Promise<BucketSettingOutcome> {
   const wanted = lifecycleRules(lifecycle);
   let current: LifecycleRule[];
+  // A bucket-wide setting beside the rules (AWS): written back as it was, or the PUT would reset it.
+  let minimumSize: TransitionDefaultMinimumObjectSize | undefined;
   try {
     const out = await ctx.client.send(new GetBucketLifecycleConfigurationCommand({ Bucket: ctx.bucket }), ctx.options);
     current = out.Rules ?? [];
+    minimumSize = out.TransitionDefaultMinimumObjectSize;
   } catch (error) {
     if (codeOf(error) !== 'NoSuchLifecycleConfiguration') throw settingError(ctx, 'read the lifecycle rules', 's3:GetLifecycleConfiguration', 'media.lifecycle', error);
     current = [];
@@ -166,7 +170,7 @@ async function applyLifecycle(ctx: Ctx, lifecycle: ResolvedLifecycleOptions & { 
   if (!merged) return 'unchanged';
   try {
     await ctx.client.send(
-      new PutBucketLifecycleConfigurationCommand({ Bucket: ctx.bucket, LifecycleConfiguration: { Rules: merged } }),
+      new PutBucketLifecycleConfigurationCommand({ Bucket: ctx.bucket, LifecycleConfiguration: { Rules: merged }, TransitionDefaultMinimumObjectSize: minimumSize }),
       ctx.options,
     );
   } catch (error) {
@@ -200,8 +204,7 @@ async function applyCorsRule(ctx: Ctx, cors: Required<StorageCorsRule> & { locat
   const merged = mergeById(current, wanted, (r) => r.ID, sameCorsRule);
   if (!merged) return 'unchanged';
   try {
-    if (merged.length === 0) await ctx.client.send(new DeleteBucketCorsCommand({ Bucket: ctx.bucket }), ctx.options);
-    else await ctx.client.send(new PutBucketCorsCommand({ Bucket: ctx.bucket, CORSConfiguration: { CORSRules: merged } }), ctx.options);
+    await ctx.client.send(new PutBucketCorsCommand({ Bucket: ctx.bucket, CORSConfiguration: { CORSRules: merged } }), ctx.options);
   } catch (error) {
     throw settingError(ctx, 'apply the CORS rule', 's3:PutBucketCORS', 'media.cors', error);
   }
@@ -336,6 +339,12 @@ function settingError(ctx: Ctx, what: string, permission: string, option: string
   const code = codeOf(error);
   const detail = [code, status && `HTTP ${status}`].filter(Boolean).join(', ') || 'no answer';
   const context = { bucket: ctx.bucket, endpoint: ctx.endpoint, cause: error };
+  if (ctx.options.abortSignal.aborted || isTimeout(error)) {
+    return new BucketBootstrapError('timeout', `could not ${what}: no answer within ${ctx.timeoutMs} ms (bootstrapTimeout sets the limit)`, context);
+  }
+  if (isNetworkError(error)) {
+    return new BucketBootstrapError('unreachable', `could not ${what}: the endpoint is unreachable`, context);
+  }
   if (status === 501 || status === 405 || (code && UNSUPPORTED.has(code))) {
     return new BucketBootstrapError(
       'failed',

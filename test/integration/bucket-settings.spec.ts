@@ -13,7 +13,7 @@ import {
   PutBucketLifecycleConfigurationCommand,
   PutBucketPolicyCommand,
   PutObjectCommand,
-  type S3Client,
+  S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Test } from '@nestjs/testing';
@@ -25,6 +25,7 @@ import { startLocalS3 } from '../../lib/local-s3.js';
 import { BucketBootstrapError } from '../../lib/storage.errors.js';
 import { StorageModule } from '../../lib/storage.module.js';
 import { storageFixture } from '../harness/nest-storage.js';
+import { blackhole, closedPort } from '../harness/net.js';
 import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, skipWithReason, uniqueBucket } from '../harness/s3-test-env.js';
 
 const CJS_CLI = resolve(process.cwd(), 'dist/cjs/cli.js');
@@ -302,6 +303,39 @@ describe('a server without lifecycle or policy support', () => {
     }
   });
 });
+
+describe('failures', () => {
+  it('a stalled server fails within the time left, as "timeout"; a closed port as "unreachable"', async () => {
+    const { port, close } = await blackhole();
+    const settings = { lifecycle: { location: 'media', abortIncompleteMultipartUploadDays: 7, expirePendingDays: 7 } };
+    const stalled = rawClientAt(`http://127.0.0.1:${port}`);
+    const started = Date.now();
+    try {
+      const error = await applyBucketSettings(stalled, 'media', settings, `http://127.0.0.1:${port}`, 1500).then(() => undefined, (e: unknown) => e);
+      expect(error).toBeInstanceOf(BucketBootstrapError);
+      expect((error as BucketBootstrapError).reason).toBe('timeout');
+      expect((error as BucketBootstrapError).message).toBe(
+        `Bucket "media" at http://127.0.0.1:${port}: could not read the lifecycle rules: no answer within 1500 ms (bootstrapTimeout sets the limit)`,
+      );
+      expect(Date.now() - started).toBeLessThan(10_000);
+    } finally {
+      stalled.destroy();
+      close();
+    }
+    const closed = await closedPort();
+    const refused = rawClientAt(`http://127.0.0.1:${closed}`);
+    try {
+      const error = await applyBucketSettings(refused, 'media', settings, `http://127.0.0.1:${closed}`, 5000).then(() => undefined, (e: unknown) => e);
+      expect((error as BucketBootstrapError).reason).toBe('unreachable');
+    } finally {
+      refused.destroy();
+    }
+  });
+});
+
+function rawClientAt(endpoint: string): S3Client {
+  return new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, maxAttempts: 1, credentials: { accessKeyId: 'AKID', secretAccessKey: 'secret-not-used' } });
+}
 
 interface Run {
   code: number | null;
