@@ -87,18 +87,20 @@ export async function applyBucketSettings(
   endpoint: string,
   timeoutMs: number,
 ): Promise<BucketSettingsResult> {
-  const options = { abortSignal: AbortSignal.timeout(timeoutMs) };
-  const ctx = { client, bucket, endpoint, options, timeoutMs };
-  return serialized(`${endpoint} ${bucket}`, async () => ({
-    lifecycle: settings.lifecycle ? await applyLifecycle(ctx, settings.lifecycle) : 'skipped',
-    cors: settings.cors ? await applyCorsRule(ctx, settings.cors) : 'skipped',
-    policy: settings.publicRead ? await applyPublicRead(ctx, settings.publicRead.location) : 'skipped',
-  }));
+  return serialized(`${endpoint} ${bucket}`, async () => {
+    const ctx = { client, bucket, endpoint, options: { abortSignal: AbortSignal.timeout(timeoutMs) }, timeoutMs };
+    return {
+      lifecycle: settings.lifecycle ? await applyLifecycle(ctx, settings.lifecycle) : 'skipped',
+      cors: settings.cors ? await applyCorsRule(ctx, settings.cors) : 'skipped',
+      policy: settings.publicRead ? await applyPublicRead(ctx, settings.publicRead.location) : 'skipped',
+    };
+  });
 }
 
 /**
- * Named storages of one app sharing a bucket boot at the same time: without this, both would
- * read the same configuration and the second write would drop the first one's rules.
+ * Two callers in one process applying settings to one bucket at once (two apps booting side by
+ * side, storages sharing a bucket, direct calls) would both read the same configuration, and
+ * the second write would drop the first one's rules: one bucket's settings go one at a time.
  */
 const queues = new Map<string, Promise<unknown>>();
 function serialized<T>(key: string, run: () => Promise<T>): Promise<T> {
