@@ -4,13 +4,22 @@
  * instances may race to create it: "already owned by you" is success. Bounded in time:
  * start-up fails after `bootstrapTimeout` ms with an error naming endpoint and bucket.
  */
-import { CreateBucketCommand, HeadBucketCommand, PutBucketCorsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Inject, Injectable, Logger, type OnApplicationBootstrap } from '@nestjs/common';
+import {
+  applyBucketSettings,
+  hasBucketSettings,
+  mediaBucketSettings,
+  mergeBucketSettings,
+  staticBucketSettings,
+  type BucketSettings,
+  type BucketSettingsResult,
+} from './bucket-settings.js';
 import { describeEndpoint } from './s3-client.factory.js';
 import { codeOf, isNetworkError, isNotFound, isTimeout, statusOf } from './s3-errors.js';
 import { MEDIA_S3_CLIENT, STATIC_S3_CLIENT, STORAGE_OPTIONS } from './storage.constants.js';
 import { BucketBootstrapError } from './storage.errors.js';
-import type { EnsureBucketMode, StorageCorsRule } from './storage-module-options.interface.js';
+import type { EnsureBucketMode } from './storage-module-options.interface.js';
 import type { ResolvedConnectionOptions, ResolvedStorageOptions } from './storage-options.validation.js';
 
 /** What {@link ensureBucket} found or did. */
@@ -133,28 +142,7 @@ function delay(ms: number, signal: AbortSignal): Promise<void> {
   });
 }
 
-/** Replaces the bucket's CORS configuration with one rule. */
-export async function applyCors(client: S3Client, bucket: string, rule: Required<StorageCorsRule>, endpoint: string, timeoutMs: number): Promise<void> {
-  const CORSRules = [
-    {
-      AllowedOrigins: rule.allowedOrigins,
-      AllowedMethods: rule.allowedMethods,
-      AllowedHeaders: rule.allowedHeaders,
-      ExposeHeaders: rule.exposeHeaders,
-      MaxAgeSeconds: rule.maxAgeSeconds,
-    },
-  ];
-  try {
-    await client.send(new PutBucketCorsCommand({ Bucket: bucket, CORSConfiguration: { CORSRules } }), { abortSignal: AbortSignal.timeout(timeoutMs) });
-  } catch (error) {
-    const status = statusOf(error);
-    throw new BucketBootstrapError(
-      status === 403 ? 'access-denied' : 'failed',
-      `could not apply the CORS rule (${[codeOf(error), status && `HTTP ${status}`].filter(Boolean).join(', ') || 'no answer'}); the policy needs s3:PutBucketCORS`,
-      { bucket, endpoint, cause: error },
-    );
-  }
-}
+export { applyCors } from './bucket-settings.js';
 
 /** Runs {@link ensureBucket} for each configured bucket when the application boots. */
 @Injectable()
@@ -168,18 +156,50 @@ export class StorageBootstrap implements OnApplicationBootstrap {
   ) {}
 
   async onApplicationBootstrap(): Promise<void> {
-    const { ensureBucket: mode, bootstrapTimeout, media } = this.options;
-    const targets: [S3Client, ResolvedConnectionOptions][] = [[this.mediaClient, media]];
-    const st = this.options.static;
-    if (st && this.staticClient && !(st.bucket === media.bucket && st.endpoint === media.endpoint)) {
-      targets.push([this.staticClient, st]);
-    }
+    const { ensureBucket: mode, bootstrapTimeout } = this.options;
     await Promise.all(
-      targets.map(async ([client, connection]) => {
+      bootstrapTargets(this.options, this.mediaClient, this.staticClient).map(async ({ client, connection, settings }) => {
+        const started = Date.now();
         const result = await ensureBucket(client, connection, mode, bootstrapTimeout);
         if (result === 'created') this.logger.log(`Created bucket "${connection.bucket}" at ${describeEndpoint(connection)}`);
-        if (mode !== 'off' && connection === media && media.cors) await applyCors(client, media.bucket, media.cors, describeEndpoint(media), bootstrapTimeout);
+        if (mode === 'off' || !hasBucketSettings(settings)) return;
+        // bootstrapTimeout bounds the check and the settings together.
+        const left = Math.max(1, bootstrapTimeout - (Date.now() - started));
+        const applied = await applyBucketSettings(client, connection.bucket, settings, describeEndpoint(connection), left);
+        const updated = describeUpdated(applied);
+        if (updated) this.logger.log(`Updated ${updated} of bucket "${connection.bucket}" at ${describeEndpoint(connection)}`);
       }),
     );
   }
+}
+
+/** One bootstrap target per distinct bucket, with the settings every storage on it asks for. */
+export interface BootstrapTarget<C> {
+  client: C;
+  connection: ResolvedConnectionOptions;
+  settings: BucketSettings;
+}
+
+/**
+ * The buckets to check and the settings to apply: media's, and static's unless it shares the
+ * media bucket (then its settings join media's). `which` narrows it for `ensure-bucket --media|--static`.
+ */
+export function bootstrapTargets<C>(options: ResolvedStorageOptions, mediaClient: C, staticClient: C | null, which: 'media' | 'static' | 'both' = 'both'): BootstrapTarget<C>[] {
+  const { media } = options;
+  const st = options.static;
+  const targets: BootstrapTarget<C>[] = [];
+  if (which !== 'static') targets.push({ client: mediaClient, connection: media, settings: mediaBucketSettings(media) });
+  if (which !== 'media' && st && staticClient) {
+    const shared = targets.find((t) => t.connection.bucket === st.bucket && t.connection.endpoint === st.endpoint);
+    if (shared) shared.settings = mergeBucketSettings(shared.settings, staticBucketSettings(st));
+    else targets.push({ client: staticClient, connection: st, settings: staticBucketSettings(st) });
+  }
+  return targets;
+}
+
+/** "lifecycle rules and bucket policy", or '' when nothing was written. */
+export function describeUpdated(result: BucketSettingsResult): string {
+  const names = { lifecycle: 'lifecycle rules', cors: 'CORS rule', policy: 'bucket policy' } as const;
+  const updated = (Object.keys(names) as (keyof typeof names)[]).filter((k) => result[k] === 'updated').map((k) => names[k]);
+  return updated.length <= 1 ? (updated[0] ?? '') : `${updated.slice(0, -1).join(', ')} and ${updated.at(-1)}`;
 }

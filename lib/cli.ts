@@ -4,7 +4,7 @@
  * `storageConfig` (the seed's `AWS_*` / `MEDIA_S3_*`):
  *
  *   nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune] [--no-cache]
- *   nestjs-s3-storage ensure-bucket [--media|--static]
+ *   nestjs-s3-storage ensure-bucket [--media|--static]   (then merges in the bucket settings, see bucket-settings.ts)
  *
  * It uses `StaticManifestStorage` and `ensureBucket` exactly as an app does: there is no
  * second upload or hashing path. Failures end with exit code 1 and one clear line (no stack
@@ -30,7 +30,9 @@ const USAGE = `Usage:
       --no-cache read and hash every file (by default md5s of unchanged files are
                  remembered in node_modules/.cache/nestjs-s3-storage/)
   nestjs-s3-storage ensure-bucket [--media|--static]
-      Create the bucket(s) when missing (both configured buckets by default).
+      Create the bucket(s) when missing (both configured buckets by default), then merge in
+      the bucket settings: MEDIA_S3_CORS_ORIGINS and MEDIA_S3_LIFECYCLE (media), AWS_S3_PUBLIC_READ
+      (static: anonymous reads of AWS_LOCATION/* only). Rules others put on the bucket are kept.
 
 Configured from the environment: AWS_STORAGE_BUCKET_NAME, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_SESSION_TOKEN (temporary credentials), AWS_S3_REGION, AWS_S3_ENDPOINT_URL, AWS_LOCATION (static
@@ -90,19 +92,21 @@ export async function main(argv: readonly string[], io: CliIo = { env: process.e
       if (flags.size > 1) throw new UsageError('pass at most one of --media and --static');
       const which = flags.has('--media') ? 'media' : flags.has('--static') ? 'static' : 'both';
       const options = loadOptions(io.env, which === 'static' ? 'static' : 'media');
-      const targets: ResolvedConnectionOptions[] = [];
-      if (which !== 'static') targets.push(options.media);
-      if (which !== 'media' && options.static) {
-        const st = options.static;
-        if (!targets.some((t) => t.bucket === st.bucket && t.endpoint === st.endpoint)) targets.push(st);
-      }
       // "check" in the environment means: never create; the command then only verifies.
       const mode = options.ensureBucket === 'check' ? 'check' : 'create';
       // Loaded on demand: it brings in @nestjs/common, which collectstatic does not need.
-      const { ensureBucket } = await import('./bucket-bootstrap.js');
-      for (const target of targets) {
-        const result = await ensureBucket(client(target), target, mode, options.bootstrapTimeout);
+      const { ensureBucket, bootstrapTargets, describeUpdated } = await import('./bucket-bootstrap.js');
+      const { applyBucketSettings, hasBucketSettings } = await import('./bucket-settings.js');
+      const targets = bootstrapTargets<ResolvedConnectionOptions>(options, options.media, options.static ?? null, which);
+      for (const { connection: target, settings } of targets) {
+        const s3 = client(target);
+        const result = await ensureBucket(s3, target, mode, options.bootstrapTimeout);
         io.stdout.write(`bucket "${target.bucket}" at ${describeEndpoint(target)}: ${result === 'created' ? 'created' : 'exists'}\n`);
+        // The same settings, merged the same way, as the bootstrap hook applies.
+        if (!hasBucketSettings(settings)) continue;
+        const applied = await applyBucketSettings(s3, target.bucket, settings, describeEndpoint(target), options.bootstrapTimeout);
+        const updated = describeUpdated(applied);
+        io.stdout.write(`bucket "${target.bucket}": ${updated ? `updated ${updated}` : 'settings unchanged'}\n`);
       }
       return 0;
     }

@@ -10,6 +10,7 @@ export {
   type ResolvedMediaOptions,
   type ResolvedStaticOptions,
   type ResolvedConnectionOptions,
+  type ResolvedLifecycleOptions,
 } from './storage-options.validation.js';
 export * from './storage.config.js';
 export * from './storage-env.js';
@@ -27,6 +28,7 @@ export { guessContentType, extensionFor } from './content-type.js';
 export { MediaUploadInterceptor, UploadedMedia, type UploadedMediaFile, type MediaUploadOptions, type MediaUploadNameContext } from './media-upload.interceptor.js';
 export { sniffContentType, SNIFFABLE_TYPES } from './content-sniffing.js';
 export { applyCors } from './bucket-bootstrap.js';
+export { applyBucketSettings, PUBLIC_READ_SID, type BucketSettings, type BucketSettingsResult, type BucketSettingOutcome } from './bucket-settings.js';
 export {
   StaticManifestStorage,
   IMMUTABLE_CACHE_CONTROL,

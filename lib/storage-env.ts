@@ -22,6 +22,7 @@ export const STORAGE_ENV = {
   MEDIA_S3_CLOUDFRONT_KEY_ID: 'media.cloudfront.keyPairId',
   MEDIA_S3_CLOUDFRONT_KEY: 'media.cloudfront.privateKey (PEM; \\n for line breaks)',
   MEDIA_S3_CORS_ORIGINS: 'media.cors.allowedOrigins (comma-separated)',
+  MEDIA_S3_LIFECYCLE: 'media.lifecycle (true or false)',
   MEDIA_S3_TIMEOUT: 'media.timeout (ms)',
   MEDIA_S3_MAX_ATTEMPTS: 'media.maxAttempts',
   AWS_STORAGE_BUCKET_NAME: 'static.bucket',
@@ -33,6 +34,7 @@ export const STORAGE_ENV = {
   AWS_S3_URL_ENDPOINT_URL: 'static.publicEndpoint',
   AWS_S3_CUSTOM_DOMAIN: 'static.customDomain',
   AWS_LOCATION: 'static.location',
+  AWS_S3_PUBLIC_READ: 'static.publicRead (true or false)',
   STORAGE_ENSURE_BUCKET: 'ensureBucket',
 } as const;
 
@@ -71,6 +73,7 @@ export function storageOptionsFromEnv(env: Env = process.env): StorageModuleOpti
           publicEndpoint: value('AWS_S3_URL_ENDPOINT_URL'),
           customDomain: value('AWS_S3_CUSTOM_DOMAIN'),
           location: value('AWS_LOCATION'),
+          publicRead: flag(value('AWS_S3_PUBLIC_READ')),
         })
       : undefined,
     ensureBucket: value('STORAGE_ENSURE_BUCKET') as StorageModuleOptions['ensureBucket'],
@@ -134,7 +137,16 @@ function prefixedMediaSettings(prefix: string, value: Value, number: NumberValue
     timeout: number(`${p}TIMEOUT`),
     maxAttempts: number(`${p}MAX_ATTEMPTS`),
     cors: origins === undefined ? undefined : { allowedOrigins: origins.split(',').map((o) => o.trim()).filter(Boolean) },
+    lifecycle: flag(value(`${p}LIFECYCLE`)),
   };
+}
+
+/** `true`/`false` (any case) as booleans; anything else passed through for validation to name. */
+function flag(v: string | undefined): boolean | undefined {
+  if (v === undefined) return undefined;
+  const lower = v.toLowerCase();
+  if (lower === 'true' || lower === 'false') return lower === 'true';
+  return v as unknown as boolean;
 }
 
 /**

@@ -160,8 +160,8 @@ export interface StorageCorsRule {
   /** Origins allowed, e.g. `['http://localhost:3000']`. Required. */
   allowedOrigins: string[];
   /**
-   * Methods allowed.
-   * @default ['GET', 'HEAD', 'POST']
+   * Methods allowed (PUT for browsers sending multipart parts to signed part URLs).
+   * @default ['GET', 'HEAD', 'POST', 'PUT']
    */
   allowedMethods?: ('GET' | 'HEAD' | 'POST' | 'PUT' | 'DELETE')[];
   /**
@@ -170,7 +170,7 @@ export interface StorageCorsRule {
    */
   allowedHeaders?: string[];
   /**
-   * Response headers scripts may read.
+   * Response headers scripts may read (a browser completing a multipart upload reads each part's `ETag`).
    * @default ['ETag']
    */
   exposeHeaders?: string[];
@@ -179,6 +179,22 @@ export interface StorageCorsRule {
    * @default 3000
    */
   maxAgeSeconds?: number;
+}
+
+/** Day counts of the lifecycle rules the bucket bootstrap applies for a media storage. */
+export interface StorageLifecycleOptions {
+  /**
+   * Days after which S3 aborts a multipart upload that was never completed (and deletes its
+   * parts), under the media `location`.
+   * @default 7
+   */
+  abortIncompleteMultipartUploadDays?: number;
+  /**
+   * Days after which S3 deletes objects under `<location>/.pending/`: direct uploads never
+   * confirmed, and the claims `confirmUpload()` leaves there.
+   * @default 7
+   */
+  expirePendingDays?: number;
 }
 
 /** A CloudFront distribution whose origin is the media bucket, and the key that signs for it. */
@@ -259,11 +275,22 @@ export interface MediaStorageOptions extends S3ConnectionOptions {
   /** Headers stored with every object. */
   objectParameters?: ObjectParameters;
   /**
-   * A CORS rule the start-up hook puts on the bucket (replacing its CORS configuration),
-   * for direct browser uploads in development. Not applied with `ensureBucket: 'off'`.
+   * A CORS rule the bucket bootstrap (and `nestjs-s3-storage ensure-bucket`) puts on the
+   * bucket, for direct browser uploads. Merged by its rule ID (`nestjs-s3-storage-cors`,
+   * `…:<location>` under a location): other rules on the bucket are kept. Not applied with
+   * `ensureBucket: 'off'`. Env: `MEDIA_S3_CORS_ORIGINS`.
    * @default undefined (the bucket's CORS configuration is left alone)
    */
   cors?: StorageCorsRule;
+  /**
+   * Lifecycle rules the bucket bootstrap (and `ensure-bucket`) applies, so nothing is left
+   * behind: abort incomplete multipart uploads under `location` after N days, and expire
+   * `<location>/.pending/` after N days. `true` takes the defaults (7 and 7). Merged by rule
+   * ID: other rules on the bucket are kept. Not applied with `ensureBucket: 'off'`.
+   * Env: `MEDIA_S3_LIFECYCLE` (`true`/`false`).
+   * @default false (the bucket's lifecycle configuration is left alone)
+   */
+  lifecycle?: boolean | StorageLifecycleOptions;
   /**
    * Part size in bytes for multipart uploads of large or unknown-length bodies (min 5 MiB).
    * Bodies up to one part are sent in a single PutObject.
@@ -317,6 +344,15 @@ export interface StaticStorageOptions extends S3ConnectionOptions {
    * @default 16
    */
   concurrency?: number;
+  /**
+   * Make static files publicly readable: the bucket bootstrap (and `ensure-bucket --static`)
+   * merges a policy statement (Sid `nestjs-s3-storage-static-public-read`) granting anonymous
+   * `s3:GetObject` on `<location>/*` only, never the bucket or the media prefix. Not applied
+   * with `ensureBucket: 'off'`. On AWS, Block Public Access must be lifted for the bucket.
+   * Env: `AWS_S3_PUBLIC_READ` (`true`/`false`).
+   * @default false (the bucket policy is left alone)
+   */
+  publicRead?: boolean;
 }
 
 /** Options of `StorageModule.forRoot()`. */
@@ -328,7 +364,8 @@ export interface StorageModuleOptions {
   /**
    * What the `OnApplicationBootstrap` hook does about each configured bucket: `'create'`
    * creates it when missing, `'check'` fails start-up when it is missing, `'off'` skips
-   * the check.
+   * the check. Unless `'off'`, the bucket settings (`media.cors`, `media.lifecycle`,
+   * `static.publicRead`) are then merged into the bucket's configuration.
    * @default 'create'
    */
   ensureBucket?: EnsureBucketMode;

@@ -42,6 +42,7 @@ import type {
   StorageCorsRule,
   StorageCredentialProvider,
   StorageCredentials,
+  StorageLifecycleOptions,
   StorageModuleOptions,
 } from './storage-module-options.interface.js';
 
@@ -165,6 +166,20 @@ class CorsSchema implements StorageCorsRule {
   @IsInt({ message: 'must be a whole number of seconds' })
   @IsOptional()
   maxAgeSeconds?: number;
+}
+
+class LifecycleSchema implements StorageLifecycleOptions {
+  @Max(3650, { message: 'must be at most 3650 days' })
+  @Min(1, { message: 'must be at least 1 day (S3 counts lifecycle ages in whole days)' })
+  @IsInt({ message: 'must be a whole number of days, e.g. 7' })
+  @IsOptional()
+  abortIncompleteMultipartUploadDays?: number;
+
+  @Max(3650, { message: 'must be at most 3650 days' })
+  @Min(1, { message: 'must be at least 1 day (S3 counts lifecycle ages in whole days)' })
+  @IsInt({ message: 'must be a whole number of days, e.g. 7' })
+  @IsOptional()
+  expirePendingDays?: number;
 }
 
 class CloudFrontSchema implements CloudFrontOptions {
@@ -295,6 +310,12 @@ class MediaSchema extends ConnectionSchema implements MediaStorageOptions {
   @IsOptional()
   cors?: StorageCorsRule;
 
+  @ValidateNested()
+  @IsObject({ message: 'must be true, false or an object such as { abortIncompleteMultipartUploadDays: 7, expirePendingDays: 7 } (got $value)' })
+  @ValidateIf((o: MediaSchema) => typeof o.lifecycle !== 'boolean')
+  @IsOptional()
+  lifecycle?: boolean | StorageLifecycleOptions;
+
   @Max(5 * 1024 * MIB, { message: 'must be at most 5 GiB (the S3 maximum part size)' })
   @Min(5 * MIB, { message: 'must be at least 5242880 bytes (5 MiB, the S3 minimum part size)' })
   @IsInt({ message: 'must be a whole number of bytes' })
@@ -346,6 +367,10 @@ class StaticSchema extends ConnectionSchema implements StaticStorageOptions {
   @IsInt({ message: 'must be a whole number' })
   @IsOptional()
   concurrency?: number;
+
+  @IsBoolean({ message: 'must be true or false (AWS_S3_PUBLIC_READ: "true" or "false")' })
+  @IsOptional()
+  publicRead?: boolean;
 }
 
 class ModuleSchema {
@@ -384,6 +409,12 @@ export interface ResolvedConnectionOptions {
   maxSockets: number;
 }
 
+/** Lifecycle day counts with defaults applied. */
+export interface ResolvedLifecycleOptions {
+  abortIncompleteMultipartUploadDays: number;
+  expirePendingDays: number;
+}
+
 /** Media options with every default applied. */
 export interface ResolvedMediaOptions extends ResolvedConnectionOptions {
   publicEndpoint?: string;
@@ -399,6 +430,8 @@ export interface ResolvedMediaOptions extends ResolvedConnectionOptions {
   customDomain?: string;
   objectParameters: ObjectParameters;
   cors?: Required<StorageCorsRule>;
+  /** Undefined when off. */
+  lifecycle?: ResolvedLifecycleOptions;
   partSize: number;
   queueSize: number;
   multipartCopyThreshold: number;
@@ -419,6 +452,7 @@ export interface ResolvedStaticOptions extends ResolvedConnectionOptions {
   manifestName: string;
   manifestStrict: boolean;
   concurrency: number;
+  publicRead: boolean;
 }
 
 /** Module options after validation, with every default applied. */
@@ -456,11 +490,12 @@ export function resolveStorageOptions(options: StorageModuleOptions): ResolvedSt
     objectParameters: { ...media.objectParameters },
     cors: media.cors && {
       allowedOrigins: [...media.cors.allowedOrigins],
-      allowedMethods: media.cors.allowedMethods ?? ['GET', 'HEAD', 'POST'],
+      allowedMethods: media.cors.allowedMethods ?? ['GET', 'HEAD', 'POST', 'PUT'],
       allowedHeaders: media.cors.allowedHeaders ?? ['*'],
       exposeHeaders: media.cors.exposeHeaders ?? ['ETag'],
       maxAgeSeconds: media.cors.maxAgeSeconds ?? 3000,
     },
+    lifecycle: resolveLifecycle(media.lifecycle),
     partSize: media.partSize ?? 8 * MIB,
     queueSize: media.queueSize ?? 4,
     multipartCopyThreshold: media.multipartCopyThreshold ?? 5 * 1024 * MIB,
@@ -474,6 +509,7 @@ export function resolveStorageOptions(options: StorageModuleOptions): ResolvedSt
     manifestName: st.manifestName ?? 'staticfiles.json',
     manifestStrict: st.manifestStrict ?? true,
     concurrency: st.concurrency ?? 16,
+    publicRead: st.publicRead ?? false,
   };
   return {
     media: resolvedMedia,
@@ -515,6 +551,7 @@ function toConnection<T extends ConnectionSchema>(target: T, plain: Record<strin
     (out as MediaSchema).cloudfront = Object.assign(new CloudFrontSchema(), plain.cloudfront);
   }
   if (isObject(plain.cors) && out instanceof MediaSchema) (out as MediaSchema).cors = Object.assign(new CorsSchema(), plain.cors);
+  if (isObject(plain.lifecycle) && out instanceof MediaSchema) (out as MediaSchema).lifecycle = Object.assign(new LifecycleSchema(), plain.lifecycle);
   return out;
 }
 
@@ -544,12 +581,56 @@ function crossFieldProblems(plain: Record<string, unknown>): string[] {
     );
   }
   problems.push(...urlCacheProblems(media));
+  problems.push(...publicReadProblems(media, isObject(plain.static) ? plain.static : undefined));
   if (media && isObject(media.objectParameters) && isObject(media.objectParameters.metadata)) {
     for (const [k, v] of Object.entries(media.objectParameters.metadata)) {
       if (typeof v !== 'string') problems.push(`media.objectParameters.metadata.${k}: must be a string`);
     }
   }
   return problems;
+}
+
+/** Day counts with the defaults (7 and 7: slow resumable uploads survive a week); undefined when off. */
+function resolveLifecycle(lifecycle: MediaStorageOptions['lifecycle']): ResolvedLifecycleOptions | undefined {
+  if (!lifecycle) return undefined;
+  const days = lifecycle === true ? {} : lifecycle;
+  return { abortIncompleteMultipartUploadDays: days.abortIncompleteMultipartUploadDays ?? 7, expirePendingDays: days.expirePendingDays ?? 7 };
+}
+
+/**
+ * `static.publicRead` makes `<static location>/*` readable by anyone: refuse it when that
+ * would cover more than the static files (the whole bucket, a wildcard, media names).
+ */
+function publicReadProblems(media: Record<string, unknown> | undefined, st: Record<string, unknown> | undefined): string[] {
+  if (!st || st.publicRead !== true) return [];
+  // An invalid location is reported on its own (crossFieldProblems).
+  const safeTrim = (location: string): string | undefined => {
+    try {
+      return trimPrefix(location);
+    } catch {
+      return undefined;
+    }
+  };
+  const stLocation = safeTrim(typeof st.location === 'string' ? st.location : 'static');
+  if (stLocation === undefined) return [];
+  if (stLocation === '') {
+    return ['static.publicRead: cannot be true with static files at the bucket root (static.location ""): the whole bucket would be public; give static files a location such as "static"'];
+  }
+  if (/[*?]/.test(stLocation)) {
+    return [`static.publicRead: cannot be true with a static.location containing "*" or "?" ("${stLocation}"): the policy's resource would match other prefixes too`];
+  }
+  if (!media || media.bucket !== st.bucket || (media.endpoint ?? undefined) !== (st.endpoint ?? undefined)) return [];
+  const mediaLocation = safeTrim(typeof media.location === 'string' ? media.location : '');
+  if (mediaLocation === undefined) return [];
+  const overlaps =
+    mediaLocation === '' ||
+    mediaLocation === stLocation ||
+    mediaLocation.startsWith(`${stLocation}/`) ||
+    stLocation.startsWith(`${mediaLocation}/`);
+  if (!overlaps) return [];
+  return [
+    `static.publicRead: media files (location "${mediaLocation}") share bucket "${String(st.bucket)}" with static files (location "${stLocation}") and their prefixes overlap, so media would become public too; give media and static files separate locations (e.g. "media" and "static")`,
+  ];
 }
 
 /**

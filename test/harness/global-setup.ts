@@ -15,8 +15,11 @@ import {
   CreateMultipartUploadCommand,
   DeleteBucketCommand,
   DeleteObjectCommand,
+  GetBucketLifecycleConfigurationCommand,
   GetObjectCommand,
   ListObjectsV2Command,
+  PutBucketLifecycleConfigurationCommand,
+  PutBucketPolicyCommand,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
@@ -47,8 +50,19 @@ export interface TestServer {
  *   keeps each segment as a file name).
  * - `list-pagination`: ListObjectsV2 pages with continuation tokens (s3rver 3.7 makes them
  *   with DES, which OpenSSL 3 refuses: a truncated listing gets a 500).
+ * - `lifecycle`: PutBucketLifecycleConfiguration is accepted and reads back (not s3rver).
+ * - `bucket-policies`: a policy granting anonymous GetObject on `pub/*` makes that prefix,
+ *   and only it, readable anonymously (not s3rver).
  */
-export type Capability = 'signatures' | 'private' | 'conditional-writes' | 'conditional-complete' | 'long-key-segments' | 'list-pagination';
+export type Capability =
+  | 'signatures'
+  | 'private'
+  | 'conditional-writes'
+  | 'conditional-complete'
+  | 'long-key-segments'
+  | 'list-pagination'
+  | 'lifecycle'
+  | 'bucket-policies';
 
 /**
  * The built lib's local server: jest's global setup gets no moduleNameMapper, so it loads
@@ -146,12 +160,41 @@ export async function probeCapabilities(server: TestServer): Promise<Capability[
     await client.send(new PutObjectCommand({ Bucket: bucket, Key: 'page-2.txt', Body: 'p' }));
     if (await client.send(new ListObjectsV2Command({ Bucket: bucket, MaxKeys: 1 })).then((page) => Boolean(page.NextContinuationToken), () => false)) found.push('list-pagination');
     await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'page-2.txt' }));
+    if (await lifecycleReadsBack(client, bucket)) found.push('lifecycle');
+    if (await prefixPolicyHonoured(client, server.endpoint, bucket, Key)) found.push('bucket-policies');
     await client.send(new DeleteObjectCommand({ Bucket: bucket, Key }));
     await client.send(new DeleteBucketCommand({ Bucket: bucket }));
   } finally {
     client.destroy();
   }
   return found;
+}
+
+async function lifecycleReadsBack(client: S3Client, Bucket: string): Promise<boolean> {
+  const Rules = [{ ID: 'probe', Status: 'Enabled' as const, Filter: { Prefix: 'probe/' }, Expiration: { Days: 1 } }];
+  try {
+    await client.send(new PutBucketLifecycleConfigurationCommand({ Bucket, LifecycleConfiguration: { Rules } }));
+    const out = await client.send(new GetBucketLifecycleConfigurationCommand({ Bucket }));
+    return out.Rules?.some((r) => r.ID === 'probe') ?? false;
+  } catch {
+    return false;
+  }
+}
+
+async function prefixPolicyHonoured(client: S3Client, endpoint: string, Bucket: string, privateKey: string): Promise<boolean> {
+  const Key = 'pub/probe.txt';
+  try {
+    await client.send(new PutObjectCommand({ Bucket, Key, Body: 'public probe' }));
+    const Policy = JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${Bucket}/pub/*` }] });
+    await client.send(new PutBucketPolicyCommand({ Bucket, Policy }));
+    const pub = await fetch(`${endpoint}/${Bucket}/${Key}`);
+    const priv = await fetch(`${endpoint}/${Bucket}/${privateKey}`);
+    return pub.status === 200 && priv.status === 403;
+  } catch {
+    return false;
+  } finally {
+    await client.send(new DeleteObjectCommand({ Bucket, Key })).catch(() => undefined);
+  }
 }
 
 /** True when `request` failed with 412 Precondition Failed; false when it succeeded or failed otherwise. */

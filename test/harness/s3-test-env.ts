@@ -43,6 +43,8 @@ const WHY: Record<Capability, string> = {
   'conditional-complete': 'ignores If-None-Match on CompleteMultipartUpload',
   'long-key-segments': 'cannot store a key segment longer than a file name (255 bytes)',
   'list-pagination': 'cannot page ListObjectsV2 with continuation tokens',
+  lifecycle: 'has no bucket lifecycle configuration (PutBucketLifecycleConfiguration)',
+  'bucket-policies': 'does not honour bucket policies (an anonymous GetObject grant on a prefix)',
 };
 
 /**
