@@ -347,6 +347,40 @@ function multipartExtras(store: FilesystemStore) {
   };
 }
 
+/**
+ * `If-Match` on GET and HEAD, which s3rver ignores: a read of another version than the one
+ * named answers 412 PreconditionFailed, as S3 does, so code that reads "this version only"
+ * (ranged downloads, upload checks) behaves here as it does in production. Returns false for
+ * every request it does not answer itself.
+ */
+function conditionalReads(store: FilesystemStore) {
+  return async (req: IncomingMessage, res: ServerResponse): Promise<boolean> => {
+    const wanted = req.headers['if-match'];
+    if ((req.method !== 'GET' && req.method !== 'HEAD') || typeof wanted !== 'string') return false;
+    const url = new URL(req.url ?? '/', 'http://local');
+    const [bucket, ...rest] = url.pathname.slice(1).split('/').map(decodeURIComponent);
+    const key = rest.join('/');
+    if (!bucket || !key) return false;
+    let path: string;
+    try {
+      path = `${store.getResourcePath(bucket, key, 'object')}.md5`;
+    } catch {
+      return false; // a key the guards refuse: s3rver answers it with their error
+    }
+    const etag = await readFile(path, 'utf8').catch(() => undefined);
+    if (etag === undefined) return false; // missing: s3rver answers 404
+    const matches = wanted
+      .split(',')
+      .map((t) => t.trim().replace(/^W\//, '').replace(/"/g, ''))
+      .some((t) => t === '*' || t === etag.trim());
+    if (matches) return false;
+    const body = req.method === 'HEAD' ? '' : xmlError('PreconditionFailed', 'At least one of the pre-conditions you specified did not hold');
+    res.writeHead(412, body ? { 'Content-Type': 'application/xml', 'Content-Length': Buffer.byteLength(body) } : {});
+    res.end(body);
+    return true;
+  };
+}
+
 /** Starts s3rver behind the guards above; resolves once it listens. */
 export async function startLocalS3(options: LocalS3Options = {}): Promise<LocalS3> {
   const { S3rver, S3Error, accounts } = await loadS3rver();
@@ -370,8 +404,9 @@ export async function startLocalS3(options: LocalS3Options = {}): Promise<LocalS
 
   const s3rver = app.callback();
   const extras = multipartExtras(app.store);
+  const conditional = conditionalReads(app.store);
   const handle = (req: IncomingMessage, res: ServerResponse): void => {
-    extras(req, res).then(
+    conditional(req, res).then((answered) => answered || extras(req, res)).then(
       (handled) => handled || s3rver(req, res),
       (error: Error) => process.nextTick(() => res.emit('error', error)),
     );

@@ -133,6 +133,18 @@ describe('startLocalS3', () => {
     await stillServes('eisdir-put');
   });
 
+  it('honours If-Match on GET and HEAD (which s3rver itself ignores): another version is 412', async () => {
+    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'if-match/a.txt', Body: 'version one' }));
+    const { ETag } = await client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'if-match/a.txt' }));
+    const got = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'if-match/a.txt', IfMatch: ETag, Range: 'bytes=0-6' }));
+    expect(await got.Body!.transformToString()).toBe('version');
+    await client.send(new PutObjectCommand({ Bucket: BUCKET, Key: 'if-match/a.txt', Body: 'version two' }));
+    expect(await failure(client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'if-match/a.txt', IfMatch: ETag })))).toMatchObject({ name: 'PreconditionFailed', status: 412 });
+    expect(await failure(client.send(new HeadObjectCommand({ Bucket: BUCKET, Key: 'if-match/a.txt', IfMatch: ETag })))).toMatchObject({ status: 412 });
+    const now = await client.send(new GetObjectCommand({ Bucket: BUCKET, Key: 'if-match/a.txt', IfMatch: '*' }));
+    expect(await now.Body!.transformToString()).toBe('version two');
+  });
+
   it('lists and aborts in-progress multipart uploads (which s3rver itself lacks)', async () => {
     const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key: 'open/upload.bin' }));
     const listed = await client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET, Prefix: 'open/' }));
