@@ -13,7 +13,7 @@ import { StorageModule } from '../../lib/storage.module.js';
 import { getMediaS3ClientToken } from '../../lib/storage-tokens.js';
 import { StorageHealthIndicator, StorageHealthModule } from '../../lib/terminus.js';
 import { blackhole, closedPort } from '../harness/net.js';
-import { createTestBucket, deleteTestBucket, mediaOptions, s3, uniqueBucket } from '../harness/s3-test-env.js';
+import { createTestBucket, deleteTestBucket, itRequires, mediaOptions, s3, uniqueBucket } from '../harness/s3-test-env.js';
 
 let bucket: string;
 let invoicesBucket: string;
@@ -92,7 +92,7 @@ describe('StorageHealthIndicator', () => {
     expect(sent).toEqual(['HeadBucketCommand']);
   });
 
-  it('wrong secret: down with AccessDenied, and neither secret in the result', async () => {
+  itRequires('signatures', 'wrong secret: down with AccessDenied, and neither secret in the result', async () => {
     const wrong = 'wrong-secret-' + 'x'.repeat(20);
     const { health, indicator } = await app([{ media: mediaOptions(bucket, { credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: wrong } }) }]);
     const { ok, result } = await check(health, [() => indicator.isHealthy('media')]);
