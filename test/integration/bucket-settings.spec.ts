@@ -17,18 +17,16 @@ import {
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Test } from '@nestjs/testing';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { applyBucketSettings, PUBLIC_READ_SID } from '../../lib/bucket-settings.js';
 import { startLocalS3 } from '../../lib/local-s3.js';
 import { BucketBootstrapError } from '../../lib/storage.errors.js';
 import { StorageModule } from '../../lib/storage.module.js';
 import { storageFixture } from '../harness/nest-storage.js';
 import { blackhole, closedPort } from '../harness/net.js';
+import { CJS_CLI, runCli as cli } from '../harness/cli.js';
 import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, skipWithReason, uniqueBucket } from '../harness/s3-test-env.js';
 
-const CJS_CLI = resolve(process.cwd(), 'dist/cjs/cli.js');
 const buckets: string[] = [];
 let raw: S3Client;
 
@@ -337,23 +335,3 @@ function rawClientAt(endpoint: string): S3Client {
   return new S3Client({ endpoint, region: 'us-east-1', forcePathStyle: true, maxAttempts: 1, credentials: { accessKeyId: 'AKID', secretAccessKey: 'secret-not-used' } });
 }
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [CJS_CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', AWS_EC2_METADATA_DISABLED: 'true', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => done({ code, stdout, stderr }));
-  });
-}

@@ -10,9 +10,7 @@ import type { AttributedAwsCredentialIdentity } from '@aws-sdk/types';
 import type { AwsCredentialIdentityProvider } from '@smithy/types';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Test, type TestingModule } from '@nestjs/testing';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
 import { MediaStorage } from '../../lib/media.storage.js';
 import { StaticManifestStorage } from '../../lib/static-manifest.storage.js';
 import { storageOptionsFromEnv } from '../../lib/storage-env.js';
@@ -21,6 +19,7 @@ import { StorageOperationError } from '../../lib/storage.errors.js';
 import { StorageModule } from '../../lib/storage.module.js';
 import type { StorageCredentialProvider, StorageCredentials, StorageModuleOptions } from '../../lib/storage-module-options.interface.js';
 import type { ResolvedStorageOptions } from '../../lib/storage-options.validation.js';
+import { CJS_CLI, runCli as cli } from '../harness/cli.js';
 import { createTestBucket, deleteTestBucket, mediaOptions, s3, skipWithReason } from '../harness/s3-test-env.js';
 import { removeTree, writeTree } from '../static/static-fixtures.js';
 
@@ -62,24 +61,6 @@ function itSts(name: string, fn: () => Promise<void>, timeout?: number): void {
     `the ${s3.kind} server at ${s3.endpoint} issues no session credentials (STS GetSessionToken failed: ${stsProblem}); test/s3-server/ceph.sh enables RGW's STS`,
     fn,
   );
-}
-
-const CJS_CLI = resolve(process.cwd(), 'dist/cjs/cli.js');
-
-function cli(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done, fail) => {
-    // Only what a CI job or a Lambda would export: nothing from a developer profile.
-    const child = spawn(process.execPath, [CJS_CLI, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', AWS_EC2_METADATA_DISABLED: 'true', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => done({ code, stdout, stderr }));
-  });
 }
 
 async function boot(options: StorageModuleOptions): Promise<TestingModule> {

@@ -4,37 +4,11 @@
  */
 import { GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { CJS_CLI, ESM_CLI, runCli as cli } from '../harness/cli.js';
 import { deleteTestBucket, itRequires, rawClient, s3, uniqueBucket } from '../harness/s3-test-env.js';
 import { removeTree, writeTree } from './static-fixtures.js';
 
-const ROOT = resolve(process.cwd());
-const CJS_CLI = resolve(ROOT, 'dist/cjs/cli.js');
-const ESM_CLI = resolve(ROOT, 'dist/esm/cli.js');
-
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-function cli(args: string[], env: Record<string, string>, script = CJS_CLI): Promise<Run> {
-  return new Promise((done, fail) => {
-    // A clean environment: nothing from the developer's AWS profile leaks in.
-    const child = spawn(process.execPath, [script, ...args], {
-      env: { PATH: process.env.PATH ?? '', HOME: '/nonexistent', AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true', AWS_EC2_METADATA_DISABLED: 'true', ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('error', fail);
-    child.on('close', (code) => done({ code, stdout, stderr }));
-  });
-}
 
 const bucket = uniqueBucket('cli');
 const env = {
