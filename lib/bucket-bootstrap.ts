@@ -144,6 +144,26 @@ function delay(ms: number, signal: AbortSignal): Promise<void> {
 
 export { applyCors } from './bucket-settings.js';
 
+/**
+ * One bucket's whole bootstrap, as the start-up hook and `ensure-bucket` run it: the bucket
+ * check, then its settings, both within `timeoutMs` together.
+ * @returns what the check found, and which settings were written (undefined: none, or unchanged)
+ */
+export async function ensureTarget(
+  client: S3Client,
+  connection: ResolvedConnectionOptions,
+  settings: BucketSettings,
+  mode: EnsureBucketMode,
+  timeoutMs: number,
+): Promise<{ result: EnsureBucketResult; settings: boolean; updated?: string }> {
+  const started = Date.now();
+  const result = await ensureBucket(client, connection, mode, timeoutMs);
+  if (mode === 'off' || !hasBucketSettings(settings)) return { result, settings: false };
+  const left = Math.max(1, timeoutMs - (Date.now() - started));
+  const applied = await applyBucketSettings(client, connection.bucket, settings, describeEndpoint(connection), left);
+  return { result, settings: true, updated: describeUpdated(applied) };
+}
+
 /** Runs {@link ensureBucket} for each configured bucket when the application boots. */
 @Injectable()
 export class StorageBootstrap implements OnApplicationBootstrap {
@@ -159,14 +179,8 @@ export class StorageBootstrap implements OnApplicationBootstrap {
     const { ensureBucket: mode, bootstrapTimeout } = this.options;
     await Promise.all(
       bootstrapTargets(this.options, this.mediaClient, this.staticClient).map(async ({ client, connection, settings }) => {
-        const started = Date.now();
-        const result = await ensureBucket(client, connection, mode, bootstrapTimeout);
+        const { result, updated } = await ensureTarget(client, connection, settings, mode, bootstrapTimeout);
         if (result === 'created') this.logger.log(`Created bucket "${connection.bucket}" at ${describeEndpoint(connection)}`);
-        if (mode === 'off' || !hasBucketSettings(settings)) return;
-        // bootstrapTimeout bounds the check and the settings together.
-        const left = Math.max(1, bootstrapTimeout - (Date.now() - started));
-        const applied = await applyBucketSettings(client, connection.bucket, settings, describeEndpoint(connection), left);
-        const updated = describeUpdated(applied);
         if (updated) this.logger.log(`Updated ${updated} of bucket "${connection.bucket}" at ${describeEndpoint(connection)}`);
       }),
     );

@@ -95,18 +95,13 @@ export async function main(argv: readonly string[], io: CliIo = { env: process.e
       // "check" in the environment means: never create; the command then only verifies.
       const mode = options.ensureBucket === 'check' ? 'check' : 'create';
       // Loaded on demand: it brings in @nestjs/common, which collectstatic does not need.
-      const { ensureBucket, bootstrapTargets, describeUpdated } = await import('./bucket-bootstrap.js');
-      const { applyBucketSettings, hasBucketSettings } = await import('./bucket-settings.js');
+      const { ensureTarget, bootstrapTargets } = await import('./bucket-bootstrap.js');
       const targets = bootstrapTargets<ResolvedConnectionOptions>(options, options.media, options.static ?? null, which);
       for (const { connection: target, settings } of targets) {
-        const s3 = client(target);
-        const result = await ensureBucket(s3, target, mode, options.bootstrapTimeout);
-        io.stdout.write(`bucket "${target.bucket}" at ${describeEndpoint(target)}: ${result === 'created' ? 'created' : 'exists'}\n`);
-        // The same settings, merged the same way, as the bootstrap hook applies.
-        if (!hasBucketSettings(settings)) continue;
-        const applied = await applyBucketSettings(s3, target.bucket, settings, describeEndpoint(target), options.bootstrapTimeout);
-        const updated = describeUpdated(applied);
-        io.stdout.write(`bucket "${target.bucket}": ${updated ? `updated ${updated}` : 'settings unchanged'}\n`);
+        // The same check and settings, merged the same way, as the bootstrap hook applies.
+        const done = await ensureTarget(client(target), target, settings, mode, options.bootstrapTimeout);
+        io.stdout.write(`bucket "${target.bucket}" at ${describeEndpoint(target)}: ${done.result === 'created' ? 'created' : 'exists'}\n`);
+        if (done.settings) io.stdout.write(`bucket "${target.bucket}": ${done.updated ? `updated ${done.updated}` : 'settings unchanged'}\n`);
       }
       return 0;
     }

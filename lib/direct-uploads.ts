@@ -19,7 +19,7 @@ import { unquote } from './abortable.js';
 import { extensionFor } from './content-type.js';
 import { SNIFF_BYTES, SNIFFABLE_TYPES, sniffContentType } from './content-sniffing.js';
 import { normalizeName, toKey } from './key-normalizer.js';
-import { codeOf, statusOf } from './s3-errors.js';
+import { isPreconditionFailure } from './media-writes.js';
 import { InvalidKeyError, ObjectNotFoundError, StorageError, UploadRejectedError } from './storage.errors.js';
 import type { ResolvedMediaOptions } from './storage-options.validation.js';
 import { encodeKeyPath, type UrlSigner } from './url-signer.js';
@@ -378,11 +378,4 @@ export function pendingName(name: string): string {
 
 export function claimName(name: string): string {
   return `${CLAIMS_PREFIX}/${name}`;
-}
-
-/** A conditional write lost to an object that already exists under the name. */
-function isPreconditionFailure(wrapped: unknown): boolean {
-  const error = wrapped instanceof StorageError ? wrapped.cause : wrapped;
-  const code = codeOf(error);
-  return statusOf(error) === 412 || code === 'PreconditionFailed' || code === 'ConditionalRequestConflict';
 }

@@ -6,13 +6,13 @@
  * uploads in direct-uploads.ts, copy/move/bulk deletes/list pages in object-operations.ts;
  * reads, stat, delete and the list iterator are single requests kept here.
  */
-import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { Logger } from '@nestjs/common';
 import { addAbortSignal, Readable } from 'node:stream';
 import { unquote } from './abortable.js';
 import type { CloudFrontCookies } from './cloudfront-signer.js';
 import { DirectUploads, type CreateUploadOptions, type DirectUpload, type UploadExpectations } from './direct-uploads.js';
-import { fromKey, normalizeName, normalizePrefix, toKey } from './key-normalizer.js';
+import { normalizeName, toKey } from './key-normalizer.js';
 import type { CookieOptions, ListEntry, MediaContext, ObjectStat, SaveOptions, StorageBody, StoredObject, UrlOptions } from './media-storage.types.js';
 import { MediaUrls } from './media-urls.js';
 import { MediaWrites } from './media-writes.js';
@@ -170,7 +170,7 @@ export class MediaStorage implements MediaStorageApi {
   list(prefix: string | undefined, options: ListPageOptions & ({ limit: number } | { cursor: string })): Promise<ListPage>;
   list(prefix?: string, options: ListOptions | ListPageOptions = {}): AsyncIterable<ListEntry> | Promise<ListPage> {
     if (options.limit !== undefined || options.cursor !== undefined) return this.operations.listPage(prefix, options);
-    return this.entries(prefix, options);
+    return this.operations.entries(prefix, options);
   }
 
   /**
@@ -221,29 +221,6 @@ export class MediaStorage implements MediaStorageApi {
    */
   deletePrefix(prefix: string, options: { signal?: AbortSignal } = {}): Promise<number> {
     return this.operations.deletePrefix(prefix, options);
-  }
-
-  private async *entries(prefix: string | undefined, options: { signal?: AbortSignal }): AsyncIterable<ListEntry> {
-    const normalized = normalizePrefix(prefix);
-    const location = this.options.location;
-    const fullPrefix = location ? `${location}/${normalized}` : normalized;
-    let token: string | undefined;
-    do {
-      const input = { Bucket: this.bucket, Prefix: fullPrefix || undefined, ContinuationToken: token, MaxKeys: 1000 };
-      const page = await this.call('list', undefined, options.signal, (abortSignal) =>
-        this.client.send(new ListObjectsV2Command(input), { abortSignal }),
-      );
-      for (const item of page.Contents ?? []) {
-        if (item.Key === undefined) continue;
-        yield {
-          name: fromKey(location, item.Key),
-          size: item.Size ?? 0,
-          lastModified: item.LastModified ?? new Date(0),
-          etag: unquote(item.ETag),
-        };
-      }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
   }
 
   /**

@@ -219,23 +219,48 @@ export class ObjectOperations {
     if (!Number.isInteger(limit) || limit < 1 || limit > BATCH) {
       throw new StorageError(`list(): limit must be a whole number from 1 to ${BATCH} (got ${String(limit)})`);
     }
+    const after = options.cursor === undefined ? undefined : toKey(this.context.options.location, decodeCursor(options.cursor));
+    const page = await this.page(prefix, after, limit, options.signal);
+    const last = page.items.at(-1);
+    return { items: page.items, cursor: page.truncated && last ? encodeCursor(last.name) : undefined };
+  }
+
+  /**
+   * Every object under `prefix`, in key order, a page of 1,000 at a time as the loop asks for
+   * more. The next page starts after the last raw key, so keys written by other tools (not in
+   * normal form) are neither skipped nor repeated.
+   */
+  async *entries(prefix: string | undefined, options: { signal?: AbortSignal } = {}): AsyncIterable<ListEntry> {
+    let after: string | undefined;
+    do {
+      const page = await this.page(prefix, after, BATCH, options.signal);
+      yield* page.items;
+      after = page.truncated ? page.lastKey : undefined;
+    } while (after !== undefined);
+  }
+
+  /**
+   * One ListObjects page after the key `after`. ListObjects (v1) with a marker rather than
+   * v2's continuation tokens: those fail on the embedded server (s3rver makes them with DES).
+   */
+  private async page(prefix: string | undefined, after: string | undefined, limit: number, signal: AbortSignal | undefined) {
     const location = this.context.options.location;
     const normalized = normalizePrefix(prefix);
     const fullPrefix = location ? `${location}/${normalized}` : normalized;
-    const after = options.cursor === undefined ? undefined : toKey(location, decodeCursor(options.cursor));
-    const out = await this.context.call('list', undefined, options.signal, (abortSignal) =>
+    const out = await this.context.call('list', undefined, signal, (abortSignal) =>
       this.context.client.send(
         new ListObjectsCommand({ Bucket: this.context.bucket, Prefix: fullPrefix || undefined, Marker: after, MaxKeys: limit }),
         { abortSignal },
       ),
     );
     const items: ListEntry[] = [];
+    let lastKey: string | undefined;
     for (const item of out.Contents ?? []) {
       if (item.Key === undefined) continue;
+      lastKey = item.Key;
       items.push({ name: fromKey(location, item.Key), size: item.Size ?? 0, lastModified: item.LastModified ?? new Date(0), etag: unquote(item.ETag) });
     }
-    const last = items.at(-1);
-    return { items, cursor: out.IsTruncated && last ? encodeCursor(last.name) : undefined };
+    return { items, lastKey, truncated: out.IsTruncated === true && lastKey !== undefined };
   }
 
   private key(name: string): string {

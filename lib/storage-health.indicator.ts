@@ -12,12 +12,11 @@ import { Injectable, Logger } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { HealthIndicatorService, type HealthIndicatorResult } from '@nestjs/terminus';
 import { HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
-import type { MediaStorage } from './media.storage.js';
 import { describeEndpoint } from './s3-client.factory.js';
 import { codeOf, isNetworkError, isNotFound, statusOf } from './s3-errors.js';
 import { StorageConfigurationError } from './storage.errors.js';
 import type { ResolvedStorageOptions } from './storage-options.validation.js';
-import { getMediaS3ClientToken, getStorageOptionsToken, getStorageToken } from './storage-tokens.js';
+import { getMediaS3ClientToken, getStorageOptionsToken } from './storage-tokens.js';
 
 /** Options of {@link StorageHealthIndicator.isHealthy}. */
 export interface StorageHealthCheckOptions {
@@ -91,19 +90,16 @@ export class StorageHealthIndicator {
   /** Looked up on every check, so the indicator works wherever it is listed and whatever was registered after it. */
   private resolve(name: string | undefined): Target {
     const label = name === undefined ? 'the unnamed storage' : `storage "${name}"`;
+    // The module registers a storage's client and its options together.
     const client = this.find<S3Client>(getMediaS3ClientToken(name));
-    if (!client) {
+    const options = this.find<ResolvedStorageOptions>(getStorageOptionsToken(name));
+    if (!client || !options) {
       throw new StorageConfigurationError(
         [`${label} is not registered: import StorageModule.forRoot${name === undefined ? '' : `({ name: '${name}', … })`} in the application`],
         'StorageHealthIndicator cannot check a storage',
       );
     }
-    const options = this.find<ResolvedStorageOptions>(getStorageOptionsToken(name));
-    const bucket = options?.media.bucket ?? this.find<MediaStorage>(getStorageToken(name))?.bucket;
-    if (bucket === undefined) {
-      throw new StorageConfigurationError([`${label} has an S3 client but no options or MediaStorage to read its bucket from`], 'StorageHealthIndicator cannot check a storage');
-    }
-    return { client, bucket, endpoint: options ? describeEndpoint(options.media) : '(endpoint unknown)' };
+    return { client, bucket: options.media.bucket, endpoint: describeEndpoint(options.media) };
   }
 
   private find<T>(token: string | symbol | (abstract new (...args: never[]) => unknown)): T | undefined {

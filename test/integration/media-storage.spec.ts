@@ -87,7 +87,8 @@ describe('MediaStorage against a real S3 server', () => {
     expect(Buffer.concat(chunks).toString()).toBe('2345');
   });
 
-  itRequires('list-pagination', 'lists 2,500 keys through the async iterable, page after page, relative to the location', async () => {
+  // ListObjects with a marker: this pages on the embedded server too (its v2 tokens do not).
+  it('lists 2,500 keys through the async iterable, page after page, relative to the location', async () => {
     const client = rawClient();
     const names = Array.from({ length: 2500 }, (_, i) => `many/${String(i).padStart(5, '0')}.txt`);
     try {
@@ -104,7 +105,7 @@ describe('MediaStorage against a real S3 server', () => {
       expect(entry.size).toBe(Buffer.byteLength(entry.name));
     }
     expect(listed).toEqual(names);
-    expect(fx.requests.filter((r) => r === 'ListObjectsV2Command')).toHaveLength(3);
+    expect(fx.requests.filter((r) => r === 'ListObjectsCommand')).toHaveLength(3);
     let first: string | undefined;
     for await (const entry of fx.storage.list('many')) {
       first = entry.name;

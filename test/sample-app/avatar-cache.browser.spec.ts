@@ -35,7 +35,8 @@ class CountingProxy {
     server.on('request', (req, res) => {
       // The Host header is kept: the URL was signed for the proxy's host.
       const upstream = request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
-        if (req.method === 'GET' && answer.statusCode === 200) {
+        // Every GET counts, 304 revalidations included: only a browser-cache hit sends nothing.
+        if (req.method === 'GET') {
           const path = new URL(req.url!, 'http://x').pathname;
           proxy.served.set(path, (proxy.served.get(path) ?? 0) + 1);
         }
