@@ -5,6 +5,7 @@
  *
  *   nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune] [--no-cache]
  *   nestjs-s3-storage ensure-bucket [--media|--static]   (then merges in the bucket settings, see bucket-settings.ts)
+ *   nestjs-s3-storage doctor [--media|--static|--name N] [--origin URL] [--json]   (see doctor.ts)
  *
  * It uses `StaticManifestStorage` and `ensureBucket` exactly as an app does: there is no
  * second upload or hashing path. Failures end with exit code 1 and one clear line (no stack
@@ -18,7 +19,8 @@ import { existsSync, realpathSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { createS3Client, describeEndpoint } from './s3-client.factory.js';
 import { StaticManifestStorage, type CollectProgress, type CollectResult } from './static-manifest.storage.js';
-import { STORAGE_ENV, storageOptionsFromEnv } from './storage-env.js';
+import { namedStorageOptionsFromEnv, STORAGE_ENV, storageEnvNames, storageOptionsFromEnv } from './storage-env.js';
+import { checkStorageName } from './storage-name.js';
 import { StorageConfigurationError, StorageError, StorageOperationError } from './storage.errors.js';
 import { resolveStorageOptions, type ResolvedConnectionOptions, type ResolvedStorageOptions } from './storage-options.validation.js';
 
@@ -33,6 +35,16 @@ const USAGE = `Usage:
       Create the bucket(s) when missing (both configured buckets by default), then merge in
       the bucket settings: MEDIA_S3_CORS_ORIGINS and MEDIA_S3_LIFECYCLE (media), AWS_S3_PUBLIC_READ
       (static: anonymous reads of AWS_LOCATION/* only). Rules others put on the bucket are kept.
+  nestjs-s3-storage doctor [--media|--static|--name N] [--origin URL] [--json]
+      Check the set-up against the server, one line per check with the fix when it fails:
+      endpoint and publicEndpoint reachable, credentials, bucket and region, ACL headers,
+      conditional writes, checksums, CORS, lifecycle rules, public-read policy, signed URLs.
+      Writes only probe objects under <location>/.nestjs-s3-storage-doctor/, removed at the end.
+      Exit code 0 when no check fails, 1 when one does.
+      --media|--static  check one storage (default: media, and static when configured)
+      --name N          check the named storage N, configured by N_S3_* (N upper-cased, - as _)
+      --origin URL      the web app's origin: send real CORS preflights (GET, PUT, POST) from it
+      --json            print { "checks": [{ "name", "status", "detail", "fix" }] }
 
 Configured from the environment: AWS_STORAGE_BUCKET_NAME, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
 AWS_SESSION_TOKEN (temporary credentials), AWS_S3_REGION, AWS_S3_ENDPOINT_URL, AWS_LOCATION (static
@@ -105,6 +117,7 @@ export async function main(argv: readonly string[], io: CliIo = { env: process.e
       }
       return 0;
     }
+    if (command === 'doctor') return await doctor(rest, io);
     throw new UsageError(`unknown command "${command}"`);
   } catch (error) {
     if (error instanceof UsageError) {
@@ -116,6 +129,93 @@ export async function main(argv: readonly string[], io: CliIo = { env: process.e
   } finally {
     for (const c of clients) c.destroy();
   }
+}
+
+/** `doctor`: parses its flags (usage errors exit 2), then reports every check; exit 1 when one fails. */
+async function doctor(args: readonly string[], io: CliIo): Promise<number> {
+  const flags = new Set<string>();
+  const values: { name?: string; origin?: string } = {};
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const [flag, inline] = arg.startsWith('--') && arg.includes('=') ? [arg.slice(0, arg.indexOf('=')), arg.slice(arg.indexOf('=') + 1)] : [arg, undefined];
+    if (flag === '--name' || flag === '--origin') {
+      const value = inline ?? args[++i];
+      if (value === undefined || value === '' || value.startsWith('--')) throw new UsageError(`${flag} needs a value`);
+      values[flag === '--name' ? 'name' : 'origin'] = value;
+    } else if (flag === '--media' || flag === '--static' || flag === '--json') {
+      flags.add(flag);
+    } else {
+      throw new UsageError(flag.startsWith('--') ? `unknown option "${flag}"` : `doctor takes no arguments (got "${arg}")`);
+    }
+  }
+  if ([flags.has('--media'), flags.has('--static'), values.name !== undefined].filter(Boolean).length > 1) {
+    throw new UsageError('pass at most one of --media, --static and --name');
+  }
+  if (values.origin !== undefined) {
+    let url: URL | undefined;
+    try {
+      url = new URL(values.origin);
+    } catch {
+      url = undefined;
+    }
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== values.origin.replace(/\/$/, '')) {
+      throw new UsageError(`--origin must be a web origin, scheme://host[:port] with no path (got "${values.origin}")`);
+    }
+    values.origin = url.origin;
+  }
+  if (values.name !== undefined) {
+    try {
+      checkStorageName(values.name);
+    } catch (error) {
+      throw new UsageError(`--name: ${(error as StorageConfigurationError).problems[0]?.replace(/^name: /, '') ?? 'invalid name'}`);
+    }
+  }
+  const { runDoctor, doctorExitCode, formatCheck, formatSummary } = await import('./doctor.js');
+  type Target = import('./doctor.js').DoctorTarget;
+  const targets: Target[] = [];
+  const configFailures: import('./doctor.js').DoctorCheck[] = [];
+  const configFailure = (label: string, error: unknown) => {
+    if (!(error instanceof StorageConfigurationError)) throw error;
+    const detail = `${error.message.split('\n')[0]!.replace(/:$/, '')}: ${error.problems.join('; ')}`;
+    // One problem shared by both storages is reported once.
+    if (!configFailures.some((c) => c.detail === detail)) configFailures.push({ name: `${label}: configuration`, status: 'fail', detail, fix: 'correct the variables this names' });
+  };
+  if (values.name !== undefined) {
+    const name = values.name;
+    try {
+      const media = resolveStorageOptions(namedStorageOptionsFromEnv(name, io.env)).media;
+      targets.push({ kind: 'media', label: name, options: media, names: storageEnvNames({ name }, io.env) });
+    } catch (error) {
+      configFailure(name, error);
+    }
+  } else {
+    const which = flags.has('--media') ? 'media' : flags.has('--static') ? 'static' : 'both';
+    if (which !== 'static') {
+      try {
+        targets.push({ kind: 'media', label: 'media', options: loadOptions(io.env, 'media').media, names: storageEnvNames('media', io.env), ensureCommand: 'nestjs-s3-storage ensure-bucket --media' });
+      } catch (error) {
+        configFailure('media', error);
+      }
+    }
+    const staticConfigured = storageOptionsFromEnv(io.env).static !== undefined;
+    if (which === 'static' || (which === 'both' && staticConfigured)) {
+      try {
+        const st = loadOptions(io.env, 'static').static!;
+        targets.push({ kind: 'static', label: 'static', options: st, names: storageEnvNames('static', io.env), ensureCommand: 'nestjs-s3-storage ensure-bucket --static' });
+      } catch (error) {
+        configFailure('static', error);
+      }
+    }
+  }
+  const report = await runDoctor(targets, { origin: values.origin });
+  report.checks.unshift(...configFailures);
+  if (flags.has('--json')) {
+    io.stdout.write(`${redact(JSON.stringify(report, null, 2), io.env)}\n`);
+  } else {
+    for (const check of report.checks) io.stdout.write(`${redact(formatCheck(check), io.env)}\n`);
+    io.stdout.write(`${formatSummary(report)}\n`);
+  }
+  return doctorExitCode(report);
 }
 
 /**
@@ -217,7 +317,9 @@ function describeError(error: unknown): string {
 /** Belt and braces: no message ever shows a secret from the environment. */
 function redact(message: string, env: Record<string, string | undefined>): string {
   let out = message;
-  for (const name of ['AWS_SECRET_ACCESS_KEY', 'MEDIA_S3_SECRET_KEY', 'AWS_SESSION_TOKEN', 'MEDIA_S3_SESSION_TOKEN']) {
+  // Named storages' secrets too (`<NAME>_S3_SECRET_KEY`, `<NAME>_S3_SESSION_TOKEN`), which doctor --name reads.
+  const named = Object.keys(env).filter((k) => /_S3_(SECRET_KEY|SESSION_TOKEN)$/.test(k));
+  for (const name of ['AWS_SECRET_ACCESS_KEY', 'MEDIA_S3_SECRET_KEY', 'AWS_SESSION_TOKEN', 'MEDIA_S3_SESSION_TOKEN', ...named]) {
     const secret = env[name];
     if (secret && secret.length >= 4) out = out.split(secret).join('***');
   }

@@ -174,3 +174,49 @@ function dropUndefined<T extends object>(o: T): T {
   for (const k of Object.keys(o) as (keyof T)[]) if (o[k] === undefined) delete o[k];
   return o;
 }
+
+/** The variables that configure each part of one storage, for messages that tell the user what to set. */
+export interface StorageEnvNames {
+  bucket: string;
+  accessKey: string;
+  secretKey: string;
+  sessionToken: string;
+  endpoint: string;
+  publicEndpoint: string;
+  region: string;
+  location: string;
+  customDomain: string;
+  cors?: string;
+  lifecycle?: string;
+  publicRead?: string;
+}
+
+/**
+ * Which variables {@link storageOptionsFromEnv} / {@link namedStorageOptionsFromEnv} read for
+ * `which`: media's connection comes from `AWS_*` when it shares the static one.
+ */
+export function storageEnvNames(which: 'media' | 'static' | { name: string }, env: Env = process.env): StorageEnvNames {
+  const aws = {
+    bucket: 'AWS_STORAGE_BUCKET_NAME',
+    accessKey: 'AWS_ACCESS_KEY_ID',
+    secretKey: 'AWS_SECRET_ACCESS_KEY',
+    sessionToken: 'AWS_SESSION_TOKEN',
+    endpoint: 'AWS_S3_ENDPOINT_URL',
+    region: 'AWS_S3_REGION',
+  };
+  if (which === 'static') {
+    return { ...aws, publicEndpoint: 'AWS_S3_URL_ENDPOINT_URL', location: 'AWS_LOCATION', customDomain: 'AWS_S3_CUSTOM_DOMAIN', publicRead: 'AWS_S3_PUBLIC_READ' };
+  }
+  const p = `${storageEnvPrefix(which === 'media' ? undefined : which.name)}_S3_`;
+  const { value } = readers(env);
+  const shared = which === 'media' && value('MEDIA_S3_BUCKET_NAME') === undefined && value('AWS_STORAGE_BUCKET_NAME') !== undefined;
+  const own = { bucket: `${p}BUCKET_NAME`, accessKey: `${p}ACCESS_KEY`, secretKey: `${p}SECRET_KEY`, sessionToken: `${p}SESSION_TOKEN`, endpoint: `${p}ENDPOINT_URL`, region: `${p}REGION` };
+  return {
+    ...(shared ? aws : own),
+    publicEndpoint: `${p}URL_ENDPOINT_URL`,
+    location: `${p}LOCATION`,
+    customDomain: `${p}CUSTOM_DOMAIN`,
+    cors: `${p}CORS_ORIGINS`,
+    lifecycle: `${p}LIFECYCLE`,
+  };
+}
