@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import type { MultipartUploadHandle } from '../../lib/direct-multipart.js';
 import type { MediaStorage } from '../../lib/media.storage.js';
-import { InvalidKeyError, UploadRejectedError } from '../../lib/storage.errors.js';
+import { InvalidKeyError, StorageOperationError, UploadRejectedError } from '../../lib/storage.errors.js';
 import { storageFixture, type StorageFixture } from '../harness/nest-storage.js';
 import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, skipWithReason, uniqueBucket } from '../harness/s3-test-env.js';
 
@@ -190,6 +190,51 @@ describe('limits enforced at complete: refused, aborted, nothing left behind', (
       expect((await rejection(fx.storage.completeMultipartUpload(handle.name, handle.uploadId, tamper(parts), { prefix: 'mismatch' }))).reason).toBe('parts-mismatch');
       expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
     }
+  }, 60_000);
+});
+
+describe('failures and races: nothing left behind, nothing published twice', () => {
+  for (const failing of ['CompleteMultipartUploadCommand', 'CopyObjectCommand'] as const) {
+    it(`a server failure of ${failing} is a StorageOperationError and leaves no object, no upload, no record, no placeholder`, async () => {
+      const handle = await fx.storage.createMultipartUpload({ prefix: 'failing', maxBytes: 10 * MIB });
+      const parts = await putParts(fx.storage, handle, pngFile(1000), 8 * MIB, 'failing');
+      fx.client.middlewareStack.add(
+        (next, context) => async (args) => {
+          if (context.commandName === failing) throw Object.assign(new Error('We encountered an internal error. Please try again.'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } });
+          return next(args);
+        },
+        { step: 'initialize', name: 'failOne' },
+      );
+      try {
+        const error = await fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'failing' }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(StorageOperationError);
+        expect((error as StorageOperationError).status).toBe(500);
+      } finally {
+        fx.client.middlewareStack.remove('failOne');
+      }
+      expect(await fx.storage.exists(handle.name)).toBe(false);
+      const placeholders: string[] = [];
+      for await (const entry of fx.storage.list('failing/')) placeholders.push(entry.name);
+      expect(placeholders).toEqual([]);
+      expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
+    }, 60_000);
+  }
+
+  itRequires('conditional-writes', 'two completes of one upload at the same moment publish one object and both return it', async () => {
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'race', maxBytes: 20 * MIB });
+    const parts = await putParts(fx.storage, handle, pngFile(11 * MIB), 6 * MIB, 'race');
+    fx.requests.length = 0;
+    const [a, b] = await Promise.all([
+      fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'race' }),
+      fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'race' }),
+    ]);
+    expect(a).toEqual(b);
+    expect(fx.requests.filter((r) => r === 'CompleteMultipartUploadCommand')).toHaveLength(1);
+    expect(fx.requests.filter((r) => r === 'CopyObjectCommand')).toHaveLength(1);
+    const names: string[] = [];
+    for await (const entry of fx.storage.list('race/')) names.push(entry.name);
+    expect(names).toEqual([handle.name]);
+    expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
   }, 60_000);
 });
 
