@@ -160,7 +160,7 @@ export class DirectMultipart {
   async create(options: CreateMultipartUploadOptions): Promise<MultipartUploadHandle> {
     checkMultipartMaxBytes(options.maxBytes);
     const prefix = multipartPrefix(options.prefix);
-    const name = `${prefix}/${randomBytes(16).toString('base64url')}/${safeFileName(options.name)}`;
+    const name = multipartName(prefix, options.name);
     const key = this.key(pendingName(name));
     const contentType = options.contentType ?? 'application/octet-stream';
     const defaults = this.context.options.objectParameters;
@@ -208,10 +208,7 @@ export class DirectMultipart {
   async signParts(name: string, uploadId: string, partNumbers: readonly number[], options: SignPartsOptions = {}): Promise<SignedPart[]> {
     const final = this.owned('signParts', name, options.prefix);
     checkUploadId(uploadId, this.key(final));
-    if (!Array.isArray(partNumbers) || partNumbers.length === 0 || partNumbers.length > MAX_PART_NUMBER) {
-      throw this.rejected(this.key(final), 'bad-request', `signParts(): give 1 to ${MAX_PART_NUMBER} part numbers (got ${Array.isArray(partNumbers) ? partNumbers.length : typeof partNumbers})`);
-    }
-    for (const partNumber of partNumbers) checkPartNumber(partNumber, this.key(final));
+    checkPartNumbers(partNumbers, this.key(final));
     const key = this.key(pendingName(final));
     const expiresIn = options.expiresIn ?? this.context.options.urlExpiresIn;
     return Promise.all(
@@ -319,30 +316,12 @@ export class DirectMultipart {
   }
 
   nameForKey(key: string): string {
-    if (typeof key !== 'string') throw new InvalidKeyError(String(key), 'a multipart upload key must be a string');
-    const location = this.context.options.location;
-    const start = `${location ? `${location}/` : ''}${PENDING_PREFIX}/`;
-    if (!key.startsWith(start)) throw new InvalidKeyError(key, `it is not the key of a multipart upload of this storage (those start with "${start}")`);
-    const name = normalizeName(key.slice(start.length));
-    if (this.key(pendingName(name)) !== key || !isMultipartName(name)) {
-      throw new InvalidKeyError(key, 'it is not a key that createMultipartUpload() returned');
-    }
-    return name;
+    return multipartNameForKey(this.context.options.location, key);
   }
 
   /** The name, normalized, when it is an upload of `prefix`; else `not-owner` before any request. */
   private owned(operation: string, name: string, prefix: string | undefined): string {
-    const final = uploadName(name);
-    const owner = multipartPrefix(prefix);
-    const key = this.key(pendingName(final));
-    if (!final.startsWith(`${owner}/`)) {
-      throw this.rejected(key, 'not-owner', `${operation}(): the upload "${final}" does not belong to the prefix "${owner}"; nothing was changed`);
-    }
-    if (!isMultipartName(final) || final.slice(0, final.lastIndexOf('/', final.lastIndexOf('/') - 1)) !== owner) {
-      // `users/4` must not own `users/42/…`, nor `users` own `users/42/<random>/<file>`.
-      throw this.rejected(key, 'not-owner', `${operation}(): "${final}" is not an upload that createMultipartUpload() made for the prefix "${owner}"; nothing was changed`);
-    }
-    return final;
+    return ownedUpload(operation, name, prefix, (final, message) => this.rejected(this.key(pendingName(final)), 'not-owner', message));
   }
 
   private async allParts(operation: string, key: string, uploadId: string, signal: AbortSignal | undefined): Promise<UploadedPart[]> {
@@ -496,6 +475,37 @@ export function multipartPrefix(prefix: string | undefined): string {
   return uploadName(prefix ?? DEFAULT_PREFIX);
 }
 
+/**
+ * The name, normalized, when it is an upload made for `prefix` (`<prefix>/<random>/<file>`);
+ * else `refuse` makes the error. `users/4` does not own `users/42/…`, nor `users` own
+ * `users/42/<random>/<file>`. No request is needed: the name says who owns it.
+ */
+export function ownedUpload(operation: string, name: string, prefix: string | undefined, refuse: (final: string, message: string) => Error): string {
+  const final = uploadName(name);
+  const owner = multipartPrefix(prefix);
+  if (!final.startsWith(`${owner}/`)) throw refuse(final, `${operation}(): the upload "${final}" does not belong to the prefix "${owner}"; nothing was changed`);
+  const segments = final.split('/');
+  if (!isMultipartName(final) || segments.slice(0, -2).join('/') !== owner) {
+    throw refuse(final, `${operation}(): "${final}" is not an upload that createMultipartUpload() made for the prefix "${owner}"; nothing was changed`);
+  }
+  return final;
+}
+
+/** The storage name of a multipart upload's S3 key (`<location>/.pending/<name>`). @throws InvalidKeyError */
+export function multipartNameForKey(location: string, key: string): string {
+  if (typeof key !== 'string') throw new InvalidKeyError(String(key), 'a multipart upload key must be a string');
+  const start = `${location ? `${location}/` : ''}${PENDING_PREFIX}/`;
+  if (!key.startsWith(start)) throw new InvalidKeyError(key, `it is not the key of a multipart upload of this storage (those start with "${start}")`);
+  const name = normalizeName(key.slice(start.length));
+  if (toKey(location, pendingName(name)) !== key || !isMultipartName(name)) throw new InvalidKeyError(key, 'it is not a key that createMultipartUpload() returned');
+  return name;
+}
+
+/** A new upload's name: `<prefix>/<22 random characters>/<safe file name>`, unguessable. */
+export function multipartName(prefix: string, fileName: string | undefined): string {
+  return `${prefix}/${randomBytes(16).toString('base64url')}/${safeFileName(fileName)}`;
+}
+
 /** `<prefix>/<22 random characters>/<file>`: the shape of every name createMultipartUpload() gives. */
 export function isMultipartName(name: string): boolean {
   const segments = name.split('/');
@@ -534,10 +544,18 @@ function lockKey(recordKey: string): string {
   return `${recordKey}.lock`;
 }
 
-function checkUploadId(uploadId: string, key: string): void {
+export function checkUploadId(uploadId: string, key: string): void {
   if (typeof uploadId !== 'string' || uploadId.length === 0 || uploadId.length > MAX_UPLOAD_ID || /[\u0000-\u001f\u007f]/.test(uploadId)) {
     throw new UploadRejectedError('bad-request', `the upload id must be the non-empty string createMultipartUpload() returned (got ${describeName(uploadId)})`, { key });
   }
+}
+
+/** `signParts()`'s part numbers: 1 to 10,000 of them, each a whole number from 1 to 10,000. */
+export function checkPartNumbers(partNumbers: readonly number[], key: string): void {
+  if (!Array.isArray(partNumbers) || partNumbers.length === 0 || partNumbers.length > MAX_PART_NUMBER) {
+    throw new UploadRejectedError('bad-request', `signParts(): give 1 to ${MAX_PART_NUMBER} part numbers (got ${Array.isArray(partNumbers) ? partNumbers.length : typeof partNumbers})`, { key });
+  }
+  for (const partNumber of partNumbers) checkPartNumber(partNumber, key);
 }
 
 function checkPartNumber(partNumber: number, key: string): void {
@@ -547,7 +565,7 @@ function checkPartNumber(partNumber: number, key: string): void {
 }
 
 /** The parts a client gives, checked (numbers, ETags, no duplicates) and sorted. */
-function checkCompletedParts(parts: readonly CompletedPart[], bad: (message: string) => UploadRejectedError): { partNumber: number; etag: string }[] {
+export function checkCompletedParts(parts: readonly CompletedPart[], bad: (message: string) => UploadRejectedError): { partNumber: number; etag: string }[] {
   if (!Array.isArray(parts) || parts.length === 0) throw bad('completeMultipartUpload(): give the parts uploaded, each { partNumber, etag } (got none)');
   if (parts.length > MAX_PART_NUMBER) throw bad(`completeMultipartUpload(): at most ${MAX_PART_NUMBER} parts (got ${parts.length})`);
   const seen = new Set<number>();
