@@ -102,7 +102,10 @@ export interface MultipartCallOptions {
 
 /** Options of `signParts()`. */
 export interface SignPartsOptions extends MultipartCallOptions {
-  /** Seconds each URL stays valid. @default 3600 (or urlExpiresIn when shorter) */
+  /**
+   * Seconds each URL stays valid (1 to 604800; never beyond temporary credentials). A part only
+   * has to start within it. @default urlExpiresIn (3600)
+   */
   expiresIn?: number;
 }
 
@@ -242,7 +245,8 @@ export class DirectMultipart {
       throw this.noSuchUpload(key, final);
     }
     if (!(await this.lock(recordKey, options.signal))) {
-      const published = await this.waitForPublished(final);
+      const published = await this.waitForOther(final, recordKey);
+      if (published === 'ended') throw this.noSuchUpload(key, final);
       if (published) return published;
       throw this.rejected(key, 'conflict', `another completeMultipartUpload() of "${final}" is in progress or was interrupted; nothing was published by this call (start a new upload to try again)`);
     }
@@ -383,11 +387,17 @@ export class DirectMultipart {
     return { name: final, key, size: head.ContentLength ?? 0, etag: unquote(head.ETag), contentType: head.ContentType ?? 'application/octet-stream' };
   }
 
-  private async waitForPublished(final: string): Promise<StoredObject | undefined> {
+  /**
+   * Waits for the complete holding the lock: what it published, `'ended'` when it ended without
+   * publishing (it refused the upload: the record is gone), undefined when it is still running.
+   */
+  private async waitForOther(final: string, recordKey: string): Promise<StoredObject | 'ended' | undefined> {
     const deadline = Date.now() + LOCK_WAIT_MS;
     for (;;) {
       const published = await this.publishedFrom(final, undefined);
-      if (published || Date.now() >= deadline) return published;
+      if (published) return published;
+      if (!(await this.head(recordKey, undefined))) return (await this.publishedFrom(final, undefined)) ?? 'ended';
+      if (Date.now() >= deadline) return undefined;
       await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
     }
   }
