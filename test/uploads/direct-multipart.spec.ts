@@ -299,6 +299,20 @@ describe('part URLs expire', () => {
 
 describe('publishing above the single-copy limit (UploadPartCopy in parallel ranges)', () => {
   const run = s3.kind === 's3rver' ? (name: string, fn: () => Promise<void>) => skipWithReason(name, `the s3rver server at ${s3.endpoint} does not implement UploadPartCopy (501 NotImplemented)`, fn) : (name: string, fn: () => Promise<void>) => it(name, fn, 120_000);
+  if (s3.kind === 's3rver') {
+    it('on the embedded server (UploadPartCopy 501) such an upload fails with StorageOperationError and leaves nothing', async () => {
+      const handle = await copyFx.storage.createMultipartUpload({ prefix: 'videos', maxBytes: 100 * MIB });
+      const parts = await putParts(copyFx.storage, handle, pngFile(17 * MIB), 8 * MIB, 'videos');
+      const error = await copyFx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'videos' }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StorageOperationError);
+      expect((error as StorageOperationError).status).toBe(501);
+      expect(await copyFx.storage.exists(handle.name)).toBe(false);
+      const names: string[] = [];
+      for await (const entry of copyFx.storage.list('videos/')) names.push(entry.name);
+      expect(names).toEqual([]);
+      expect(await leftovers(copyBucket)).toEqual({ pending: [], uploads: [] });
+    }, 60_000);
+  }
   run('with multipartCopyThreshold lowered to 16 MiB, a 64 MiB upload is published by a multipart copy, byte for byte, marked, nothing left', async () => {
     const data = pngFile(64 * MIB);
     const handle = await copyFx.storage.createMultipartUpload({ prefix: 'videos', name: 'big.png', contentType: 'image/png', maxBytes: 100 * MIB, allowedTypes: ['image/png'] });
