@@ -68,7 +68,10 @@ export interface MultipartUploadHandle {
   name: string;
   /** The S3 key the parts go to (under `.pending/`); Uppy echoes it back, see `nameForKey()`. */
   key: string;
-  /** Advisory part size in bytes (the client may pick its own, 5 MiB to 5 GiB, the last part smaller). */
+  /**
+   * Advisory part size in bytes: the `partSize` option, grown so that `maxBytes` fits in 10,000
+   * parts. The client may pick its own (5 MiB to 5 GiB, the last part smaller).
+   */
   partSize: number;
 }
 
@@ -205,7 +208,7 @@ export class DirectMultipart {
       await this.abortQuietly(key, uploadId);
       throw error;
     }
-    return { uploadId, name, key, partSize: this.context.options.partSize };
+    return { uploadId, name, key, partSize: advisedPartSize(options.maxBytes, this.context.options.partSize) };
   }
 
   async signParts(name: string, uploadId: string, partNumbers: readonly number[], options: SignPartsOptions = {}): Promise<SignedPart[]> {
@@ -509,6 +512,15 @@ export function multipartNameForKey(location: string, key: string): string {
   const name = normalizeName(key.slice(start.length));
   if (toKey(location, pendingName(name)) !== key || !isMultipartName(name)) throw new InvalidKeyError(key, 'it is not a key that createMultipartUpload() returned');
   return name;
+}
+
+/**
+ * The part size to advise: `partSize`, grown to a whole MiB that fits `maxBytes` in S3's 10,000
+ * parts (10 GiB → 8 MiB; 100 GiB → 11 MiB), at most S3's 5 GiB per part.
+ */
+export function advisedPartSize(maxBytes: number, partSize: number): number {
+  const mib = 1024 * 1024;
+  return Math.min(5 * 1024 * mib, Math.max(partSize, Math.ceil(maxBytes / MAX_PART_NUMBER / mib) * mib));
 }
 
 /** A new upload's name: `<prefix>/<22 random characters>/<safe file name>`, unguessable. */

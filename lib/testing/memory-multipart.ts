@@ -7,6 +7,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { SNIFF_BYTES } from '../content-sniffing.js';
 import {
+  advisedPartSize,
   checkCompletedParts,
   checkMultipartMaxBytes,
   checkPartNumbers,
@@ -78,7 +79,7 @@ export class MemoryMultipart {
     this.throwIfAborted('createMultipartUpload', key, options.signal);
     const uploadId = randomBytes(24).toString('base64url');
     this.uploads.set(uploadId, { name, key, maxBytes: options.maxBytes, allowedTypes: options.allowedTypes, contentType: options.contentType, parts: new Map() });
-    return { uploadId, name, key, partSize: this.host.options.partSize };
+    return { uploadId, name, key, partSize: advisedPartSize(options.maxBytes, this.host.options.partSize) };
   }
 
   /** `memory://<bucket>/<key>?expires=…&partNumber=…&uploadId=…&sig=…`, which {@link putPart} checks. */

@@ -751,6 +751,11 @@ describe.each([real, memory])('the MediaStorage contract: $label', (factory) => 
       expect(handle.key).toBe(`${LOCATION}/.pending/${handle.name}`);
       expect(s.nameForKey(handle.key)).toBe(handle.name);
       expect(() => s.nameForKey(`${LOCATION}/${handle.name}`)).toThrow(InvalidKeyError);
+      expect(handle.partSize).toBe(8 * MIB);
+      // Advice that fits maxBytes in 10,000 parts: 100 GiB → 11 MiB parts.
+      const huge = await s.createMultipartUpload({ prefix: 'mp/huge', maxBytes: 100 * 1024 * MIB });
+      expect(huge.partSize).toBe(11 * MIB);
+      await s.abortMultipartUpload(huge.name, huge.uploadId, { prefix: 'mp/huge' });
       const parts = await sendParts(handle.name, handle.uploadId, data, 5 * MIB, 'mp/users/7');
       expect((await s.listParts(handle.name, handle.uploadId, { prefix: 'mp/users/7' })).map((p) => [p.partNumber, p.size])).toEqual([[1, 5 * MIB], [2, 1000]]);
       expect(await s.exists(handle.name)).toBe(false);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import type { MultipartUploadHandle } from '../../lib/direct-multipart.js';
 import type { MediaStorage } from '../../lib/media.storage.js';
-import { InvalidKeyError, StorageOperationError, UploadRejectedError } from '../../lib/storage.errors.js';
+import { InvalidKeyError, StorageAbortedError, StorageOperationError, UploadRejectedError } from '../../lib/storage.errors.js';
 import { storageFixture, type StorageFixture } from '../harness/nest-storage.js';
 import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, skipWithReason, uniqueBucket } from '../harness/s3-test-env.js';
 
@@ -219,6 +219,27 @@ describe('failures and races: nothing left behind, nothing published twice', () 
       expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
     }, 60_000);
   }
+
+  it('a complete aborted by its caller mid-way is StorageAbortedError and leaves nothing', async () => {
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'aborted', maxBytes: 10 * MIB });
+    const parts = await putParts(fx.storage, handle, pngFile(1000), 8 * MIB, 'aborted');
+    const controller = new AbortController();
+    fx.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'CompleteMultipartUploadCommand') controller.abort(new Error('the user left'));
+        return next(args);
+      },
+      { step: 'initialize', name: 'abortAtComplete' },
+    );
+    try {
+      const error = await fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'aborted', signal: controller.signal }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StorageAbortedError);
+    } finally {
+      fx.client.middlewareStack.remove('abortAtComplete');
+    }
+    expect(await fx.storage.exists(handle.name)).toBe(false);
+    expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
+  }, 60_000);
 
   itRequires('conditional-writes', 'two completes of one upload at the same moment publish one object and both return it', async () => {
     const handle = await fx.storage.createMultipartUpload({ prefix: 'race', maxBytes: 20 * MIB });
