@@ -28,7 +28,7 @@ import {
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { unquote } from './abortable.js';
 import { SNIFF_BYTES } from './content-sniffing.js';
-import { inspectUpload, PENDING_PREFIX, uploadName, type Rejection } from './direct-uploads.js';
+import { inspectUpload, PENDING_PREFIX, pendingName, uploadName, type Rejection } from './direct-uploads.js';
 import { normalizeName, toKey } from './key-normalizer.js';
 import type { MediaContext, StoredObject } from './media-storage.types.js';
 import { isPreconditionFailure } from './media-writes.js';
@@ -551,10 +551,6 @@ export function safeFileName(name: string | undefined): string {
   const extension = dot > 0 && safe.length - dot <= 16 ? safe.slice(dot) : '';
   while (Buffer.byteLength(safe, 'utf8') > 200) safe = [...safe.slice(0, safe.length - extension.length)].slice(0, -1).join('') + extension;
   return safe || 'file';
-}
-
-export function pendingName(name: string): string {
-  return `${PENDING_PREFIX}/${name}`;
 }
 
 /** The record's name: a hash of key and upload id (upload ids are long and opaque). */

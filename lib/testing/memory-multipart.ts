@@ -18,7 +18,6 @@ import {
   multipartNameForKey,
   multipartPrefix,
   ownedUpload,
-  pendingName,
   type CompletedPart,
   type CreateMultipartUploadOptions,
   type MultipartCallOptions,
@@ -27,7 +26,7 @@ import {
   type SignPartsOptions,
   type UploadedPart,
 } from '../direct-multipart.js';
-import { inspectUpload } from '../direct-uploads.js';
+import { inspectUpload, pendingName } from '../direct-uploads.js';
 import { alternativeName, toKey } from '../key-normalizer.js';
 import type { StoredObject } from '../media-storage.types.js';
 import { StorageError, UploadRejectedError } from '../storage.errors.js';
