@@ -2,11 +2,12 @@
  * `InMemoryStorage`: `MediaStorage`'s whole public surface over a `Map`, for unit tests.
  * No network, no files. It applies the same key rules (lib/key-normalizer.ts), throws the
  * same error classes with the same codes, keeps the overwrite rule, lists in S3's key order,
- * and checks direct uploads the way lib/direct-uploads.ts does (the same `inspectUpload()`).
+ * and checks direct uploads the way lib/direct-uploads.ts does (the same `inspectUpload()`), and
+ * multipart direct uploads by lib/direct-multipart.ts's rules (lib/testing/memory-multipart.ts).
  * The contract suite (test/contract/) runs one set of behaviour tests against both.
  *
  * What it adds for tests: URLs it can check itself (`resolveUrl()`), the browser's half of a
- * direct upload (`post()`), assertions, and a clock that tests move.
+ * direct upload (`post()`, `putPart()`), assertions, and a clock that tests move.
  */
 import { AssertionError } from 'node:assert';
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
