@@ -39,6 +39,15 @@ export {
 } from './static-manifest.storage.js';
 export { type StaticManifest, type MissingReference } from './static-hashing.js';
 export { type DirectUpload, type CreateUploadOptions, type UploadExpectations, type StoredObject } from './media.storage.js';
+export type {
+  CompletedPart,
+  CreateMultipartUploadOptions,
+  MultipartCallOptions,
+  MultipartUploadHandle,
+  SignedPart,
+  SignPartsOptions,
+  UploadedPart,
+} from './direct-multipart.js';
 export type { MediaStorageApi, ReadOptions } from './media-storage.api.js';
 export { sendMedia, planMediaResponse, parseRange, type MediaSource, type SendMediaOptions, type SentMedia, type MediaPlan } from './media-download.js';
 export { runDoctor, doctorExitCode, formatCheck, formatSummary, type DoctorCheck, type DoctorOptions, type DoctorReport, type DoctorSettingNames, type DoctorStatus, type DoctorTarget } from './doctor.js';
