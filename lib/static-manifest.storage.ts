@@ -239,7 +239,7 @@ export class StaticManifestStorage {
           return digest;
         },
       },
-      HASH_CONCURRENCY,
+      { keep: isContentHashed, concurrency: HASH_CONCURRENCY },
     );
 
     const paths: Record<string, string> = {};
