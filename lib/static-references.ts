@@ -407,17 +407,9 @@ export function cssNonCodeRanges(text: string): number[] {
       i = end;
     } else if (c === '"' || c === "'") {
       let j = i + 1;
-      while (j < n) {
-        const ch = text[j]!;
-        if (ch === '\\') j += 2;
-        else if (ch === c) {
-          j++;
-          break;
-        } else if (ch === '\n' || ch === '\r' || ch === '\f') break;
-        else j++;
-      }
+      while (j < n && text[j] !== c && text[j] !== '\n' && text[j] !== '\r' && text[j] !== '\f') j += text[j] === '\\' ? 2 : 1;
       ranges.push(i + 1, Math.min(j, n));
-      i = j;
+      i = text[j] === c ? j + 1 : j;
     } else if (c === '\\') {
       i += 2;
     } else if ((c === 'u' || c === 'U') && /^url\(/i.test(text.slice(i, i + 4)) && !(i > 0 && IDENT_CHAR.test(text[i - 1]!))) {

@@ -65,7 +65,9 @@ def main(argv):
                 if isinstance(processed, Exception):
                     raise processed
         except Exception as exc:  # Django's own failure is a result to compare
-            out["error"] = "%s: %s" % (type(exc).__name__, exc)
+            # The message names the storage by its repr (an address): keep it comparable.
+            message = str(exc).replace(" with %r" % storage, "")
+            out["error"] = "%s: %s" % (type(exc).__name__, message)
             print(json.dumps(out))
             return
         with open(os.path.join(root, "staticfiles.json"), encoding="utf-8") as fh:
