@@ -248,7 +248,12 @@ export async function hashTree(names: readonly string[], reader: HashReader, opt
     const out = rewriteReferences(name, text, lookup(stored), jsModules).text;
     return out === text ? { body: bytes, changed: false } : { body: Buffer.from(out, encoding), changed: true };
   };
-  const finalName = (key: string) => files.get(key)?.storedName;
+  const settled = new Set<string>();
+  const finalName = (key: string) => {
+    // Pass 1 found every adjustable target; one not settled here would get a wrong name.
+    if (adjustableSet.has(key) && !settled.has(key)) throw new Error(`hashTree: ${key} was needed before it was hashed (a reference pass 1 did not see)`);
+    return files.get(key)?.storedName;
+  };
 
   // Pass 2: targets first. Components come dependencies first, so a component's targets
   // were started before it and awaiting them cannot deadlock the pool.
@@ -258,6 +263,7 @@ export async function hashTree(names: readonly string[], reader: HashReader, opt
   const cycles: string[][] = [];
   const settle = (name: string, stored: string, result: { body: Buffer; changed: boolean }) => {
     files.set(name, { name, storedName: stored, md5: originalMd5.get(name)!, ...(result.changed && keepBodies ? { body: result.body } : {}) });
+    settled.add(name);
   };
   await forEachLimit(components, concurrency, async (component) => {
     const members = new Set(component.map((n) => n.name));
@@ -295,8 +301,7 @@ export async function hashTree(names: readonly string[], reader: HashReader, opt
     cycles: cycles.sort((a, b) => (a[0]! < b[0]! ? -1 : 1)),
     render: async (name) => {
       if (!adjustableSet.has(name)) return undefined;
-      const stored = new Map(cycles.flat().map((n) => [n, files.get(n)!.storedName]));
-      const result = await rewrite(name, (k) => stored.get(k) ?? finalName(k));
+      const result = await rewrite(name, finalName);
       return result.changed ? result.body : undefined;
     },
   };
