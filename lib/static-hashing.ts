@@ -204,6 +204,11 @@ export async function hashTree(names: readonly string[], reader: HashReader, opt
   const adjustable = names.filter((n) => !isKept.has(n) && isAdjustable(n));
   const adjustableSet = new Set(adjustable);
   const originalMd5 = new Map<string, string>();
+  // Django's STATIC_ROOT also holds the hashed copies it has written, and a reference can name
+  // one (a module pattern re-matching what an earlier pattern wrote): stored name → source
+  // and the 12 hex of the copy's content. Pass 1 puts its placeholders here.
+  const copies = new Map<string, { source: string; hash: string }>();
+  const placeholders = new Map<string, { source: string; hash: string }>();
 
   await forEachLimit(
     names.filter((n) => !adjustableSet.has(n)),
@@ -212,17 +217,28 @@ export async function hashTree(names: readonly string[], reader: HashReader, opt
       const md5 = await reader.md5(name);
       originalMd5.set(name, md5);
       const kept = isKept.has(name);
-      files.set(name, { name, storedName: kept ? name : djangoHashedName(name, md5.slice(0, 12)), md5, ...(kept ? { kept } : {}) });
+      const storedName = kept ? name : djangoHashedName(name, md5.slice(0, 12));
+      files.set(name, { name, storedName, md5, ...(kept ? { kept } : {}) });
+      if (!kept) copies.set(storedName, { source: name, hash: md5.slice(0, 12) });
     },
   );
 
-  const lookup = (stored: (name: string) => string | undefined): TreeLookup => ({
-    staticUrl,
-    stored,
-    isFile: (name) => known.has(name),
-    isDirectory: (name) => directories.has(name),
-    originalHash: (name) => (isKept.has(name) ? '' : (originalMd5.get(name) ?? '0'.repeat(32)).slice(0, 12)),
-  });
+  const lookup = (stored: (name: string) => string | undefined, seen?: Set<string>): TreeLookup => {
+    const copy = (name: string) => {
+      const found = known.has(name) ? undefined : (copies.get(name) ?? (seen ? placeholders.get(name) : undefined));
+      if (found && seen && adjustableSet.has(found.source)) seen.add(found.source);
+      return found;
+    };
+    return {
+      staticUrl,
+      stored,
+      isFile: (name) => known.has(name) || copy(name) !== undefined,
+      isDirectory: (name) => directories.has(name),
+      originalHash: (name) => (isKept.has(name) ? '' : known.has(name) ? (originalMd5.get(name) ?? '0'.repeat(32)).slice(0, 12) : copy(name)!.hash),
+    };
+  };
+  const PLACEHOLDER = '0'.repeat(12);
+  for (const name of adjustable) placeholders.set(djangoHashedName(name, PLACEHOLDER), { source: name, hash: PLACEHOLDER });
 
   // Pass 1: which files each adjustable file points at, and what is missing. Targets not
   // final yet answer with a same-shaped placeholder: the patterns cannot tell hex digits apart.
@@ -235,8 +251,8 @@ export async function hashTree(names: readonly string[], reader: HashReader, opt
     const scan = lookup((key) => {
       if (!known.has(key)) return undefined;
       if (adjustableSet.has(key)) found.add(key);
-      return files.get(key)?.storedName ?? djangoHashedName(key, '0'.repeat(12));
-    });
+      return files.get(key)?.storedName ?? djangoHashedName(key, PLACEHOLDER);
+    }, found);
     const result = rewriteReferences(name, decode(bytes).text, scan, jsModules);
     for (const m of result.missing) missing.push({ file: name, ...m });
     deps.set(name, [...found]);
@@ -263,6 +279,7 @@ export async function hashTree(names: readonly string[], reader: HashReader, opt
   const cycles: string[][] = [];
   const settle = (name: string, stored: string, result: { body: Buffer; changed: boolean }) => {
     files.set(name, { name, storedName: stored, md5: originalMd5.get(name)!, ...(result.changed && keepBodies ? { body: result.body } : {}) });
+    copies.set(stored, { source: name, hash: md5Hex(result.body).slice(0, 12) });
     settled.add(name);
   };
   await forEachLimit(components, concurrency, async (component) => {

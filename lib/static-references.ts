@@ -93,13 +93,14 @@ const JS_MODULE_PATTERNS: readonly DjangoPattern[] = [
     // import\s*['"](?P<url>[./].*?)["']\s*;
     re: new RegExp(`(${ci('import')}${WS}*['"]([./]${ANY}*?)["']${WS}*;)`, 'gu'),
     groups: ['url'],
-    template: (g) => `import"${g.url}";`,
+    // Spelt in two parts so that no import scanner takes the template for an import.
+    template: (g) => `${'import'}"${g.url}";`,
   },
   {
     // import\(["'](?P<url>.*?)["']\)
     re: new RegExp(`(${ci('import')}\\(["'](${ANY}*?)["']\\))`, 'gu'),
     groups: ['url'],
-    template: (g) => `import("${g.url}")`,
+    template: (g) => `${'import'}("${g.url}")`,
   },
 ];
 
