@@ -239,7 +239,7 @@ export class StaticManifestStorage {
           return digest;
         },
       },
-      HASH_CONCURRENCY,
+      { keep: isContentHashed, concurrency: HASH_CONCURRENCY },
     );
 
     const paths: Record<string, string> = {};
@@ -256,7 +256,7 @@ export class StaticManifestStorage {
       // A name kept from the bundler proves nothing: compare the md5 too (a multipart ETag,
       // with a dash, is no md5; such a file is trusted by size as before).
       const there = stored.get(key);
-      const same = there?.size === size && (f.md5 === undefined || there.etag.includes('-') || there.etag === f.md5);
+      const same = there?.size === size && (!f.kept || there.etag.includes('-') || there.etag === f.md5);
       if (same) unchanged++;
       else toUpload.push({ key, name: f.name, body: f.body, size });
     }
