@@ -1,5 +1,5 @@
 /**
- * `POST /users/:id/files`: any file up to `FILE_MAX_BYTES` (1 GiB by default), streamed from
+ * `POST /users/:id/files`: any file up to `FILE_MAX_BYTES` (5 GiB by default), streamed from
  * the request straight to S3 by the library's `MediaUploadInterceptor`: the app holds at
  * most a few parts in memory, whatever the file's size. Over the limit: 413, the multipart
  * upload aborted, nothing stored.
