@@ -5,7 +5,7 @@
  * bucket and endpoint, are not sent to the browser.
  */
 import { HttpException, HttpStatus } from '@nestjs/common';
-import { InvalidKeyError, ObjectNotFoundError, StorageError, StorageOperationError, StorageTimeoutError, UploadRejectedError } from './storage.errors.js';
+import { InvalidKeyError, ObjectNotFoundError, StorageOperationError, StorageTimeoutError, UploadRejectedError } from './storage.errors.js';
 
 /** The answer's body. */
 export interface DirectUploadErrorBody {
@@ -68,7 +68,7 @@ export function toHttpError(error: unknown): unknown {
     }
     return directUploadError(HttpStatus.SERVICE_UNAVAILABLE, 'storage-unavailable', 'The storage could not be reached or refused the request; try again later.', error);
   }
-  if (error instanceof StorageError) return directUploadError(HttpStatus.BAD_REQUEST, 'bad-request', withoutEndpoint(error.message), error);
+  // Anything else (a bad maxBytes from the app's options, a configuration error) is the server's fault.
   return error;
 }
 

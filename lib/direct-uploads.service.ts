@@ -15,7 +15,7 @@ import { DIRECT_UPLOADS_MODULE_OPTIONS } from './direct-uploads.module-definitio
 import type { DirectUploadRequest, DirectUploadsModuleOptions, PerRequest } from './direct-uploads-module-options.interface.js';
 import { PENDING_PREFIX } from './direct-uploads.js';
 import { directUploadError, toHttpError } from './direct-uploads.http-errors.js';
-import { normalizeName, toKey } from './key-normalizer.js';
+import { fromKey, normalizeName, toKey } from './key-normalizer.js';
 import type { MediaStorageApi } from './media-storage.api.js';
 import type { StoredObject } from './media-storage.types.js';
 import { countOpenUploads } from './open-uploads.js';
@@ -113,7 +113,7 @@ export class DirectUploadsService implements OnModuleInit {
   /** `POST <path>/s3/confirm` `{ key }`: publishes a presigned POST upload once the page saw it succeed. */
   async confirm(request: DirectUploadRequest, body: { key?: unknown } | undefined): Promise<PublishedAnswer> {
     const prefix = await this.admit(request);
-    const name = this.ownedName(body?.key, prefix, 'body field "key" (the key Uppy\'s upload-success reports)');
+    const name = this.ownedName(body?.key, prefix, 'body field "key" (the key Uppy\'s upload-success reports)', (key) => this.nameOfPostKey(key));
     const [maxBytes, allowedTypes] = await Promise.all([this.maxBytes(request), resolve(this.options.allowedTypes, request)]);
     const stored = await this.run(() => this.storage.confirmUpload(name, { maxBytes: Math.min(maxBytes, MAX_POST_BYTES), ...(allowedTypes ? { allowedTypes } : {}) }));
     return this.published(stored);
@@ -212,13 +212,13 @@ export class DirectUploadsService implements OnModuleInit {
   }
 
   /** The storage name for a key the client sent back, if it lies under the caller's prefix. */
-  private ownedName(key: unknown, prefix: string, where: string): string {
+  private ownedName(key: unknown, prefix: string, where: string, toName = (key: string) => this.storage.nameForKey(key)): string {
     if (typeof key !== 'string' || key === '') {
       throw directUploadError(HttpStatus.BAD_REQUEST, 'bad-request', `Missing ${where}: send back the "key" the upload was created with.`);
     }
     let name: string;
     try {
-      name = this.storage.nameForKey(key);
+      name = toName(key);
     } catch (error) {
       throw toHttpError(error);
     }
@@ -226,6 +226,16 @@ export class DirectUploadsService implements OnModuleInit {
       throw directUploadError(HttpStatus.FORBIDDEN, 'not-owner', 'That upload belongs to someone else (its key is not under your folder); nothing was changed.');
     }
     return name;
+  }
+
+  /** The name a presigned POST's key (`<location>/.pending/<name>`, what Uppy reports) publishes. */
+  private nameOfPostKey(key: string): string {
+    const inLocation = this.media ? fromKey(this.media.location, key) : key;
+    const name = inLocation.startsWith(`${PENDING_PREFIX}/`) ? inLocation.slice(PENDING_PREFIX.length + 1) : '';
+    if (!name) {
+      throw directUploadError(HttpStatus.BAD_REQUEST, 'bad-request', 'That key is not one a single-request upload of this server answered: send back the "key" from the params answer (Uppy\'s upload-success reports it).');
+    }
+    return normalizeName(name);
   }
 
   private async checkCap(prefix: string, cap: number): Promise<void> {

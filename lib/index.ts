@@ -50,3 +50,7 @@ export type {
 } from './direct-multipart.js';
 export type { MediaStorageApi, ReadOptions } from './media-storage.api.js';
 export { sendMedia, planMediaResponse, parseRange, type MediaSource, type SendMediaOptions, type SentMedia, type MediaPlan } from './media-download.js';
+export { DirectUploadsModule } from './direct-uploads.module.js';
+export type { DirectUploadsModuleOptions, DirectUploadsModuleExtras, DirectUploadRequest, PerRequest } from './direct-uploads-module-options.interface.js';
+export type { DirectUploadErrorBody } from './direct-uploads.http-errors.js';
+export type { PostParamsAnswer, CreatedMultipartAnswer, PublishedAnswer, CreateMultipartBody } from './direct-uploads.service.js';

@@ -54,7 +54,7 @@ document.addEventListener('DOMContentLoaded', () => {
         ...files.map((file) => {
           const item = document.createElement('li');
           const link = document.createElement('a');
-          link.href = `${base(id)}/files/${encodeURIComponent(file.file)}?download`;
+          link.href = `${base(id)}/files/${file.file.split('/').map(encodeURIComponent).join('/')}?download`;
           link.textContent = file.file;
           link.dataset.name = file.name;
           item.append(link, ` (${(file.size / MIB).toFixed(1)} MiB)`);
