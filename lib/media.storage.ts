@@ -345,7 +345,10 @@ export class MediaStorage implements MediaStorageApi {
   private directMultipartInstance?: DirectMultipart;
 
   private get directMultipart(): DirectMultipart {
-    return (this.directMultipartInstance ??= new DirectMultipart());
+    return (this.directMultipartInstance ??= new DirectMultipart({
+      ...this.context,
+      copy: (from, to, options) => this.operations.copy(from, to, options, 'completeMultipartUpload'),
+    }));
   }
 
   private get directUploads(): DirectUploads {
