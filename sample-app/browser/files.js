@@ -91,7 +91,9 @@ document.addEventListener('DOMContentLoaded', () => {
         proudlyDisplayPoweredByUppy: false,
         note: `Any file up to ${(maxBytes / (1024 * MIB)).toFixed(maxBytes % (1024 * MIB) ? 1 : 0)} GiB, straight to the bucket; large files resume after a dropped connection.`,
       })
-      .use(AwsS3, { companionEndpoint: `${base(id)}/uploads`, shouldUseMultipart: usesMultipart });
+      // At most ~1,000 parts (5 MiB or more each): the complete call's list of parts then stays
+      // well under Express's default 100 kB JSON body limit, whatever the file's size.
+      .use(AwsS3, { companionEndpoint: `${base(id)}/uploads`, shouldUseMultipart: usesMultipart, getChunkSize: (file) => Math.max(5 * MIB, Math.ceil(file.size / 1000)) });
     const confirming = [];
     uppy.on('upload-success', (file, response) => {
       if (usesMultipart(file)) return;
