@@ -173,7 +173,11 @@ describe('the sample page\'s Files section (Uppy) in Chromium', () => {
     // Parts re-sent at all: only those whose PUT the cut broke.
     const resent = [...new Set(puts.map((p) => p.partNumber))].filter((n) => puts.filter((p) => p.partNumber === n).length > 1);
     expect(resent.every((n) => puts.some((p) => p.partNumber === n && p.failed))).toBe(true);
-    console.log(`Uppy browser upload: ${PARTS} parts, ${puts.length} part PUTs (${failedPuts.length} cut, parts re-sent: ${resent.join(', ') || 'none'}), ${doneBeforeCut.size} done before the cut`);
+    const unanswered = Array.from({ length: PARTS }, (_, i) => i + 1).filter((n) => !done().some((p) => p.partNumber === n));
+    console.log(
+      `Uppy browser upload: ${PARTS} parts, ${puts.length} part PUTs (${failedPuts.length} cut, parts re-sent: ${resent.join(', ') || 'none'}, ` +
+        `stored but unanswered: ${unanswered.join(', ') || 'none'}), ${doneBeforeCut.size} done before the cut`,
+    );
 
     // The stored object is the file, published under the user's folder and listed by the page.
     const client = rawClient();
