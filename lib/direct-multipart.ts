@@ -28,7 +28,7 @@ import {
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { unquote } from './abortable.js';
 import { SNIFF_BYTES } from './content-sniffing.js';
-import { inspectUpload, PENDING_PREFIX, uploadName, type Rejection } from './direct-uploads.js';
+import { inspectUpload, PENDING_PREFIX, pendingName, uploadName, type Rejection } from './direct-uploads.js';
 import { normalizeName, toKey } from './key-normalizer.js';
 import type { MediaContext, StoredObject } from './media-storage.types.js';
 import { isPreconditionFailure } from './media-writes.js';
@@ -68,7 +68,10 @@ export interface MultipartUploadHandle {
   name: string;
   /** The S3 key the parts go to (under `.pending/`); Uppy echoes it back, see `nameForKey()`. */
   key: string;
-  /** Advisory part size in bytes (the client may pick its own, 5 MiB to 5 GiB, the last part smaller). */
+  /**
+   * Advisory part size in bytes: the `partSize` option, grown so that `maxBytes` fits in 10,000
+   * parts. The client may pick its own (5 MiB to 5 GiB, the last part smaller).
+   */
   partSize: number;
 }
 
@@ -102,7 +105,10 @@ export interface MultipartCallOptions {
 
 /** Options of `signParts()`. */
 export interface SignPartsOptions extends MultipartCallOptions {
-  /** Seconds each URL stays valid. @default 3600 (or urlExpiresIn when shorter) */
+  /**
+   * Seconds each URL stays valid (1 to 604800; never beyond temporary credentials). A part only
+   * has to start within it. @default urlExpiresIn (3600)
+   */
   expiresIn?: number;
 }
 
@@ -160,7 +166,7 @@ export class DirectMultipart {
   async create(options: CreateMultipartUploadOptions): Promise<MultipartUploadHandle> {
     checkMultipartMaxBytes(options.maxBytes);
     const prefix = multipartPrefix(options.prefix);
-    const name = `${prefix}/${randomBytes(16).toString('base64url')}/${safeFileName(options.name)}`;
+    const name = multipartName(prefix, options.name);
     const key = this.key(pendingName(name));
     const contentType = options.contentType ?? 'application/octet-stream';
     const defaults = this.context.options.objectParameters;
@@ -202,16 +208,13 @@ export class DirectMultipart {
       await this.abortQuietly(key, uploadId);
       throw error;
     }
-    return { uploadId, name, key, partSize: this.context.options.partSize };
+    return { uploadId, name, key, partSize: advisedPartSize(options.maxBytes, this.context.options.partSize) };
   }
 
   async signParts(name: string, uploadId: string, partNumbers: readonly number[], options: SignPartsOptions = {}): Promise<SignedPart[]> {
     const final = this.owned('signParts', name, options.prefix);
     checkUploadId(uploadId, this.key(final));
-    if (!Array.isArray(partNumbers) || partNumbers.length === 0 || partNumbers.length > MAX_PART_NUMBER) {
-      throw this.rejected(this.key(final), 'bad-request', `signParts(): give 1 to ${MAX_PART_NUMBER} part numbers (got ${Array.isArray(partNumbers) ? partNumbers.length : typeof partNumbers})`);
-    }
-    for (const partNumber of partNumbers) checkPartNumber(partNumber, this.key(final));
+    checkPartNumbers(partNumbers, this.key(final));
     const key = this.key(pendingName(final));
     const expiresIn = options.expiresIn ?? this.context.options.urlExpiresIn;
     return Promise.all(
@@ -245,7 +248,8 @@ export class DirectMultipart {
       throw this.noSuchUpload(key, final);
     }
     if (!(await this.lock(recordKey, options.signal))) {
-      const published = await this.waitForPublished(final);
+      const published = await this.waitForOther(final, recordKey);
+      if (published === 'ended') throw this.noSuchUpload(key, final);
       if (published) return published;
       throw this.rejected(key, 'conflict', `another completeMultipartUpload() of "${final}" is in progress or was interrupted; nothing was published by this call (start a new upload to try again)`);
     }
@@ -319,30 +323,12 @@ export class DirectMultipart {
   }
 
   nameForKey(key: string): string {
-    if (typeof key !== 'string') throw new InvalidKeyError(String(key), 'a multipart upload key must be a string');
-    const location = this.context.options.location;
-    const start = `${location ? `${location}/` : ''}${PENDING_PREFIX}/`;
-    if (!key.startsWith(start)) throw new InvalidKeyError(key, `it is not the key of a multipart upload of this storage (those start with "${start}")`);
-    const name = normalizeName(key.slice(start.length));
-    if (this.key(pendingName(name)) !== key || !isMultipartName(name)) {
-      throw new InvalidKeyError(key, 'it is not a key that createMultipartUpload() returned');
-    }
-    return name;
+    return multipartNameForKey(this.context.options.location, key);
   }
 
   /** The name, normalized, when it is an upload of `prefix`; else `not-owner` before any request. */
   private owned(operation: string, name: string, prefix: string | undefined): string {
-    const final = uploadName(name);
-    const owner = multipartPrefix(prefix);
-    const key = this.key(pendingName(final));
-    if (!final.startsWith(`${owner}/`)) {
-      throw this.rejected(key, 'not-owner', `${operation}(): the upload "${final}" does not belong to the prefix "${owner}"; nothing was changed`);
-    }
-    if (!isMultipartName(final) || final.slice(0, final.lastIndexOf('/', final.lastIndexOf('/') - 1)) !== owner) {
-      // `users/4` must not own `users/42/…`, nor `users` own `users/42/<random>/<file>`.
-      throw this.rejected(key, 'not-owner', `${operation}(): "${final}" is not an upload that createMultipartUpload() made for the prefix "${owner}"; nothing was changed`);
-    }
-    return final;
+    return ownedUpload(operation, name, prefix, (final, message) => this.rejected(this.key(pendingName(final)), 'not-owner', message));
   }
 
   private async allParts(operation: string, key: string, uploadId: string, signal: AbortSignal | undefined): Promise<UploadedPart[]> {
@@ -404,11 +390,17 @@ export class DirectMultipart {
     return { name: final, key, size: head.ContentLength ?? 0, etag: unquote(head.ETag), contentType: head.ContentType ?? 'application/octet-stream' };
   }
 
-  private async waitForPublished(final: string): Promise<StoredObject | undefined> {
+  /**
+   * Waits for the complete holding the lock: what it published, `'ended'` when it ended without
+   * publishing (it refused the upload: the record is gone), undefined when it is still running.
+   */
+  private async waitForOther(final: string, recordKey: string): Promise<StoredObject | 'ended' | undefined> {
     const deadline = Date.now() + LOCK_WAIT_MS;
     for (;;) {
       const published = await this.publishedFrom(final, undefined);
-      if (published || Date.now() >= deadline) return published;
+      if (published) return published;
+      if (!(await this.head(recordKey, undefined))) return (await this.publishedFrom(final, undefined)) ?? 'ended';
+      if (Date.now() >= deadline) return undefined;
       await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
     }
   }
@@ -496,6 +488,46 @@ export function multipartPrefix(prefix: string | undefined): string {
   return uploadName(prefix ?? DEFAULT_PREFIX);
 }
 
+/**
+ * The name, normalized, when it is an upload made for `prefix` (`<prefix>/<random>/<file>`);
+ * else `refuse` makes the error. `users/4` does not own `users/42/…`, nor `users` own
+ * `users/42/<random>/<file>`. No request is needed: the name says who owns it.
+ */
+export function ownedUpload(operation: string, name: string, prefix: string | undefined, refuse: (final: string, message: string) => Error): string {
+  const final = uploadName(name);
+  const owner = multipartPrefix(prefix);
+  if (!final.startsWith(`${owner}/`)) throw refuse(final, `${operation}(): the upload "${final}" does not belong to the prefix "${owner}"; nothing was changed`);
+  const segments = final.split('/');
+  if (!isMultipartName(final) || segments.slice(0, -2).join('/') !== owner) {
+    throw refuse(final, `${operation}(): "${final}" is not an upload that createMultipartUpload() made for the prefix "${owner}"; nothing was changed`);
+  }
+  return final;
+}
+
+/** The storage name of a multipart upload's S3 key (`<location>/.pending/<name>`). @throws InvalidKeyError */
+export function multipartNameForKey(location: string, key: string): string {
+  if (typeof key !== 'string') throw new InvalidKeyError(String(key), 'a multipart upload key must be a string');
+  const start = `${location ? `${location}/` : ''}${PENDING_PREFIX}/`;
+  if (!key.startsWith(start)) throw new InvalidKeyError(key, `it is not the key of a multipart upload of this storage (those start with "${start}")`);
+  const name = normalizeName(key.slice(start.length));
+  if (toKey(location, pendingName(name)) !== key || !isMultipartName(name)) throw new InvalidKeyError(key, 'it is not a key that createMultipartUpload() returned');
+  return name;
+}
+
+/**
+ * The part size to advise: `partSize`, grown to a whole MiB that fits `maxBytes` in S3's 10,000
+ * parts (10 GiB → 8 MiB; 100 GiB → 11 MiB), at most S3's 5 GiB per part.
+ */
+export function advisedPartSize(maxBytes: number, partSize: number): number {
+  const mib = 1024 * 1024;
+  return Math.min(5 * 1024 * mib, Math.max(partSize, Math.ceil(maxBytes / MAX_PART_NUMBER / mib) * mib));
+}
+
+/** A new upload's name: `<prefix>/<22 random characters>/<safe file name>`, unguessable. */
+export function multipartName(prefix: string, fileName: string | undefined): string {
+  return `${prefix}/${randomBytes(16).toString('base64url')}/${safeFileName(fileName)}`;
+}
+
 /** `<prefix>/<22 random characters>/<file>`: the shape of every name createMultipartUpload() gives. */
 export function isMultipartName(name: string): boolean {
   const segments = name.split('/');
@@ -521,10 +553,6 @@ export function safeFileName(name: string | undefined): string {
   return safe || 'file';
 }
 
-export function pendingName(name: string): string {
-  return `${PENDING_PREFIX}/${name}`;
-}
-
 /** The record's name: a hash of key and upload id (upload ids are long and opaque). */
 export function recordName(key: string, uploadId: string): string {
   return `${MULTIPART_RECORDS}/${createHash('sha256').update(`${key}\n${uploadId}`).digest('base64url')}`;
@@ -534,10 +562,18 @@ function lockKey(recordKey: string): string {
   return `${recordKey}.lock`;
 }
 
-function checkUploadId(uploadId: string, key: string): void {
+export function checkUploadId(uploadId: string, key: string): void {
   if (typeof uploadId !== 'string' || uploadId.length === 0 || uploadId.length > MAX_UPLOAD_ID || /[\u0000-\u001f\u007f]/.test(uploadId)) {
     throw new UploadRejectedError('bad-request', `the upload id must be the non-empty string createMultipartUpload() returned (got ${describeName(uploadId)})`, { key });
   }
+}
+
+/** `signParts()`'s part numbers: 1 to 10,000 of them, each a whole number from 1 to 10,000. */
+export function checkPartNumbers(partNumbers: readonly number[], key: string): void {
+  if (!Array.isArray(partNumbers) || partNumbers.length === 0 || partNumbers.length > MAX_PART_NUMBER) {
+    throw new UploadRejectedError('bad-request', `signParts(): give 1 to ${MAX_PART_NUMBER} part numbers (got ${Array.isArray(partNumbers) ? partNumbers.length : typeof partNumbers})`, { key });
+  }
+  for (const partNumber of partNumbers) checkPartNumber(partNumber, key);
 }
 
 function checkPartNumber(partNumber: number, key: string): void {
@@ -547,7 +583,7 @@ function checkPartNumber(partNumber: number, key: string): void {
 }
 
 /** The parts a client gives, checked (numbers, ETags, no duplicates) and sorted. */
-function checkCompletedParts(parts: readonly CompletedPart[], bad: (message: string) => UploadRejectedError): { partNumber: number; etag: string }[] {
+export function checkCompletedParts(parts: readonly CompletedPart[], bad: (message: string) => UploadRejectedError): { partNumber: number; etag: string }[] {
   if (!Array.isArray(parts) || parts.length === 0) throw bad('completeMultipartUpload(): give the parts uploaded, each { partNumber, etag } (got none)');
   if (parts.length > MAX_PART_NUMBER) throw bad(`completeMultipartUpload(): at most ${MAX_PART_NUMBER} parts (got ${parts.length})`);
   const seen = new Set<number>();

@@ -2,11 +2,12 @@
  * `InMemoryStorage`: `MediaStorage`'s whole public surface over a `Map`, for unit tests.
  * No network, no files. It applies the same key rules (lib/key-normalizer.ts), throws the
  * same error classes with the same codes, keeps the overwrite rule, lists in S3's key order,
- * and checks direct uploads the way lib/direct-uploads.ts does (the same `inspectUpload()`).
+ * and checks direct uploads the way lib/direct-uploads.ts does (the same `inspectUpload()`), and
+ * multipart direct uploads by lib/direct-multipart.ts's rules (lib/testing/memory-multipart.ts).
  * The contract suite (test/contract/) runs one set of behaviour tests against both.
  *
  * What it adds for tests: URLs it can check itself (`resolveUrl()`), the browser's half of a
- * direct upload (`post()`), assertions, and a clock that tests move.
+ * direct upload (`post()`, `putPart()`), assertions, and a clock that tests move.
  */
 import { AssertionError } from 'node:assert';
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
@@ -41,6 +42,7 @@ import { MAX_URL_EXPIRES_IN, resolveStorageOptions, type ResolvedMediaOptions } 
 import { ChunkEncoder } from '../stream-chunks.js';
 import { cacheWindowAt, checkCacheWindow, type MediaUrl } from '../url-cache.js';
 import { contentDisposition } from '../url-signer.js';
+import { MemoryMultipart } from './memory-multipart.js';
 import { MemoryUrlSigner, type MemoryUrlProblem } from './memory-urls.js';
 
 /** The bucket of an `InMemoryStorage` given none. */
@@ -92,11 +94,22 @@ export class InMemoryStorage implements MediaStorageApi {
   private readonly urls = new MemoryUrlSigner(randomBytes(32));
   private readonly clock: () => number;
   private clockOffset = 0;
+  private readonly multipart: MemoryMultipart;
 
   constructor(mediaOptions: InMemoryMediaOptions = {}, options: InMemoryStorageOptions = {}) {
     this.options = resolveStorageOptions({ media: { ...mediaOptions, bucket: mediaOptions.bucket ?? IN_MEMORY_BUCKET } }).media;
     this.bucket = this.options.bucket;
     this.clock = options.clock ?? Date.now;
+    this.multipart = new MemoryMultipart({
+      options: this.options,
+      urls: this.urls,
+      now: () => this.now(),
+      objects: this.objects,
+      put: (key, data, meta) => this.put(key, data, meta),
+      s3Error: (operation, key, status, code, why) => s3Error(operation, this.context(key || undefined), status, code, why),
+      checkExpiresIn,
+      throwIfAborted: (operation, signal, key) => this.throwIfAborted(operation, signal, key),
+    });
   }
 
   // ---- the MediaStorage surface ----
@@ -398,28 +411,45 @@ export class InMemoryStorage implements MediaStorageApi {
     return { name: final, key, size: pending.data.length, etag: pending.etag, contentType: checked.contentType };
   }
 
-  async createMultipartUpload(_options: CreateMultipartUploadOptions): Promise<MultipartUploadHandle> {
-    throw new StorageError('multipart direct uploads: not implemented yet');
+  /** Opens a multipart upload as MediaStorage does (the same name shape and limits); send parts with {@link putPart}. */
+  createMultipartUpload(options: CreateMultipartUploadOptions): Promise<MultipartUploadHandle> {
+    return this.multipart.create(options);
   }
 
-  async signParts(_name: string, _uploadId: string, _partNumbers: readonly number[], _options: SignPartsOptions = {}): Promise<SignedPart[]> {
-    throw new StorageError('multipart direct uploads: not implemented yet');
+  /** Signed `memory://` part URLs that {@link putPart} checks; the same refusals as MediaStorage. */
+  signParts(name: string, uploadId: string, partNumbers: readonly number[], options: SignPartsOptions = {}): Promise<SignedPart[]> {
+    return this.multipart.signParts(name, uploadId, partNumbers, options);
   }
 
-  async listParts(_name: string, _uploadId: string, _options: MultipartCallOptions = {}): Promise<UploadedPart[]> {
-    throw new StorageError('multipart direct uploads: not implemented yet');
+  listParts(name: string, uploadId: string, options: MultipartCallOptions = {}): Promise<UploadedPart[]> {
+    return this.multipart.listParts(name, uploadId, options);
   }
 
-  async completeMultipartUpload(_name: string, _uploadId: string, _parts: readonly CompletedPart[], _options: MultipartCallOptions = {}): Promise<StoredObject> {
-    throw new StorageError('multipart direct uploads: not implemented yet');
+  /** Checks and publishes as MediaStorage does; a refused upload is gone afterwards. @throws UploadRejectedError */
+  completeMultipartUpload(name: string, uploadId: string, parts: readonly CompletedPart[], options: MultipartCallOptions = {}): Promise<StoredObject> {
+    return this.multipart.complete(name, uploadId, parts, options);
   }
 
-  async abortMultipartUpload(_name: string, _uploadId: string, _options: MultipartCallOptions = {}): Promise<void> {
-    throw new StorageError('multipart direct uploads: not implemented yet');
+  abortMultipartUpload(name: string, uploadId: string, options: MultipartCallOptions = {}): Promise<void> {
+    return this.multipart.abort(name, uploadId, options);
   }
 
-  nameForKey(_key: string): string {
-    throw new StorageError('multipart direct uploads: not implemented yet');
+  nameForKey(key: string): string {
+    return this.multipart.nameForKey(key);
+  }
+
+  /**
+   * The browser's PUT of one part to a {@link signParts} URL, with S3's refusals (403 for a
+   * changed or expired URL, 404 `NoSuchUpload`), each a StorageOperationError.
+   * @returns the part's ETag, quoted, as S3's `ETag` response header
+   */
+  putPart(url: string, body: Buffer | Uint8Array | string): Promise<string> {
+    return this.multipart.putPart(url, body);
+  }
+
+  /** The keys of multipart uploads still open (what ListMultipartUploads would show). */
+  openMultipartUploads(): string[] {
+    return this.multipart.openUploads();
   }
 
   key(name: string): string {

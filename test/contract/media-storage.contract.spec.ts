@@ -49,6 +49,8 @@ interface Backend {
   fetchUrl(url: string): Promise<Buffer>;
   /** The browser's POST of a form; a refusal as a StorageOperationError. */
   post(upload: DirectUpload, body: Buffer, contentType?: string): Promise<void>;
+  /** The browser's PUT of a part to a signed part URL: its ETag header, or the refusal as a StorageOperationError. */
+  putPart(url: string, body: Buffer): Promise<string>;
   /** Runs `make` as if it were `seconds` ago (what it makes is that old afterwards). */
   inThePast<T>(seconds: number, make: () => Promise<T>): Promise<T>;
   close(): Promise<void>;
@@ -103,6 +105,12 @@ const real: BackendFactory = {
         if (!response.ok) throw await refusal('POST', bucket, response);
         await response.arrayBuffer();
       },
+      async putPart(url, body) {
+        const response = await fetch(url, { method: 'PUT', body });
+        if (!response.ok) throw await refusal('PUT', bucket, response);
+        await response.arrayBuffer();
+        return response.headers.get('etag')!;
+      },
       async inThePast(seconds, make) {
         offset = -seconds * 1000;
         try {
@@ -129,6 +137,7 @@ const memory: BackendFactory = {
       storage,
       fetchUrl: (url) => storage.resolveUrl(url),
       post: (upload, body, contentType) => storage.post(upload, body, contentType),
+      putPart: (url, body) => storage.putPart(url, body),
       async inThePast(seconds, make) {
         const made = await make();
         storage.advanceClock(seconds * 1000);
@@ -719,6 +728,83 @@ describe.each([real, memory])('the MediaStorage contract: $label', (factory) => 
       const upload = await b.inThePast(600, () => s.createUpload({ prefix: 'du/expired', contentType: 'image/png', maxBytes: 1000, expiresIn: 60 }));
       await expect(b.post(upload, PNG)).rejects.toMatchObject({ status: 403, s3Code: 'AccessDenied' });
       await expect(s.confirmUpload(upload.name)).rejects.toBeInstanceOf(ObjectNotFoundError);
+    });
+  });
+  describe('multipart direct uploads', () => {
+    const MIB = 1024 * 1024;
+    const file = (size: number): Buffer => Buffer.concat([PNG.subarray(0, 8), randomBytes(size - 8)]);
+    async function sendParts(name: string, uploadId: string, data: Buffer, partSize: number, prefix?: string): Promise<{ partNumber: number; etag: string }[]> {
+      const count = Math.ceil(data.length / partSize);
+      const signed = await s.signParts(name, uploadId, Array.from({ length: count }, (_, i) => i + 1), { prefix });
+      return Promise.all(signed.map(async ({ partNumber, url }) => ({ partNumber, etag: await b.putPart(url, data.subarray((partNumber - 1) * partSize, partNumber * partSize)) })));
+    }
+    async function refusedWith(promise: Promise<unknown>, reason: string): Promise<void> {
+      const error = await promise.then(() => undefined, (e: unknown) => e);
+      expect(error).toBeInstanceOf(UploadRejectedError);
+      expect(error).toMatchObject({ code: 'STORAGE_UPLOAD_REJECTED', reason });
+    }
+
+    it('creates under .pending/ with a generated name, lists the parts sent, completes, reads back; a replay returns the same object', async () => {
+      const data = file(5 * MIB + 1000);
+      const handle = await s.createMultipartUpload({ prefix: 'mp/users/7', name: 'dir/../Clip "one".png', contentType: 'image/png', maxBytes: 6 * MIB, allowedTypes: ['image/png'] });
+      expect(handle.name).toMatch(/^mp\/users\/7\/[A-Za-z0-9_-]{22}\/Clip _one_\.png$/);
+      expect(handle.key).toBe(`${LOCATION}/.pending/${handle.name}`);
+      expect(s.nameForKey(handle.key)).toBe(handle.name);
+      expect(() => s.nameForKey(`${LOCATION}/${handle.name}`)).toThrow(InvalidKeyError);
+      expect(handle.partSize).toBe(8 * MIB);
+      // Advice that fits maxBytes in 10,000 parts: 100 GiB → 11 MiB parts.
+      const huge = await s.createMultipartUpload({ prefix: 'mp/huge', maxBytes: 100 * 1024 * MIB });
+      expect(huge.partSize).toBe(11 * MIB);
+      await s.abortMultipartUpload(huge.name, huge.uploadId, { prefix: 'mp/huge' });
+      const parts = await sendParts(handle.name, handle.uploadId, data, 5 * MIB, 'mp/users/7');
+      expect((await s.listParts(handle.name, handle.uploadId, { prefix: 'mp/users/7' })).map((p) => [p.partNumber, p.size])).toEqual([[1, 5 * MIB], [2, 1000]]);
+      expect(await s.exists(handle.name)).toBe(false);
+      const stored = await s.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'mp/users/7' });
+      expect(stored).toMatchObject({ name: handle.name, key: `${LOCATION}/${handle.name}`, size: data.length, contentType: 'image/png' });
+      expect((await s.read(handle.name)).equals(data)).toBe(true);
+      expect(await s.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'mp/users/7' })).toEqual(stored);
+      expect(await names(s, 'mp/users/7/')).toEqual([handle.name]);
+      await refusedWith(s.listParts(handle.name, handle.uploadId, { prefix: 'mp/users/7' }), 'no-such-upload');
+    });
+
+    it('refuses parts over maxBytes (too-large) and bytes of a type not allowed (type-not-allowed); the upload is gone, nothing published', async () => {
+      const big = await s.createMultipartUpload({ prefix: 'mp/big', maxBytes: 5 * MIB });
+      const bigParts = await sendParts(big.name, big.uploadId, file(5 * MIB + 1), 5 * MIB, 'mp/big');
+      await refusedWith(s.completeMultipartUpload(big.name, big.uploadId, bigParts, { prefix: 'mp/big' }), 'too-large');
+      await refusedWith(s.listParts(big.name, big.uploadId, { prefix: 'mp/big' }), 'no-such-upload');
+      await refusedWith(s.completeMultipartUpload(big.name, big.uploadId, bigParts, { prefix: 'mp/big' }), 'no-such-upload');
+
+      const html = await s.createMultipartUpload({ prefix: 'mp/typed', maxBytes: MIB, allowedTypes: ['image/png'] });
+      const htmlParts = await sendParts(html.name, html.uploadId, Buffer.from('<!doctype html><script>alert(1)</script>'), MIB, 'mp/typed');
+      await refusedWith(s.completeMultipartUpload(html.name, html.uploadId, htmlParts, { prefix: 'mp/typed' }), 'type-not-allowed');
+      await refusedWith(s.listParts(html.name, html.uploadId, { prefix: 'mp/typed' }), 'no-such-upload');
+      expect([...(await names(s, 'mp/big/')), ...(await names(s, 'mp/typed/'))]).toEqual([]);
+    });
+
+    it('another prefix is not-owner for sign, list, complete and abort, and changes nothing; bad part numbers are bad-request', async () => {
+      const handle = await s.createMultipartUpload({ prefix: 'mp/users/42', maxBytes: MIB });
+      const parts = await sendParts(handle.name, handle.uploadId, file(100), MIB, 'mp/users/42');
+      for (const prefix of ['mp/users/43', 'mp/users/4', 'mp/users']) {
+        await refusedWith(s.signParts(handle.name, handle.uploadId, [1], { prefix }), 'not-owner');
+        await refusedWith(s.listParts(handle.name, handle.uploadId, { prefix }), 'not-owner');
+        await refusedWith(s.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix }), 'not-owner');
+        await refusedWith(s.abortMultipartUpload(handle.name, handle.uploadId, { prefix }), 'not-owner');
+      }
+      for (const partNumber of [0, 10_001, 2.5]) await refusedWith(s.signParts(handle.name, handle.uploadId, [partNumber], { prefix: 'mp/users/42' }), 'bad-request');
+      expect(await s.listParts(handle.name, handle.uploadId, { prefix: 'mp/users/42' })).toHaveLength(1);
+      await s.abortMultipartUpload(handle.name, handle.uploadId, { prefix: 'mp/users/42' });
+      await refusedWith(s.listParts(handle.name, handle.uploadId, { prefix: 'mp/users/42' }), 'no-such-upload');
+      await s.abortMultipartUpload(handle.name, handle.uploadId, { prefix: 'mp/users/42' });
+    });
+
+    factory.itSigned('a part URL past its expiry is refused (403 AccessDenied), one changed to another part (403)', async () => {
+      const handle = await s.createMultipartUpload({ prefix: 'mp/expired', maxBytes: MIB });
+      const [expired] = await b.inThePast(600, () => s.signParts(handle.name, handle.uploadId, [1], { prefix: 'mp/expired', expiresIn: 60 }));
+      await expect(b.putPart(expired!.url, file(100))).rejects.toMatchObject({ status: 403, s3Code: 'AccessDenied' });
+      const [fresh] = await s.signParts(handle.name, handle.uploadId, [1], { prefix: 'mp/expired' });
+      await expect(b.putPart(fresh!.url.replace('partNumber=1', 'partNumber=2'), file(100))).rejects.toMatchObject({ status: 403 });
+      expect(await s.listParts(handle.name, handle.uploadId, { prefix: 'mp/expired' })).toEqual([]);
+      await s.abortMultipartUpload(handle.name, handle.uploadId, { prefix: 'mp/expired' });
     });
   });
 });

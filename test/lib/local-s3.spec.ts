@@ -12,6 +12,7 @@ import {
   HeadObjectCommand,
   ListMultipartUploadsCommand,
   ListObjectsCommand,
+  ListPartsCommand,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
@@ -152,6 +153,24 @@ describe('startLocalS3', () => {
     await client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: 'open/upload.bin', UploadId }));
     expect((await client.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }))).Uploads ?? []).toEqual([]);
     expect(await failure(client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key: 'open/upload.bin', UploadId })))).toMatchObject({ name: 'NoSuchUpload', status: 404 });
+  });
+
+  it('lists the parts of an open upload in order with size and ETag (ListParts, which s3rver itself lacks); another key or id is 404 NoSuchUpload', async () => {
+    const Key = 'open/listed parts.bin';
+    const { UploadId } = await client.send(new CreateMultipartUploadCommand({ Bucket: BUCKET, Key }));
+    expect((await client.send(new ListPartsCommand({ Bucket: BUCKET, Key, UploadId }))).Parts ?? []).toEqual([]);
+    const bodies: [number, Buffer][] = [[3, Buffer.from('third')], [1, Buffer.alloc(5 * 1024 * 1024, 7)]];
+    const etags = new Map<number, string | undefined>();
+    for (const [PartNumber, Body] of bodies) etags.set(PartNumber, (await client.send(new UploadPartCommand({ Bucket: BUCKET, Key, UploadId, PartNumber, Body }))).ETag);
+    const listed = await client.send(new ListPartsCommand({ Bucket: BUCKET, Key, UploadId }));
+    expect((listed.Parts ?? []).map((p) => [p.PartNumber, p.Size, p.ETag])).toEqual([
+      [1, 5 * 1024 * 1024, etags.get(1)],
+      [3, 5, etags.get(3)],
+    ]);
+    expect(listed.IsTruncated).toBe(false);
+    expect(await failure(client.send(new ListPartsCommand({ Bucket: BUCKET, Key: 'open/other.bin', UploadId })))).toMatchObject({ name: 'NoSuchUpload', status: 404 });
+    expect(await failure(client.send(new ListPartsCommand({ Bucket: BUCKET, Key, UploadId: 'ffff' })))).toMatchObject({ name: 'NoSuchUpload', status: 404 });
+    await client.send(new AbortMultipartUploadCommand({ Bucket: BUCKET, Key, UploadId }));
   });
 
   it("gives a completed multipart upload S3's ETag (MD5 of the part MD5s, then -<parts>)", async () => {

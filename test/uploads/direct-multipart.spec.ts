@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import type { MultipartUploadHandle } from '../../lib/direct-multipart.js';
 import type { MediaStorage } from '../../lib/media.storage.js';
-import { InvalidKeyError, UploadRejectedError } from '../../lib/storage.errors.js';
+import { InvalidKeyError, StorageAbortedError, StorageOperationError, UploadRejectedError } from '../../lib/storage.errors.js';
 import { storageFixture, type StorageFixture } from '../harness/nest-storage.js';
 import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, skipWithReason, uniqueBucket } from '../harness/s3-test-env.js';
 
@@ -193,6 +193,72 @@ describe('limits enforced at complete: refused, aborted, nothing left behind', (
   }, 60_000);
 });
 
+describe('failures and races: nothing left behind, nothing published twice', () => {
+  for (const failing of ['CompleteMultipartUploadCommand', 'CopyObjectCommand'] as const) {
+    it(`a server failure of ${failing} is a StorageOperationError and leaves no object, no upload, no record, no placeholder`, async () => {
+      const handle = await fx.storage.createMultipartUpload({ prefix: 'failing', maxBytes: 10 * MIB });
+      const parts = await putParts(fx.storage, handle, pngFile(1000), 8 * MIB, 'failing');
+      fx.client.middlewareStack.add(
+        (next, context) => async (args) => {
+          if (context.commandName === failing) throw Object.assign(new Error('We encountered an internal error. Please try again.'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } });
+          return next(args);
+        },
+        { step: 'initialize', name: 'failOne' },
+      );
+      try {
+        const error = await fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'failing' }).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(StorageOperationError);
+        expect((error as StorageOperationError).status).toBe(500);
+      } finally {
+        fx.client.middlewareStack.remove('failOne');
+      }
+      expect(await fx.storage.exists(handle.name)).toBe(false);
+      const placeholders: string[] = [];
+      for await (const entry of fx.storage.list('failing/')) placeholders.push(entry.name);
+      expect(placeholders).toEqual([]);
+      expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
+    }, 60_000);
+  }
+
+  it('a complete aborted by its caller mid-way is StorageAbortedError and leaves nothing', async () => {
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'aborted', maxBytes: 10 * MIB });
+    const parts = await putParts(fx.storage, handle, pngFile(1000), 8 * MIB, 'aborted');
+    const controller = new AbortController();
+    fx.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName === 'CompleteMultipartUploadCommand') controller.abort(new Error('the user left'));
+        return next(args);
+      },
+      { step: 'initialize', name: 'abortAtComplete' },
+    );
+    try {
+      const error = await fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'aborted', signal: controller.signal }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StorageAbortedError);
+    } finally {
+      fx.client.middlewareStack.remove('abortAtComplete');
+    }
+    expect(await fx.storage.exists(handle.name)).toBe(false);
+    expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
+  }, 60_000);
+
+  itRequires('conditional-writes', 'two completes of one upload at the same moment publish one object and both return it', async () => {
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'race', maxBytes: 20 * MIB });
+    const parts = await putParts(fx.storage, handle, pngFile(11 * MIB), 6 * MIB, 'race');
+    fx.requests.length = 0;
+    const [a, b] = await Promise.all([
+      fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'race' }),
+      fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'race' }),
+    ]);
+    expect(a).toEqual(b);
+    expect(fx.requests.filter((r) => r === 'CompleteMultipartUploadCommand')).toHaveLength(1);
+    expect(fx.requests.filter((r) => r === 'CopyObjectCommand')).toHaveLength(1);
+    const names: string[] = [];
+    for await (const entry of fx.storage.list('race/')) names.push(entry.name);
+    expect(names).toEqual([handle.name]);
+    expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
+  }, 60_000);
+});
+
 describe('ownership and bad input: refused before any request, nothing changed', () => {
   it('another prefix cannot sign, list, complete or abort an upload; the owner still can', async () => {
     const data = pngFile(1000);
@@ -254,6 +320,20 @@ describe('part URLs expire', () => {
 
 describe('publishing above the single-copy limit (UploadPartCopy in parallel ranges)', () => {
   const run = s3.kind === 's3rver' ? (name: string, fn: () => Promise<void>) => skipWithReason(name, `the s3rver server at ${s3.endpoint} does not implement UploadPartCopy (501 NotImplemented)`, fn) : (name: string, fn: () => Promise<void>) => it(name, fn, 120_000);
+  if (s3.kind === 's3rver') {
+    it('on the embedded server (UploadPartCopy 501) such an upload fails with StorageOperationError and leaves nothing', async () => {
+      const handle = await copyFx.storage.createMultipartUpload({ prefix: 'videos', maxBytes: 100 * MIB });
+      const parts = await putParts(copyFx.storage, handle, pngFile(17 * MIB), 8 * MIB, 'videos');
+      const error = await copyFx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'videos' }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StorageOperationError);
+      expect((error as StorageOperationError).status).toBe(501);
+      expect(await copyFx.storage.exists(handle.name)).toBe(false);
+      const names: string[] = [];
+      for await (const entry of copyFx.storage.list('videos/')) names.push(entry.name);
+      expect(names).toEqual([]);
+      expect(await leftovers(copyBucket)).toEqual({ pending: [], uploads: [] });
+    }, 60_000);
+  }
   run('with multipartCopyThreshold lowered to 16 MiB, a 64 MiB upload is published by a multipart copy, byte for byte, marked, nothing left', async () => {
     const data = pngFile(64 * MIB);
     const handle = await copyFx.storage.createMultipartUpload({ prefix: 'videos', name: 'big.png', contentType: 'image/png', maxBytes: 100 * MIB, allowedTypes: ['image/png'] });
