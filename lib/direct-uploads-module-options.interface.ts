@@ -46,7 +46,7 @@ export interface DirectUploadsModuleOptions {
    * @default undefined (no cap)
    */
   maxOpenUploads?: PerRequest<number | undefined>;
-  /** Seconds a part URL stays valid. @default the storage's default for `signParts()` (3600, or urlExpiresIn when shorter) */
+  /** Seconds a part URL stays valid (a part must start within it). @default the storage's default for `signParts()` (`urlExpiresIn`) */
   partUrlExpiresIn?: number;
   /** Seconds a single-request (presigned POST) form stays valid. @default the storage's default for `createUpload()` (300) */
   postExpiresIn?: number;

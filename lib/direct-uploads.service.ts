@@ -160,8 +160,8 @@ export class DirectUploadsService implements OnModuleInit {
     const numbers = batch ? partNumbers(request.query.partNumbers) : [partNumber(part)];
     const expiresIn = this.options.partUrlExpiresIn;
     const signed = await this.run(() => this.storage.signParts(name, checkUploadId(uploadId), numbers, { prefix, ...(expiresIn === undefined ? {} : { expiresIn }) }));
-    // Companion answers `expires` in seconds; the storage's default applies when none is set.
-    const expires = expiresIn ?? 3600;
+    // Companion answers `expires` in seconds: what the URL was signed for (the storage's default when none is set).
+    const expires = Number(new URL(signed[0]!.url).searchParams.get('X-Amz-Expires'));
     if (!batch) return { url: signed[0]!.url, expires };
     return { presignedUrls: Object.fromEntries(signed.map((p) => [String(p.partNumber), p.url])), expires };
   }

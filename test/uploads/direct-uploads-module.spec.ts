@@ -124,6 +124,8 @@ describe.each(HTTP_PLATFORMS)('DirectUploadsModule on %s', (platform) => {
       .set(as(user));
     expect(res.status).toBe(200);
     expect(res.body.url).toMatch(/^https?:\/\//);
+    expect(res.body.expires).toBe(Number(new URL(res.body.url as string).searchParams.get('X-Amz-Expires')));
+    expect(res.body.expires).toBeGreaterThan(0);
     return res.body.url as string;
   }
 
@@ -147,6 +149,14 @@ describe.each(HTTP_PLATFORMS)('DirectUploadsModule on %s', (platform) => {
     const upload = await create(user, { filename: 'holiday video.bin', type: 'application/octet-stream', metadata: { name: 'holiday video.bin' } });
     expect(upload.key.startsWith('media/')).toBe(true);
     const done = await uploadParts(user, upload, parts);
+    // Companion's batch route, for clients that sign several parts at once.
+    const batch = await request(app.getHttpServer())
+      .get(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(upload.uploadId)}/batch`)
+      .query({ key: upload.key, partNumbers: '1,3' })
+      .set(as(user));
+    expect(batch.status).toBe(200);
+    expect(Object.keys(batch.body.presignedUrls)).toEqual(['1', '3']);
+    expect(new URL(batch.body.presignedUrls['3'] as string).searchParams.get('partNumber')).toBe('3');
 
     const listed = await request(app.getHttpServer())
       .get(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(upload.uploadId)}`)
