@@ -22,6 +22,7 @@ import { FaultProxy } from '../reliability/fault-proxy.js';
 import { closedPort } from '../harness/net.js';
 import { createTestBucket, deleteTestBucket, rawClient, s3, skipWithReason } from '../harness/s3-test-env.js';
 import { mediaEnv, startSampleApp, type SampleApp } from './app-fixture.js';
+import { png } from './images.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const MIB = 1024 * 1024;
@@ -196,6 +197,36 @@ describe('the sample page\'s Files section (Uppy) in Chromium', () => {
     const head = await fetch(`${sample!.baseUrl}${link!}`, { headers: { Range: 'bytes=0-99' } });
     expect(head.status).toBe(206);
     expect((await head.arrayBuffer()).byteLength).toBe(100);
+  });
+});
+
+describe('the Files section with a small file', () => {
+  itInBrowser('sends a file under 100 MiB as one presigned POST, which the page confirms: published, listed, same bytes', async () => {
+    const user = 'uppy-small';
+    const bytes = png(64);
+    const seen: string[] = [];
+    const proxyOrigin = new URL(proxy.endpoint).origin;
+    page.on('request', (req) => {
+      const url = new URL(req.url());
+      if (req.method() === 'OPTIONS') return;
+      if (url.origin === proxyOrigin) seen.push(`${req.method()} S3`);
+      else if (url.pathname.startsWith(`/users/${user}/uploads/`)) seen.push(`${req.method()} ${url.pathname}`);
+    });
+    await page.goto(`${sample!.baseUrl}/`);
+    await page.fill('#user-id', user);
+    await page.click('#user-form button[type=submit]');
+    await page.waitForSelector('#uppy-dashboard .uppy-Dashboard', { timeout: 30_000 });
+    await page.locator('#uppy-dashboard input.uppy-Dashboard-input[type=file]').first().setInputFiles({ name: 'tiny.png', mimeType: 'image/png', buffer: bytes });
+    await page.locator('#uppy-dashboard .uppy-StatusBar-actionBtn--upload').click();
+    await page.waitForSelector('#file-list a', { timeout: 60_000 });
+    await expect(page.locator('#files-status').textContent()).resolves.toBe('Uploaded 1 file(s).');
+
+    // params, the POST to the bucket (through publicEndpoint), then the page's confirm; no multipart.
+    expect(seen).toEqual([`GET /users/${user}/uploads/s3/params`, 'POST S3', `POST /users/${user}/uploads/s3/confirm`]);
+    const link = await page.locator('#file-list a').first().getAttribute('href');
+    expect(link).toMatch(new RegExp(`^/users/${user}/files/[0-9a-f-]{36}\\.png\\?download$`));
+    const served = Buffer.from(await (await fetch(`${sample!.baseUrl}${link!}`)).arrayBuffer());
+    expect(createHash('sha256').update(served).digest('hex')).toBe(createHash('sha256').update(bytes).digest('hex'));
   });
 });
 
