@@ -83,8 +83,17 @@ export class DirectUploadsService implements OnModuleInit {
     const name = this.storageName ?? undefined;
     const label = name === undefined ? 'the unnamed storage (StorageModule.forRoot)' : `the storage "${name}" (StorageModule.forRoot({ name: "${name}" }))`;
     this.storage = this.find<MediaStorageApi>(getStorageToken(name), label);
-    this.client = this.moduleRef.get<S3Client>(getMediaS3ClientToken(name), { strict: false });
-    this.media = this.moduleRef.get<ResolvedStorageOptions>(getStorageOptionsToken(name), { strict: false }).media;
+    // Only the open-uploads cap and POST keys need these; a hand-made storage provider may lack them.
+    this.client = this.optional<S3Client>(getMediaS3ClientToken(name));
+    this.media = this.optional<ResolvedStorageOptions>(getStorageOptionsToken(name))?.media;
+  }
+
+  private optional<T>(token: string | symbol): T | undefined {
+    try {
+      return this.moduleRef.get<T>(token, { strict: false });
+    } catch {
+      return undefined;
+    }
   }
 
   private find<T>(token: string | symbol | (abstract new (...args: never[]) => unknown), label: string): T {

@@ -358,6 +358,13 @@ describe('DirectUploadsModule options', () => {
     await expect(started).rejects.toThrow(/authorize: must be a function[\s\S]*prefix: must be a function[\s\S]*maxBytes: must be a whole number[\s\S]*maxOpenUploads: must be/);
   });
 
+  it('fails at start-up, saying what to import, when its storage is not defined', async () => {
+    const moduleRef = await Test.createTestingModule({
+      imports: [StorageModule.forRoot({ media: mediaOptions(bucket) }), DirectUploadsModule.register({ path: 'up', storage: 'videos', authorize: () => true, prefix: () => 'x', maxBytes: 1 })],
+    }).compile();
+    await expect(moduleRef.init()).rejects.toThrow(/uploads to the storage "videos" \(StorageModule.forRoot\(\{ name: "videos" \}\)\), which this app does not define/);
+  });
+
   it('refuses an empty path when registering', () => {
     expect(() => DirectUploadsModule.register({ path: '/', authorize: () => true, prefix: () => 'x', maxBytes: 1 })).toThrow(/path: must be the route prefix/);
   });
