@@ -51,3 +51,7 @@ export type {
 export type { MediaStorageApi, ReadOptions } from './media-storage.api.js';
 export { sendMedia, planMediaResponse, parseRange, type MediaSource, type SendMediaOptions, type SentMedia, type MediaPlan } from './media-download.js';
 export { runDoctor, doctorExitCode, formatCheck, formatSummary, type DoctorCheck, type DoctorOptions, type DoctorReport, type DoctorSettingNames, type DoctorStatus, type DoctorTarget } from './doctor.js';
+export { DirectUploadsModule } from './direct-uploads.module.js';
+export type { DirectUploadsModuleOptions, DirectUploadsModuleExtras, DirectUploadRequest, PerRequest } from './direct-uploads-module-options.interface.js';
+export type { DirectUploadErrorBody } from './direct-uploads.http-errors.js';
+export type { PostParamsAnswer, CreatedMultipartAnswer, PublishedAnswer, CreateMultipartBody } from './direct-uploads.service.js';

@@ -7,13 +7,13 @@ import { registerAs } from '@nestjs/config';
 /** 5 MiB: a generous avatar, small enough to buffer in memory. */
 export const DEFAULT_AVATAR_MAX_BYTES = 5 * 1024 * 1024;
 
-/** 1 GiB: files stream to S3, so the limit is about storage, not the app's memory. */
-export const DEFAULT_FILE_MAX_BYTES = 1024 * 1024 * 1024;
+/** 5 GiB: files go to S3 in parts (streamed, or straight from the browser), so the limit is about storage, not the app's memory. */
+export const DEFAULT_FILE_MAX_BYTES = 5 * 1024 * 1024 * 1024;
 
 export interface AvatarsConfig {
   /** Largest avatar accepted, in bytes. Env: `AVATAR_MAX_BYTES`. */
   maxBytes: number;
-  /** Largest file accepted on `POST /users/:id/files`, in bytes. Env: `FILE_MAX_BYTES`. */
+  /** Largest file accepted on `POST /users/:id/files` and by the page's Uppy uploads, in bytes. Env: `FILE_MAX_BYTES`. */
   fileMaxBytes: number;
 }
 

@@ -8,14 +8,14 @@ import { APP_FILTER } from '@nestjs/core';
 import { ConfigModule } from '@nestjs/config';
 import { MulterModule } from '@nestjs/platform-express';
 import { TerminusModule } from '@nestjs/terminus';
-import { storageConfig, StorageModule, type StorageModuleOptions } from 'nestjs-s3-storage';
+import { DirectUploadsModule, storageConfig, StorageModule, type StorageModuleOptions } from 'nestjs-s3-storage';
 import { StorageHealthIndicator } from 'nestjs-s3-storage/terminus';
 import { avatarsConfig, type AvatarsConfig } from './app.config.js';
 import { HealthController } from './health/health.controller.js';
 import { HttpErrorsFilter } from './http-errors.filter.js';
 import { AvatarsController } from './users/avatars.controller.js';
 import { AvatarsService } from './users/avatars.service.js';
-import { FilesController } from './users/files.controller.js';
+import { FilesController, filesUploads } from './users/files.controller.js';
 import { PageController } from './web/page.controller.js';
 import { StaticAssets, StaticAssetsController } from './web/static-assets.js';
 
@@ -43,6 +43,8 @@ export class AppModule {
             limits: { fileSize: avatars.maxBytes, files: 1, fields: 10, fieldSize: 64 * 1024, parts: 12 },
           }),
         }),
+        // The page's Uppy Dashboard: `companionEndpoint: /users/<id>/uploads`.
+        DirectUploadsModule.registerAsync({ path: 'users/:id/uploads', inject: [avatarsConfig.KEY], useFactory: filesUploads }),
         TerminusModule,
       ],
       controllers: [PageController, StaticAssetsController, AvatarsController, FilesController, HealthController],

@@ -30,15 +30,15 @@ export function mediaEnv(bucket: string): Record<string, string> {
   };
 }
 
-/** `quiet` silences Nest's logger, for tests that expect start-up to fail. */
-export async function startSampleApp(env: Record<string, string>, options: { quiet?: boolean } = {}): Promise<SampleApp> {
+/** `quiet` silences Nest's logger, for tests that expect start-up to fail; `port` fixes the port (e.g. for a CORS origin). */
+export async function startSampleApp(env: Record<string, string>, options: { quiet?: boolean; port?: number } = {}): Promise<SampleApp> {
   for (const name of Object.keys(process.env)) if (OWNED.test(name)) delete process.env[name];
   Object.assign(process.env, env);
   const app = await NestFactory.create(AppModule.forRoot({ ignoreEnvFile: true }), {
     logger: options.quiet ? false : ['error', 'warn'],
     abortOnError: false,
   });
-  await app.listen(0, '127.0.0.1');
+  await app.listen(options.port ?? 0, '127.0.0.1');
   const { port } = app.getHttpServer().address() as AddressInfo;
   return { app, baseUrl: `http://127.0.0.1:${port}`, close: () => app.close() };
 }

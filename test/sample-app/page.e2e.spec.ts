@@ -38,9 +38,9 @@ describe('GET /', () => {
     expect(res.text).toContain('at most 5 MiB');
   });
 
-  it('links a JS and a CSS file whose names carry the MD5 of their content, served immutable', async () => {
+  it('links its JS and CSS (and the Uppy bundle built into dist/) under names carrying the MD5 of their content, served immutable', async () => {
     const links = assetLinks((await http().get('/')).text);
-    expect(links.map((l) => l.replace(/\.[0-9a-f]{12}\./, '.*.'))).toEqual(['/static/app.*.css', '/static/app.*.js']);
+    expect(links.map((l) => l.replace(/\.[0-9a-f]{12}\./, '.*.'))).toEqual(['/static/app.*.css', '/static/app.*.js', '/static/files.*.css', '/static/files.*.js']);
     for (const link of links) {
       const res = await http().get(link).buffer(true).parse((r, done) => {
         const chunks: Buffer[] = [];

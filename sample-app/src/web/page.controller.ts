@@ -8,7 +8,7 @@
 import { Controller, Get, Header, Inject, Logger } from '@nestjs/common';
 import { ManifestError, StaticManifestStorage, STORAGE_OPTIONS, type ResolvedStorageOptions } from 'nestjs-s3-storage';
 import { avatarsConfig, formatBytes, type AvatarsConfig } from '../app.config.js';
-import { StaticAssets } from './static-assets.js';
+import { FILES_BUNDLE, StaticAssets } from './static-assets.js';
 
 @Controller()
 export class PageController {
@@ -30,7 +30,10 @@ export class PageController {
         return assets.url(name);
       }
     };
-    this.html = renderPage(url('app.css'), url('app.js'), avatars.maxBytes);
+    // The Uppy bundle is built into dist/ by `npm run build:sample`; without it the page says so.
+    const files = assets.has(FILES_BUNDLE) ? { js: assets.url(FILES_BUNDLE), css: assets.url('files.css') } : undefined;
+    if (!files) new Logger('PageController').warn(`${FILES_BUNDLE} is missing (run "npm run build:sample"): the page's Files section is disabled`);
+    this.html = renderPage(url('app.css'), url('app.js'), avatars.maxBytes, avatars.fileMaxBytes, files);
   }
 
   @Get()
@@ -42,7 +45,7 @@ export class PageController {
   }
 }
 
-function renderPage(cssUrl: string, jsUrl: string, maxBytes: number): string {
+function renderPage(cssUrl: string, jsUrl: string, maxBytes: number, fileMaxBytes: number, files: { js: string; css: string } | undefined): string {
   return `<!doctype html>
 <html lang="en">
 <head>
@@ -51,7 +54,7 @@ function renderPage(cssUrl: string, jsUrl: string, maxBytes: number): string {
 <title>Avatars · nestjs-s3-storage sample</title>
 <link rel="stylesheet" href="${cssUrl}">
 <script src="${jsUrl}" defer></script>
-</head>
+${files ? `<link rel="stylesheet" href="${files.css}">\n<script src="${files.js}" defer></script>\n` : ''}</head>
 <body>
 <main>
   <h1>Avatars</h1>
@@ -73,6 +76,13 @@ function renderPage(cssUrl: string, jsUrl: string, maxBytes: number): string {
     <button type="button" id="delete">Delete avatar</button>
   </form>
   <p id="status" role="status" aria-live="polite"></p>
+</main>
+<main id="files" data-max-bytes="${fileMaxBytes}">
+  <h2>Files</h2>
+  <p class="hint">Any file up to ${formatBytes(fileMaxBytes)} goes straight from this browser to the bucket with Uppy (files over 100 MiB as a resumable multipart upload through <code>DirectUploadsModule</code>); downloads come back through the app with Range support.</p>
+  ${files ? '<div id="uppy-dashboard"></div>' : '<p class="error">The Uppy bundle is missing: run <code>npm run build:sample</code>.</p>'}
+  <ul id="file-list"></ul>
+  <p id="files-status" role="status" aria-live="polite"></p>
 </main>
 </body>
 </html>

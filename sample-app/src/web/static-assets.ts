@@ -4,7 +4,9 @@
  * build changes the hash, so browsers fetch the new file and never a stale one.
  *
  * Names follow Django's ManifestStaticFilesStorage (12 hex of the MD5 before the extension).
- * The files are read and hashed once at start-up; they are a few kilobytes.
+ * The files are read and hashed once at start-up. Besides `sample-app/public`, they include the
+ * Uppy bundle that `npm run build:sample` writes to `dist/sample-app/public` (esbuild, from the
+ * npm packages; never committed, never fetched from a CDN).
  */
 import { Controller, Get, Injectable, NotFoundException, Param, Res } from '@nestjs/common';
 import { createHash } from 'node:crypto';
@@ -29,8 +31,13 @@ export class StaticAssets {
   private readonly files = new Map<string, Asset>();
 
   constructor() {
-    const dir = publicDir();
     const manifest: Record<string, string> = {};
+    for (const dir of [publicDir(), bundleDir()]) this.read(dir, manifest);
+    this.manifest = manifest;
+  }
+
+  private read(dir: string | undefined, manifest: Record<string, string>): void {
+    if (!dir) return;
     for (const name of readdirSync(dir)) {
       const type = TYPES[extname(name)];
       if (!type) continue;
@@ -43,7 +50,11 @@ export class StaticAssets {
       // The plain name still works (for a hand-typed URL) but must be revalidated.
       this.files.set(name, { body, type, hashed: false });
     }
-    this.manifest = manifest;
+  }
+
+  /** Whether `name` is there: the bundle is missing until `npm run build:sample` has run. */
+  has(name: string): boolean {
+    return name in this.manifest;
   }
 
   /** The URL path of an asset by its original name. @throws Error for a name not in the manifest */
@@ -86,6 +97,27 @@ function publicDir(): string {
     if (existsSync(join(candidate, 'app.js'))) return candidate;
     const parent = dirname(dir);
     if (parent === dir) throw new Error('sample-app/public not found above the sample app; set SAMPLE_APP_PUBLIC_DIR');
+    dir = parent;
+  }
+}
+
+/** Name of the Files section's bundle (Uppy), with `files.css` beside it. */
+export const FILES_BUNDLE = 'files.js';
+
+/**
+ * `dist/sample-app/public`, where esbuild writes the Uppy bundle, found like `publicDir()`
+ * (`SAMPLE_APP_BUNDLE_DIR` overrides it); undefined when the build has not run.
+ */
+function bundleDir(): string | undefined {
+  const override = process.env.SAMPLE_APP_BUNDLE_DIR;
+  if (override) return override;
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    for (const candidate of [join(dir, 'public'), join(dir, 'dist', 'sample-app', 'public')]) {
+      if (existsSync(join(candidate, FILES_BUNDLE))) return candidate;
+    }
+    const parent = dirname(dir);
+    if (parent === dir) return undefined;
     dir = parent;
   }
 }
