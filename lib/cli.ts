@@ -19,7 +19,7 @@ import { existsSync, realpathSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { createS3Client, describeEndpoint } from './s3-client.factory.js';
 import { StaticManifestStorage, type CollectProgress, type CollectResult } from './static-manifest.storage.js';
-import { namedStorageOptionsFromEnv, STORAGE_ENV, storageEnvNames, storageOptionsFromEnv } from './storage-env.js';
+import { namedStorageOptionsFromEnv, STORAGE_ENV, storageEnvNames, storageEnvPrefix, storageOptionsFromEnv } from './storage-env.js';
 import { checkStorageName } from './storage-name.js';
 import { StorageConfigurationError, StorageError, StorageOperationError } from './storage.errors.js';
 import { resolveStorageOptions, type ResolvedConnectionOptions, type ResolvedStorageOptions } from './storage-options.validation.js';
@@ -158,7 +158,8 @@ async function doctor(args: readonly string[], io: CliIo): Promise<number> {
     } catch {
       url = undefined;
     }
-    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.origin !== values.origin.replace(/\/$/, '')) {
+    // Scheme and host in any case, a default port written out: the browser's Origin is the normalised form.
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || url.pathname !== '/' || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '' || /[?#]/.test(values.origin)) {
       throw new UsageError(`--origin must be a web origin, scheme://host[:port] with no path (got "${values.origin}")`);
     }
     values.origin = url.origin;
@@ -186,7 +187,7 @@ async function doctor(args: readonly string[], io: CliIo): Promise<number> {
       const media = resolveStorageOptions(namedStorageOptionsFromEnv(name, io.env)).media;
       targets.push({ kind: 'media', label: name, options: media, names: storageEnvNames({ name }, io.env) });
     } catch (error) {
-      configFailure(name, error);
+      configFailure(name, error instanceof StorageConfigurationError ? namedEnvError(error, name) : error);
     }
   } else {
     const which = flags.has('--media') ? 'media' : flags.has('--static') ? 'static' : 'both';
@@ -269,6 +270,22 @@ function loadOptions(env: Record<string, string | undefined>, need: 'static' | '
     });
     throw new StorageConfigurationError(problems, 'Invalid storage configuration in the environment');
   }
+}
+
+/** A named storage's problems with the `<NAME>_S3_*` variable each option comes from, as {@link loadOptions} names `MEDIA_S3_*`. */
+function namedEnvError(error: StorageConfigurationError, name: string): StorageConfigurationError {
+  const prefix = `${storageEnvPrefix(name)}_S3_`;
+  const byOption = new Map(
+    Object.entries(STORAGE_ENV)
+      .filter(([variable]) => variable.startsWith('MEDIA_S3_') || variable === 'STORAGE_ENSURE_BUCKET')
+      .map(([variable, option]) => [option.split(' ')[0]!, variable.replace(/^MEDIA_S3_/, prefix)]),
+  );
+  const problems = error.problems.map((p) => {
+    const option = p.slice(0, p.indexOf(':'));
+    const variable = byOption.get(option);
+    return variable ? `${variable} (${option})${p.slice(option.length)}` : p;
+  });
+  return new StorageConfigurationError(problems, `Invalid configuration of storage "${name}" in the environment`);
 }
 
 /** `--prune` deletes everything under the static prefix: refuse when media lives there too. */

@@ -11,6 +11,7 @@ import { randomBytes } from 'node:crypto';
 import { reach, tlsFix } from './doctor-network.js';
 import {
   aclCheck,
+  browserUrl,
   checksumCheck,
   conditionalCompleteCheck,
   conditionalPutCheck,
@@ -38,7 +39,7 @@ export async function mediaChecks(ctx: CheckContext, media: ResolvedMediaOptions
   await ctx.run('flexible checksums', ['write'], () => checksumCheck(ctx, media));
   await ctx.run('private objects', ['write'], () => privateObjectsCheck(ctx, media));
   await ctx.run('CORS rule', ['bucket'], () => corsRuleCheck(ctx, media));
-  await corsPreflightChecks(ctx, ['GET', 'PUT', 'POST'], media.cors);
+  await corsPreflightChecks(ctx, ['GET', 'PUT', 'POST'], media.cors, () => browserUrl(ctx, media));
   await ctx.run('lifecycle rules', ['bucket'], () => lifecycleCheck(ctx, media));
   await ctx.run('signed URL', ['write', 'public'], () => signedUrlCheck(ctx, media));
 }
@@ -230,8 +231,8 @@ async function refusesWrongSecret(ctx: CheckContext, creds: { accessKeyId: strin
   } catch (error) {
     const status = statusOf(error);
     if (status === 403 || status === 400) return true;
-    // A missing bucket answered 404 to a wrong signature: nothing was checked.
-    return status === 404 ? false : undefined;
+    // A missing bucket answered 404 before any signature was looked at: nothing was checked.
+    return undefined;
   } finally {
     wrong.destroy();
   }
@@ -290,8 +291,8 @@ async function readWriteCheck(ctx: CheckContext): Promise<void> {
   const key = ctx.probeKey('probe.txt');
   const policy = `arn:aws:s3:::${ctx.bucket}/${ctx.target.options.location === '' ? '' : `${ctx.target.options.location}/`}*`;
   try {
-    await ctx.client.send(new PutObjectCommand({ Bucket: ctx.bucket, Key: key, Body: PROBE_BODY, ContentType: 'text/plain' }), ctx.send);
     ctx.wrote(key);
+    await ctx.client.send(new PutObjectCommand({ Bucket: ctx.bucket, Key: key, Body: PROBE_BODY, ContentType: 'text/plain' }), ctx.send);
   } catch (error) {
     ctx.close('write', 'the probe object could not be written');
     ctx.add('read and write', 'fail', `PutObject of ${key} failed: ${describe(error)}`, `the key's policy must allow s3:PutObject, s3:GetObject and s3:DeleteObject on ${policy}`);

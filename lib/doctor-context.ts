@@ -2,7 +2,7 @@
  * The state one target's `doctor` checks share: their results, the gates that skip later
  * checks when an earlier one failed, the probe objects to remove, and URL bases.
  */
-import { AbortMultipartUploadCommand, DeleteObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { AbortMultipartUploadCommand, DeleteObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { randomBytes } from 'node:crypto';
 import type { DoctorCheck, DoctorStatus, DoctorTarget } from './doctor.types.js';
 import { codeOf, statusOf } from './s3-errors.js';
@@ -78,7 +78,7 @@ export class CheckContext {
     }
   }
 
-  /** Records a probe object this run wrote, for {@link cleanup}. */
+  /** Records a probe object this run writes, before the write: a write that times out here may still land. */
   wrote(key: string): void {
     this.written.add(key);
   }
@@ -107,36 +107,82 @@ export class CheckContext {
     return `${base.origin}${base.pathPrefix}${encodeKeyPath(key)}`;
   }
 
-  /** Removes every probe object and upload this run made, then checks nothing of them is left. */
+  /**
+   * Removes whatever this run left under its probe prefix. The prefix is unique per run, so
+   * everything listed there is ours: a PUT or CreateMultipartUpload that timed out here but
+   * succeeded on the server is found and removed too, not only what was recorded.
+   */
   async cleanup(): Promise<void> {
+    // Nothing was attempted (no bucket, no credentials): there is nothing to look for.
     if (this.written.size === 0 && this.uploads.size === 0) return;
+    const prefix = this.settings.probePrefix;
     const failures: string[] = [];
-    for (const [uploadId, key] of this.uploads) {
-      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }), this.send).catch((e: unknown) => {
-        failures.push(`${key} (multipart upload: ${describe(e)})`);
-      });
+    let removed = 0;
+    let aborted = 0;
+    const uploads = new Map(this.uploads);
+    try {
+      let KeyMarker: string | undefined;
+      let UploadIdMarker: string | undefined;
+      do {
+        const out = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker, UploadIdMarker }), this.send);
+        for (const u of out.Uploads ?? []) if (u.Key !== undefined && u.UploadId !== undefined) uploads.set(u.UploadId, u.Key);
+        [KeyMarker, UploadIdMarker] = out.IsTruncated ? [out.NextKeyMarker, out.NextUploadIdMarker] : [undefined, undefined];
+      } while (KeyMarker !== undefined);
+    } catch (error) {
+      // Servers without the listing still get the recorded uploads aborted.
+      if (!isUnsupported(error)) failures.push(`listing multipart uploads under ${prefix} (${describe(error)})`);
     }
-    for (const key of this.written) {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), this.send).catch((e: unknown) => {
-        failures.push(`${key} (${describe(e)})`);
-      });
+    for (const [uploadId, key] of uploads) {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId }), this.send).then(
+        () => aborted++,
+        (e: unknown) => {
+          if (statusOf(e) !== 404) failures.push(`${key} (multipart upload: ${describe(e)})`);
+        },
+      );
+    }
+    const keys = new Set(this.written);
+    const list = async () => {
+      const found: string[] = [];
+      let ContinuationToken: string | undefined;
+      do {
+        const out = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix, ContinuationToken }), this.send);
+        for (const c of out.Contents ?? []) if (c.Key !== undefined) found.push(c.Key);
+        ContinuationToken = out.IsTruncated ? out.NextContinuationToken : undefined;
+      } while (ContinuationToken !== undefined);
+      return found;
+    };
+    try {
+      for (const key of await list()) keys.add(key);
+    } catch (error) {
+      failures.push(`listing ${prefix} (${describe(error)})`);
+    }
+    for (const key of keys) {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key }), this.send).then(
+        () => removed++,
+        (e: unknown) => failures.push(`${key} (${describe(e)})`),
+      );
     }
     let left: string[] = [];
-    try {
-      const out = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.settings.probePrefix, MaxKeys: 20 }), this.send);
-      left = (out.Contents ?? []).map((c) => c.Key!);
-    } catch (error) {
-      failures.push(`listing ${this.settings.probePrefix} (${describe(error)})`);
+    if (failures.length === 0 && keys.size > 0) {
+      try {
+        left = await list();
+      } catch (error) {
+        failures.push(`listing ${prefix} (${describe(error)})`);
+      }
     }
-    const where = `s3://${this.bucket}/${this.settings.probePrefix}`;
+    if (keys.size === 0 && uploads.size === 0 && failures.length === 0) return;
+    const where = `s3://${this.bucket}/${prefix}`;
     if (failures.length === 0 && left.length === 0) {
-      this.add('cleanup', 'pass', `removed the ${this.written.size} probe object(s) under ${this.settings.probePrefix}; nothing else was written`);
+      const extra = aborted > 0 ? ` and aborted ${aborted} multipart upload(s)` : '';
+      this.add('cleanup', 'pass', `removed the ${removed} probe object(s) under ${prefix}${extra}; nothing else was written`);
     } else {
-      const what = [...failures, ...left.filter((k) => !failures.some((f) => f.startsWith(k))).map((k) => `${k} (still listed)`)];
-      this.add('cleanup', 'fail', `could not remove every probe object: ${what.join('; ')}`, `delete them by hand (aws s3 rm --recursive ${where}); the policy needs s3:DeleteObject and s3:AbortMultipartUpload`);
+      const what = [...failures, ...left.map((k) => `${k} (still listed after its delete)`)];
+      this.add('cleanup', 'fail', `could not remove every probe object: ${what.join('; ')}`, `delete them by hand (aws s3 rm --recursive ${where}); the policy needs s3:ListBucket, s3:ListBucketMultipartUploads, s3:DeleteObject and s3:AbortMultipartUpload`);
     }
   }
 }
+
+const isUnsupported = (error: unknown) => statusOf(error) === 501 || codeOf(error) === 'NotImplemented';
 
 /** An error in a few words: S3 code and status, or the network's code; never request details. */
 export function describe(error: unknown): string {

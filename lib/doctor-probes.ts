@@ -29,10 +29,12 @@ const unsupported = (error: unknown) => statusOf(error) === 501 || UNSUPPORTED.h
 /** Whether the bucket takes `x-amz-acl`: buckets with "bucket owner enforced" object ownership refuse it. */
 export async function aclCheck(ctx: CheckContext, media: ResolvedMediaOptions): Promise<void> {
   const key = ctx.probeKey('acl.txt');
+  // The configured ACL, as uploads will send it: a bucket may take "private" yet refuse "public-read".
+  const acl = media.acl ?? 'private';
   try {
-    await ctx.client.send(new PutObjectCommand({ Bucket: ctx.bucket, Key: key, Body: 'acl probe', ACL: 'private' }), ctx.send);
     ctx.wrote(key);
-    ctx.add('ACL headers', 'info', `accepted: a PutObject with x-amz-acl: private was stored${media.acl ? ` (media.acl "${media.acl}" works here)` : ''}`);
+    await ctx.client.send(new PutObjectCommand({ Bucket: ctx.bucket, Key: key, Body: 'acl probe', ACL: acl }), ctx.send);
+    ctx.add('ACL headers', 'info', `accepted: a PutObject with x-amz-acl: ${acl} was stored${media.acl ? ` (media.acl "${media.acl}" works here)` : ''}`);
   } catch (error) {
     const code = codeOf(error);
     const why =
@@ -42,7 +44,7 @@ export async function aclCheck(ctx: CheckContext, media: ResolvedMediaOptions): 
           ? `refused (${describe(error)}): the key's policy lacks s3:PutObjectAcl`
           : `refused (${describe(error)})`;
     if (media.acl) {
-      ctx.add('ACL headers', 'fail', `${why}, yet media.acl is "${media.acl}": every upload will fail`, 'remove media.acl and grant access with a bucket policy (or a CDN) instead');
+      ctx.add('ACL headers', 'fail', `x-amz-acl: ${acl} ${why}, yet media.acl is "${media.acl}": every upload will fail`, 'remove media.acl and grant access with a bucket policy (or a CDN) instead');
     } else {
       ctx.add('ACL headers', 'info', `${why}; media.acl is unset, so the library sends none`);
     }
@@ -73,6 +75,7 @@ export async function conditionalCompleteCheck(ctx: CheckContext): Promise<void>
   const key = ctx.probeKey('probe.txt');
   let uploadId: string | undefined;
   try {
+    ctx.wrote(key);
     uploadId = (await ctx.client.send(new CreateMultipartUploadCommand({ Bucket: ctx.bucket, Key: key }), ctx.send)).UploadId!;
     ctx.startedUpload(key, uploadId);
     const part = await ctx.client.send(new UploadPartCommand({ Bucket: ctx.bucket, Key: key, UploadId: uploadId, PartNumber: 1, Body: PROBE_BODY }), ctx.send);
@@ -104,12 +107,14 @@ export async function checksumCheck(ctx: CheckContext, media: ResolvedMediaOptio
       : 'this storage sends a CRC32 with every upload (checksums "when-supported")';
   try {
     // The CRC32 of "checksum probe" is not 0: a server that verifies must refuse this.
-    await ctx.client.send(new PutObjectCommand({ Bucket: ctx.bucket, Key: key, Body: 'checksum probe', ChecksumCRC32: 'AAAAAA==' }), ctx.send);
     ctx.wrote(key);
+    await ctx.client.send(new PutObjectCommand({ Bucket: ctx.bucket, Key: key, Body: 'checksum probe', ChecksumCRC32: 'AAAAAA==' }), ctx.send);
     ctx.add('flexible checksums', 'info', `ignored: an upload with a wrong x-amz-checksum-crc32 was stored (Ceph RGW does so), so integrity rests on Content-MD5 and ETags here; ${mode}`);
   } catch (error) {
-    const status = statusOf(error);
-    if (status === 400) {
+    // Only a refusal that names the checksum counts: any other 400 (a proxy, a signing problem) proves nothing.
+    const code = codeOf(error);
+    const message = String((error as { message?: unknown }).message ?? '');
+    if (statusOf(error) === 400 && (code === 'BadDigest' || code === 'XAmzContentChecksumMismatch' || (code === 'InvalidRequest' && /checksum/i.test(message)))) {
       ctx.add('flexible checksums', 'info', `verified: a wrong x-amz-checksum-crc32 was refused (${describe(error)}); ${mode}`);
     } else {
       ctx.add('flexible checksums', 'info', `could not tell: the checksum probe got ${describe(error)}; ${mode}`);
@@ -174,13 +179,36 @@ export async function corsRuleCheck(ctx: CheckContext, media: ResolvedMediaOptio
     ctx.add('CORS rule', 'fail', `no rule "${wanted.ID}" among the bucket's ${rules.length} CORS rule(s)`, fix);
   } else if (origins(ours.AllowedOrigins) !== origins(wanted.AllowedOrigins) || set(ours.AllowedMethods) !== set(wanted.AllowedMethods)) {
     ctx.add('CORS rule', 'fail', `rule "${wanted.ID}" differs from the configuration (origins ${origins(ours.AllowedOrigins)}, methods ${set(ours.AllowedMethods)})`, fix);
+  } else if (uncovered(ours.ExposeHeaders, wanted.ExposeHeaders).length > 0) {
+    const missing = uncovered(ours.ExposeHeaders, wanted.ExposeHeaders);
+    const etag = missing.some((h) => h.toLowerCase() === 'etag') ? ': browsers cannot read the ETag of each uploaded part, so multipart uploads (Uppy, the AWS SDK in a browser) cannot complete' : '';
+    ctx.add('CORS rule', 'fail', `rule "${wanted.ID}" does not expose ${missing.join(', ')} (ExposeHeaders ${ours.ExposeHeaders?.join(',') || 'none'})${etag}`, fix);
+  } else if (uncovered(ours.AllowedHeaders, wanted.AllowedHeaders).length > 0) {
+    const missing = uncovered(ours.AllowedHeaders, wanted.AllowedHeaders);
+    ctx.add('CORS rule', 'fail', `rule "${wanted.ID}" does not allow the request header(s) ${missing.join(', ')} (AllowedHeaders ${ours.AllowedHeaders?.join(',') || 'none'}): browsers' uploads sending them are refused at preflight`, fix);
   } else {
-    ctx.add('CORS rule', 'pass', `rule "${wanted.ID}" allows ${set(wanted.AllowedMethods)} from ${origins(wanted.AllowedOrigins)}`);
+    ctx.add('CORS rule', 'pass', `rule "${wanted.ID}" allows ${set(wanted.AllowedMethods)} from ${origins(wanted.AllowedOrigins)}, exposing ${wanted.ExposeHeaders?.join(', ') || 'no headers'}`);
   }
 }
 
-/** Real preflights from `--origin`, one per method, against the URLs browsers use. */
-export async function corsPreflightChecks(ctx: CheckContext, methods: readonly ('GET' | 'PUT' | 'POST')[], cors: Required<StorageCorsRule> | undefined): Promise<void> {
+/** The headers of `wanted` that `have` does not cover (case-insensitive; `*` covers every one). */
+function uncovered(have: string[] | undefined, wanted: string[] | undefined): string[] {
+  const got = new Set((have ?? []).map((h) => h.toLowerCase()));
+  if (got.has('*')) return [];
+  return (wanted ?? []).filter((h) => !got.has(h.toLowerCase()));
+}
+
+/**
+ * Real preflights from `--origin`, one per method, against the URLs browsers use. With
+ * `actualUrl` (media: the probe object's URL as the browser gets it), PUT also checks that an
+ * actual response exposes ETag, which multipart uploads read from every part's response.
+ */
+export async function corsPreflightChecks(
+  ctx: CheckContext,
+  methods: readonly ('GET' | 'PUT' | 'POST')[],
+  cors: Required<StorageCorsRule> | undefined,
+  actualUrl?: () => Promise<string>,
+): Promise<void> {
   const origin = ctx.settings.origin;
   if (origin === undefined) {
     ctx.add('CORS preflight', 'skip', 'no --origin given: pass the web app\'s origin (--origin https://app.example.com) to send real preflights');
@@ -203,16 +231,52 @@ export async function corsPreflightChecks(ctx: CheckContext, methods: readonly (
       const allowOrigin = h.get('access-control-allow-origin');
       const allowMethods = (h.get('access-control-allow-methods') ?? '').toUpperCase().split(/\s*,\s*/);
       const allowed = got.answer.status < 300 && (allowOrigin === origin || allowOrigin === '*') && (allowMethods.includes(method) || allowMethods.includes('*'));
+      if (allowed && method === 'PUT' && actualUrl) {
+        // Browsers read Access-Control-Expose-Headers from the actual response, not the preflight.
+        const target = await actualUrl();
+        const actual = await request(target, { headers: { Origin: origin } }, ctx.settings.timeoutMs);
+        const expose = actual.ok ? actual.answer.headers.get('access-control-expose-headers') : null;
+        const exposed = expose !== null && expose.split(/\s*,\s*/).some((x) => x === '*' || x.toLowerCase() === 'etag');
+        if (!actual.ok) {
+          ctx.add(name, 'fail', `the preflight passes, but a GET with Origin: ${origin} failed (${actual.code}), so whether ETag is exposed is unknown`, `make ${ctx.names.publicEndpoint} reachable`);
+        } else if (!exposed) {
+          ctx.add(
+            name,
+            'fail',
+            `the preflight passes (HTTP ${got.answer.status}), but a response to Origin: ${origin} (HTTP ${actual.answer.status}) does not expose ETag (Access-Control-Expose-Headers: ${expose ?? 'absent'}): browsers cannot read the ETag of each uploaded part, so multipart uploads (Uppy, the AWS SDK in a browser) cannot complete`,
+            cors && !cors.exposeHeaders.some((x) => x.toLowerCase() === 'etag')
+              ? `add ETag to media.cors.exposeHeaders, then ${ensureStep(ctx)}`
+              : `${ensureStep(ctx)} to put the CORS rule (ExposeHeaders ETag) on the bucket; if it is there, a proxy in front of ${ctx.names.publicEndpoint} drops Access-Control-Expose-Headers`,
+          );
+        } else {
+          ctx.add(name, 'pass', `allowed (HTTP ${got.answer.status}, Access-Control-Allow-Origin: ${allowOrigin}); responses expose ETag (Access-Control-Expose-Headers: ${expose}), as multipart uploads need`);
+        }
+        return;
+      }
       if (allowed) {
-        const expose = h.get('access-control-expose-headers');
-        const etag = method === 'PUT' && expose !== null && !/\betag\b/i.test(expose) ? '; ETag is not exposed, so browsers cannot read part ETags of multipart uploads' : '';
-        ctx.add(name, 'pass', `allowed (HTTP ${got.answer.status}, Access-Control-Allow-Origin: ${allowOrigin})${etag}`);
+        ctx.add(name, 'pass', `allowed (HTTP ${got.answer.status}, Access-Control-Allow-Origin: ${allowOrigin})`);
         return;
       }
       const answer = `HTTP ${got.answer.status}${allowOrigin ? `, Access-Control-Allow-Origin: ${allowOrigin}` : ', no Access-Control-Allow-Origin'}`;
       ctx.add(name, 'fail', `refused (${answer}): browsers at ${origin} cannot ${method === 'GET' ? 'read' : 'upload to'} the bucket`, corsFix(ctx, origin, method, cors));
     });
   }
+}
+
+/**
+ * The URL a browser gets for the probe object: signed for publicEndpoint when media URLs are
+ * S3-signed. Without a probe object (no write access), an anonymous URL: S3 servers put the
+ * CORS headers on the error answer too.
+ */
+export async function browserUrl(ctx: CheckContext, media: ResolvedMediaOptions): Promise<string> {
+  if (!ctx.isOpen('write')) return ctx.objectUrl(ctx.probeKey('cors-probe.txt'));
+  const key = ctx.probeKey('probe.txt');
+  if (!media.signedUrls || media.cloudfront) return ctx.objectUrl(key);
+  return signerFor(ctx, media, media.publicEndpoint ?? media.endpoint).sign(key, { expiresIn: 300 });
+}
+
+function signerFor(ctx: CheckContext, media: ResolvedMediaOptions, endpoint: string | undefined): UrlSigner {
+  return new UrlSigner({ bucket: ctx.bucket, endpoint, forcePathStyle: media.forcePathStyle, region: ctx.region, credentials: () => ctx.client.config.credentials() });
 }
 
 function corsFix(ctx: CheckContext, origin: string, method: string, cors: Required<StorageCorsRule> | undefined): string {
@@ -316,10 +380,29 @@ export async function publicPolicyCheck(ctx: CheckContext, st: ResolvedStaticOpt
   const ours = statements.find((s) => s.Sid === PUBLIC_READ_SID);
   const list = (v: unknown) => (Array.isArray(v) ? v : [v]).map(String);
   const anyone = (p: unknown) => p === '*' || (typeof p === 'object' && p !== null && list((p as { AWS?: unknown }).AWS).includes('*'));
-  const right =
-    ours && ours.Effect === 'Allow' && anyone(ours.Principal) && list(ours.Action).includes('s3:GetObject') && list(ours.Resource).includes(String(wanted.Resource));
+  const resource = String(wanted.Resource);
+  const resources = ours ? list(ours.Resource) : [];
+  const right = ours && ours.Effect === 'Allow' && anyone(ours.Principal) && list(ours.Action).includes('s3:GetObject') && resources.length === 1 && resources[0] === resource;
   if (!right) {
-    ctx.add('public-read policy', 'fail', ours ? `statement "${PUBLIC_READ_SID}" differs from anonymous s3:GetObject on ${String(wanted.Resource)}` : `no statement "${PUBLIC_READ_SID}" in the bucket policy`, ensureStep(ctx));
+    const detail = !ours
+      ? `no statement "${PUBLIC_READ_SID}" in the bucket policy`
+      : `statement "${PUBLIC_READ_SID}" is not exactly anonymous s3:GetObject on ${resource} (Resource ${resources.join(', ') || 'none'})`;
+    ctx.add('public-read policy', 'fail', detail, `${ensureStep(ctx)} (it rewrites the statement by its Sid)`);
+    return;
+  }
+  // Another statement granting anonymous reads past the static location makes media public too.
+  const inside = `arn:aws:s3:::${ctx.bucket}/${st.location}/`;
+  const outside = (r: string) => (r.startsWith(`arn:aws:s3:::${ctx.bucket}/`) ? !r.startsWith(inside) : glob(r, `arn:aws:s3:::${ctx.bucket}/x`));
+  const readsAny = (a: unknown) => list(a).some((x) => glob(x.toLowerCase(), 's3:getobject'));
+  const broad = statements.filter((x) => x !== ours && x.Effect === 'Allow' && anyone(x.Principal) && readsAny(x.Action) && list(x.Resource).some(outside));
+  if (broad.length > 0) {
+    const names = broad.map((x, i) => `"${x.Sid ?? `(statement ${statements.indexOf(x) + 1}, no Sid)`}"${i === 0 ? ` (Resource ${list(x.Resource).join(', ')})` : ''}`);
+    ctx.add(
+      'public-read policy',
+      'fail',
+      `statement ${names.join(', ')} of the bucket policy also grants anonymous s3:GetObject beyond "${st.location}/": media objects (or the whole bucket) are public, and signed URLs protect nothing`,
+      `remove ${names.length === 1 ? 'that statement' : 'those statements'} from the bucket policy (or narrow its Resource to ${resource}); "${PUBLIC_READ_SID}" is all static files need`,
+    );
     return;
   }
   ctx.add('public-read policy', 'pass', `statement "${PUBLIC_READ_SID}" grants anonymous s3:GetObject on ${String(wanted.Resource)} only`);
@@ -375,8 +458,7 @@ export async function signedUrlCheck(ctx: CheckContext, media: ResolvedMediaOpti
     return;
   }
   const key = ctx.probeKey('probe.txt');
-  const signer = (endpoint: string | undefined) =>
-    new UrlSigner({ bucket: ctx.bucket, endpoint, forcePathStyle: media.forcePathStyle, region: ctx.region, credentials: () => ctx.client.config.credentials() });
+  const signer = (endpoint: string | undefined) => signerFor(ctx, media, endpoint);
   const pub = ctx.publicBase();
   const internal = ctx.internalBase();
   const url = await signer(media.publicEndpoint ?? media.endpoint).sign(key, { expiresIn: 300 });
@@ -444,6 +526,12 @@ export async function signedUrlCheck(ctx: CheckContext, media: ResolvedMediaOpti
   }
   const type = got.answer.headers.get('content-type') ?? 'no content type';
   ctx.add(name, 'fail', `a signed URL through ${through} answers HTTP ${status} (${type}): that is not the S3 server`, `set ${ctx.names.publicEndpoint} to an address that forwards to the S3 server`);
+}
+
+/** IAM-style wildcard match: `*` any run of characters, `?` one. */
+function glob(pattern: string, value: string): boolean {
+  const re = pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.');
+  return new RegExp(`^${re}$`, 's').test(value);
 }
 
 function loaded(outcome: HttpOutcome): boolean {

@@ -5,11 +5,16 @@
  * missing CORS); usage errors exit 2; nothing but its own probe objects is written, and no
  * secret is printed.
  */
-import { CreateBucketCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetBucketCorsCommand, GetBucketPolicyCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutBucketCorsCommand, PutBucketPolicyCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { GetSessionTokenCommand, STSClient } from '@aws-sdk/client-sts';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
+import { PUBLIC_READ_SID } from '../../lib/bucket-settings.js';
+import { runDoctor, type DoctorTarget } from '../../lib/doctor.js';
+import { createS3Client } from '../../lib/s3-client.factory.js';
+import { storageEnvNames, storageOptionsFromEnv } from '../../lib/storage-env.js';
+import { resolveStorageOptions, type ResolvedMediaOptions } from '../../lib/storage-options.validation.js';
 import { CJS_CLI, ESM_CLI, runCli } from '../harness/cli.js';
 import { closedPort } from '../harness/net.js';
 import { deleteTestBucket, itRequires, rawClient, s3, skipWithReason, uniqueBucket } from '../harness/s3-test-env.js';
@@ -111,6 +116,12 @@ async function proxy(host?: string): Promise<string> {
   servers.push(server);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return `http://127.0.0.1:${(server.address() as { port: number }).port}`;
+}
+
+/** A media target and an S3 client for {@link runDoctor}, built as the CLI builds them, for tests that watch or bend its requests. */
+function programmatic(env: Record<string, string>, extra: Partial<ResolvedMediaOptions> = {}): { target: DoctorTarget; client: S3Client } {
+  const options = { ...resolveStorageOptions(storageOptionsFromEnv(env)).media, ...extra };
+  return { target: { kind: 'media', label: 'media', options, names: storageEnvNames('media', env) }, client: createS3Client({ ...options, maxAttempts: 1 }) };
 }
 
 describe('nestjs-s3-storage doctor', () => {
@@ -312,8 +323,132 @@ describe('nestjs-s3-storage doctor', () => {
     expect(check(none.checks, 'media: credentials')).toMatchObject({ status: 'fail', fix: expect.stringMatching(/^set MEDIA_S3_ACCESS_KEY and MEDIA_S3_SECRET_KEY/) });
   }, 45_000);
 
+  it('fails CORS when the bucket\'s rule does not expose ETag (multipart uploads need it), naming the fix', async () => {
+    const bucket = bucketFor('doc-etag');
+    const env = envFor(bucket, { MEDIA_S3_CORS_ORIGINS: ORIGIN });
+    expect((await runCli(['ensure-bucket', '--media'], env)).code).toBe(0);
+    // Our rule, by its ID, with ExposeHeaders dropped: what a hand-edited rule often looks like.
+    const rules = (await raw.send(new GetBucketCorsCommand({ Bucket: bucket }))).CORSRules!;
+    expect(rules.length).toBe(1);
+    const { ExposeHeaders: _e, ...noExpose } = rules[0]!;
+    await raw.send(new PutBucketCorsCommand({ Bucket: bucket, CORSConfiguration: { CORSRules: [noExpose] } }));
+    const { code, checks } = await doctor(['--media', '--origin', ORIGIN], env);
+    expect(code).toBe(1);
+    expect(check(checks, 'media: CORS rule')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/does not expose ETag .*multipart uploads/),
+      fix: expect.stringMatching(/^run nestjs-s3-storage ensure-bucket --media to apply MEDIA_S3_CORS_ORIGINS/),
+    });
+    // The browser's view: the actual response carries no Access-Control-Expose-Headers: ETag.
+    expect(check(checks, `media: CORS PUT from ${ORIGIN}`)).toMatchObject({
+      status: 'fail',
+      detail: expect.stringMatching(/does not expose ETag \(Access-Control-Expose-Headers: absent\)/),
+      fix: expect.stringMatching(/^run nestjs-s3-storage ensure-bucket --media to put the CORS rule \(ExposeHeaders ETag\)/),
+    });
+    expect(check(checks, `media: CORS GET from ${ORIGIN}`).status).toBe('pass');
+    // ensure-bucket restores the rule, and doctor passes again.
+    expect((await runCli(['ensure-bucket', '--media'], env)).code).toBe(0);
+    const fixed = await doctor(['--media', '--origin', ORIGIN], env);
+    expect(failures(fixed.checks)).toEqual([]);
+    expect(check(fixed.checks, `media: CORS PUT from ${ORIGIN}`).detail).toMatch(/responses expose ETag \(Access-Control-Expose-Headers: ETag\)/i);
+  }, 60_000);
+
+  it('removes probe writes that failed here but landed on the server (a client-side timeout), objects and multipart uploads', async () => {
+    const bucket = bucketFor('doc-leftover');
+    const env = envFor(bucket);
+    expect((await runCli(['ensure-bucket', '--media'], env)).code).toBe(0);
+    const { target, client } = programmatic(env);
+    // The request reaches the server and succeeds; the answer is then lost, as on a timeout.
+    client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const out = await next(args);
+        const key = String((args.input as { Key?: string }).Key ?? '');
+        if ((context.commandName === 'PutObjectCommand' && key.endsWith('acl.txt')) || context.commandName === 'CreateMultipartUploadCommand') {
+          throw Object.assign(new Error('Request timed out'), { name: 'TimeoutError' });
+        }
+        return out;
+      },
+      { step: 'initialize', name: 'loseTheAnswer' },
+    );
+    try {
+      const { checks } = await runDoctor([target], { client: () => client });
+      expect(check(checks, 'media: ACL headers').detail).toMatch(/refused \(TimeoutError|Request timed out/);
+      expect(check(checks, 'media: conditional CompleteMultipartUpload').detail).toMatch(/could not tell/);
+      expect(check(checks, 'media: cleanup')).toMatchObject({ status: 'pass', detail: expect.stringMatching(/and aborted 1 multipart upload\(s\)/) });
+    } finally {
+      client.destroy();
+    }
+    expect((await keys(bucket)).filter((k) => k.includes('.nestjs-s3-storage-doctor/'))).toEqual([]);
+    expect((await raw.send(new ListMultipartUploadsCommand({ Bucket: bucket }))).Uploads ?? []).toEqual([]);
+  }, 45_000);
+
+  it('sends the configured media.acl in the ACL probe, not always "private"', async () => {
+    const bucket = bucketFor('doc-acl');
+    const env = envFor(bucket);
+    expect((await runCli(['ensure-bucket', '--media'], env)).code).toBe(0);
+    const { target, client } = programmatic(env, { acl: 'public-read' });
+    const sent: string[] = [];
+    client.middlewareStack.add(
+      (next) => async (args) => {
+        const headers = (args.request as { headers?: Record<string, string> }).headers ?? {};
+        if (headers['x-amz-acl'] !== undefined) sent.push(headers['x-amz-acl']);
+        return next(args);
+      },
+      { step: 'finalizeRequest', name: 'seeAcl' },
+    );
+    try {
+      const { checks } = await runDoctor([target], { client: () => client });
+      expect(sent).toEqual(['public-read']);
+      expect(check(checks, 'media: ACL headers')).toMatchObject({ status: 'info', detail: 'accepted: a PutObject with x-amz-acl: public-read was stored (media.acl "public-read" works here)' });
+    } finally {
+      client.destroy();
+    }
+  }, 30_000);
+
+  it('names the <NAME>_S3_* variable for a named storage\'s configuration problem', async () => {
+    const env = { INVOICES_S3_ACCESS_KEY: s3.accessKeyId, INVOICES_S3_SECRET_KEY: s3.secretAccessKey, INVOICES_S3_ENDPOINT_URL: s3.endpoint, INVOICES_S3_REGION: s3.region };
+    const { code, checks, text } = await doctor(['--name', 'invoices'], env);
+    // Configuration problems are failed checks (exit 1), as for the unnamed storage; 2 is for usage errors.
+    expect(code).toBe(1);
+    const c = check(checks, 'invoices: configuration');
+    expect(c.status).toBe('fail');
+    expect(c.detail).toMatch(/INVOICES_S3_BUCKET_NAME \(media\.bucket\)/);
+    expect(c.detail).not.toMatch(/(^|[ ;:])media\.bucket:/);
+    expect(text).not.toContain(s3.secretAccessKey);
+  }, 30_000);
+
+  itRequires('bucket-policies', 'fails the public-read policy when another statement makes the media prefix or the whole bucket public, naming its Sid', async () => {
+    const bucket = bucketFor('doc-broad');
+    const env = { ...envFor(bucket), ...staticEnv(bucket) };
+    expect((await runCli(['ensure-bucket', '--static'], env)).code).toBe(0);
+    expect(check((await doctor(['--static'], env)).checks, 'static: public-read policy').status).toBe('pass');
+    const policy = JSON.parse((await raw.send(new GetBucketPolicyCommand({ Bucket: bucket }))).Policy!) as { Statement: object[] };
+    const broad = { Sid: 'EverythingPublic', Effect: 'Allow', Principal: '*', Action: 's3:GetObject', Resource: `arn:aws:s3:::${bucket}/*` };
+    await raw.send(new PutBucketPolicyCommand({ Bucket: bucket, Policy: JSON.stringify({ ...policy, Statement: [...policy.Statement, broad] }) }));
+    const { code, checks } = await doctor(['--static'], env);
+    expect(code).toBe(1);
+    expect(check(checks, 'static: public-read policy')).toMatchObject({
+      status: 'fail',
+      detail: expect.stringContaining(`statement "EverythingPublic" (Resource arn:aws:s3:::${bucket}/*) of the bucket policy also grants anonymous s3:GetObject beyond "static/"`),
+      fix: expect.stringContaining('remove that statement'),
+    });
+    // Our own statement widened to the whole bucket is not "ours as configured" either.
+    const widened = policy.Statement.map((s) => ((s as { Sid?: string }).Sid === PUBLIC_READ_SID ? { ...s, Resource: [`arn:aws:s3:::${bucket}/static/*`, `arn:aws:s3:::${bucket}/*`] } : s));
+    await raw.send(new PutBucketPolicyCommand({ Bucket: bucket, Policy: JSON.stringify({ ...policy, Statement: widened }) }));
+    const again = await doctor(['--static'], env);
+    expect(check(again.checks, 'static: public-read policy')).toMatchObject({ status: 'fail', detail: expect.stringMatching(/is not exactly anonymous s3:GetObject on arn:aws:s3:::.+\/static\/\*/) });
+  }, 45_000);
+
+  it('accepts an --origin in any case or with its default port, and uses the normalised origin', async () => {
+    const bucket = bucketFor('doc-origin');
+    for (const given of ['HTTP://App.test', 'http://app.test:80', 'http://app.test/']) {
+      const { checks } = await doctor(['--media', '--origin', given], envFor(bucket));
+      expect({ given, status: check(checks, `media: CORS GET from ${ORIGIN}`).status }).toEqual({ given, status: 'skip' });
+    }
+  }, 45_000);
+
   it('exits 2 on a usage error, with the usage', async () => {
-    for (const args of [['--bogus'], ['--media', '--static'], ['--name', 'a', '--media'], ['--origin'], ['--origin', 'app.test'], ['--origin', 'http://app.test/path'], ['--name', 'no spaces'], ['extra']]) {
+    for (const args of [['--bogus'], ['--media', '--static'], ['--name', 'a', '--media'], ['--origin'], ['--origin', 'app.test'], ['--origin', 'http://app.test/path'], ['--origin', 'http://app.test?x=1'], ['--origin', 'ftp://app.test'], ['--name', 'no spaces'], ['extra']]) {
       const run = await runCli(['doctor', ...args], envFor('unused'));
       expect({ args, code: run.code, stdout: run.stdout }).toEqual({ args, code: 2, stdout: '' });
       expect(run.stderr).toMatch(/^nestjs-s3-storage: .+\n\nUsage:/);
