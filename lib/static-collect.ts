@@ -301,7 +301,9 @@ async function planUploads(input: {
 
     if (!record.originals) continue;
     const originalKey = toKey(location, f.name);
-    const prevSame = prev?.record?.originals === true && prev.paths[f.name] === f.storedName && prev.record.md5[f.name] === record.md5[f.name];
+    // A recorded md5 decides; otherwise an unrewritten file's hashed name is its original's md5.
+    const recorded = prev?.record?.originals === true ? prev.record.md5[f.name] : undefined;
+    const prevSame = prev?.record?.originals === true && (recorded !== undefined ? recorded === md5 : f.body === undefined && prev.paths[f.name] === f.storedName);
     const same = stored ? sameBytes(stored.get(originalKey), file.size, md5) && (!isMultipartEtag(stored.get(originalKey)!.etag) || prevSame) : prevSame;
     if (same) unchanged++;
     else uploads.push({ key: originalKey, source: file.path, size: file.size, cacheControl: ORIGINAL_CACHE_CONTROL });

@@ -50,7 +50,8 @@ describe('nestjs-s3-storage CLI (built CommonJS bin)', () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^would upload static\/css\/a\.[0-9a-f]{12}\.css$/m);
     expect(run.stdout).toMatch(/^would write static\/staticfiles\.json$/m);
-    expect(SUMMARY.exec(run.stdout)?.slice(1)).toEqual(['3', '0', '0']);
+    expect(run.stdout).toMatch(/^would upload static\/css\/a\.css$/m);
+    expect(SUMMARY.exec(run.stdout)?.slice(1)).toEqual(['6', '0', '0']);
     expect(run.stdout).toContain('(dry run: nothing was written');
     const listed = await raw.send(new ListObjectsV2Command({ Bucket: bucket }));
     expect(listed.KeyCount ?? 0).toBe(0);
@@ -60,7 +61,7 @@ describe('nestjs-s3-storage CLI (built CommonJS bin)', () => {
     const first = await cli(['collectstatic', dir], env);
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
-    expect(SUMMARY.exec(first.stdout)?.slice(1)).toEqual(['3', '0', '0']);
+    expect(SUMMARY.exec(first.stdout)?.slice(1)).toEqual(['6', '0', '0']);
     const manifest = JSON.parse(
       await (await raw.send(new GetObjectCommand({ Bucket: bucket, Key: 'static/staticfiles.json' }))).Body!.transformToString(),
     );
@@ -68,7 +69,7 @@ describe('nestjs-s3-storage CLI (built CommonJS bin)', () => {
 
     const again = await cli(['collectstatic', dir, '--prune'], env);
     expect(again.code).toBe(0);
-    expect(SUMMARY.exec(again.stdout)?.slice(1)).toEqual(['0', '3', '0']);
+    expect(SUMMARY.exec(again.stdout)?.slice(1)).toEqual(['0', '6', '0']);
     expect(again.stdout).toContain('manifest unchanged');
   });
 
@@ -99,7 +100,7 @@ describe('nestjs-s3-storage CLI (built CommonJS bin)', () => {
     const secret = 'wrong-secret-0123456789abcdefghij';
     const run = await cli(['collectstatic', dir], { ...env, AWS_SECRET_ACCESS_KEY: secret });
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/^nestjs-s3-storage: list static files bucket "[^"]+" at .* failed: access denied/);
+    expect(run.stderr).toMatch(/^nestjs-s3-storage: load manifest "static\/staticfiles\.json" in bucket "[^"]+" at .* failed: access denied/);
     expect(run.stderr + run.stdout).not.toContain(secret);
     expect(run.stderr).not.toMatch(/^\s+at /m);
   });
