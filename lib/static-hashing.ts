@@ -53,13 +53,21 @@ export interface HashedFile {
   name: string;
   /** The name it is stored under: hashed, or `name` for bundler-hashed files. */
   storedName: string;
-  /** The rewritten content, when references were rewritten; otherwise read from disk. */
+  /**
+   * The rewritten content of a CSS/JS file whose references were rewritten (a minority of
+   * a tree, and the only bodies held); `undefined` means "the bytes on disk". Not kept when
+   * {@link HashTreeOptions.keepBodies} is false: use {@link HashTreeResult.render}.
+   */
   body?: Buffer;
   /** The content's md5 (hex), for files kept under their own name: the name proves nothing. */
   md5?: string;
 }
 
-/** Reads a file's bytes, or its md5 (hex) without keeping it in memory. */
+/**
+ * Reads a file's bytes, or its md5 (hex) without keeping it in memory. `read` may be called
+ * more than once for a CSS/JS file (once to find its references, once to rewrite it), so
+ * that no more than the files in flight are held in memory.
+ */
 export interface HashReader {
   read(name: string): Promise<Buffer>;
   md5(name: string): Promise<string>;
@@ -94,7 +102,10 @@ const LOOKS_LIKE_WORDS = [
   /^[a-z0-9]+[_-][a-z0-9]+$/, // lowercase words joined by _ or -: v2_final
 ];
 
-/** True when the bundler already put a content hash in the name (`index-B4c9Xk2a.js`). */
+/**
+ * True when the name looks like a bundler's `[name]-[hash:8]` output (`index-B4c9Xk2a.js`).
+ * @deprecated a guess: pass an explicit {@link HashTreeOptions.keep} instead.
+ */
 export function isContentHashed(name: string): boolean {
   const m = BUNDLER_HASH.exec(name.slice(name.lastIndexOf('/') + 1));
   return m !== null && !LOOKS_LIKE_WORDS.some((words) => words.test(m[1]!));
@@ -178,6 +189,59 @@ function rewriteUrl(url: string, path: string, target: string, storedName: strin
   return `${lead}${path.slice(0, slash + 1)}${encodedBase}${url.trim().slice(path.length)}${trail}`;
 }
 
+/** Options of {@link hashTree}. */
+export interface HashTreeOptions {
+  /**
+   * Stands for Django's `STATIC_URL`: a root-relative reference that starts with it
+   * (`url(/static/img/a.png)`) names the collected file after it (`img/a.png`); other
+   * root-relative references are left alone, as Django leaves them. Must end with `/`.
+   * The caller decides the default from the storage location (`'/<location>/'`).
+   * @default '/static/'
+   */
+  staticUrl?: string;
+  /**
+   * Names stored as they are: not hashed, not rewritten, only their md5 taken (for a
+   * bundler's already-hashed output, chosen by glob or bundler manifest). References from
+   * other files to a kept name stay that name.
+   * @default nothing is kept
+   */
+  keep?: (name: string) => boolean;
+  /**
+   * Django's `support_js_module_import_aggregation`: also rewrite relative `import … from`,
+   * `export … from`, `import "…"` and `import("…")` in `.js` files.
+   * @default false (as in Django)
+   */
+  jsModules?: boolean;
+  /**
+   * Files read at once.
+   * @default 16
+   */
+  concurrency?: number;
+  /**
+   * Keep each rewritten file's bytes in {@link HashedFile.body}. With `false`, only names
+   * are kept and {@link HashTreeResult.render} regenerates a body when it is uploaded.
+   * @default true
+   */
+  keepBodies?: boolean;
+}
+
+/** What {@link hashTree} found. */
+export interface HashTreeResult {
+  /** Every name given, with its stored name. */
+  files: Map<string, HashedFile>;
+  /**
+   * References whose target is not among the names, left as written. Django fails the
+   * run on the first one; the caller decides (strict by default, or warn).
+   */
+  missing: MissingReference[];
+  /**
+   * The stored bytes of a rewritten (CSS/JS) file, regenerated from the reader on demand
+   * (each call reads the file again), or `undefined` for a file stored byte for byte,
+   * which the caller streams from disk. Lets the caller upload without holding every body.
+   */
+  render(name: string): Promise<Buffer | undefined>;
+}
+
 /**
  * Hashes a tree of files in dependency order and rewrites references.
  *
@@ -187,14 +251,13 @@ function rewriteUrl(url: string, path: string, target: string, storedName: strin
  * content; they get hashes derived from the whole cycle's content, so any change in the
  * cycle still renames all of its members.
  */
-export async function hashTree(
-  names: readonly string[],
-  reader: HashReader,
-  concurrency = 16,
-): Promise<{ files: Map<string, HashedFile>; missing: MissingReference[] }> {
+export async function hashTree(names: readonly string[], reader: HashReader, options: HashTreeOptions = {}): Promise<HashTreeResult> {
+  const { keep = () => false, concurrency = 16, keepBodies = true } = options;
+  void keepBodies;
   const files = new Map<string, HashedFile>();
   const missing: MissingReference[] = [];
   const known = new Set(names);
+  const isContentHashed = keep;
 
   const kept = names.filter(isContentHashed);
   await forEachLimit(kept, concurrency, async (name) => {
@@ -256,7 +319,8 @@ export async function hashTree(
       files.set(node.name, { name: node.name, storedName: stored.get(node.name)!, body });
     }
   }
-  return { files, missing: missing.sort((a, b) => (a.file + a.reference < b.file + b.reference ? -1 : 1)) };
+  const sortedMissing = missing.sort((a, b) => (a.file + a.reference < b.file + b.reference ? -1 : 1));
+  return { files, missing: sortedMissing, render: async (name) => files.get(name)?.body };
 }
 
 /** Tarjan's algorithm: components in reverse topological order (dependencies first). */

@@ -32,7 +32,7 @@ function reader(tree: Record<string, string | Buffer>): HashReader & { reads: st
 
 async function hashed(tree: Record<string, string | Buffer>) {
   const r = reader(tree);
-  const { files, missing } = await hashTree(Object.keys(tree), r);
+  const { files, missing } = await hashTree(Object.keys(tree), r, { keep: isContentHashed });
   const stored = (name: string) => files.get(name)!.storedName;
   const body = (name: string) => files.get(name)!.body?.toString('latin1');
   return { files, missing, stored, body, reads: r.reads };
