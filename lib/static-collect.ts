@@ -202,7 +202,7 @@ export async function collectStatic(target: CollectTarget, dir: string, options:
   const nextCache: HashCache = { version: 1, files: {} };
   const md5s = new Map<string, string>();
   const reader = trackingReader(byName, md5s, cache, nextCache, startedAt - 1000, onProgress);
-  const { files, missing } = await hashTreeCompat(
+  const { files, missing } = await hashTree(
     local.map((f) => f.name),
     reader,
     { staticUrl: target.options.url, keep, concurrency: HASH_CONCURRENCY },
@@ -213,7 +213,9 @@ export async function collectStatic(target: CollectTarget, dir: string, options:
   const record: ManifestRecord = { originals, md5: {} };
   for (const f of files.values()) {
     paths[f.name] = f.storedName;
-    if (isKept(f) || (originals && f.body !== undefined)) record.md5[f.name] = md5s.get(f.name)!;
+    // A file whose stored bytes are not its original's has a hashed name that says nothing
+    // about the original: record the original's md5 (and every kept name's).
+    if (isKept(f) || (originals && isRewritten(f, md5s))) record.md5[f.name] = md5s.get(f.name)!;
   }
   const { manifest } = buildManifest(paths);
   const manifestBody = Buffer.from(JSON.stringify({ ...manifest, [MANIFEST_RECORD_KEY]: sortedRecord(record) }), 'utf8');
@@ -248,6 +250,11 @@ export async function collectStatic(target: CollectTarget, dir: string, options:
     durationMs: performance.now() - started,
   };
   return { result, paths: manifest.paths };
+}
+
+/** Whether the hashed copy's bytes differ from the file on disk (references rewritten). */
+function isRewritten(f: HashedFile, md5s: Map<string, string>): boolean {
+  return f.body !== undefined && md5Hex(f.body) !== md5s.get(f.name);
 }
 
 /** A file stored under its own name: kept by a glob or the bundler manifest. */
@@ -303,7 +310,7 @@ async function planUploads(input: {
     const originalKey = toKey(location, f.name);
     // A recorded md5 decides; otherwise an unrewritten file's hashed name is its original's md5.
     const recorded = prev?.record?.originals === true ? prev.record.md5[f.name] : undefined;
-    const prevSame = prev?.record?.originals === true && (recorded !== undefined ? recorded === md5 : f.body === undefined && prev.paths[f.name] === f.storedName);
+    const prevSame = prev?.record?.originals === true && (recorded !== undefined ? recorded === md5 : !isRewritten(f, md5s) && prev.paths[f.name] === f.storedName);
     const same = stored ? sameBytes(stored.get(originalKey), file.size, md5) && (!isMultipartEtag(stored.get(originalKey)!.etag) || prevSame) : prevSame;
     if (same) unchanged++;
     else uploads.push({ key: originalKey, source: file.path, size: file.size, cacheControl: ORIGINAL_CACHE_CONTROL });
@@ -578,10 +585,3 @@ class ByteBudget {
   }
 }
 
-// TEMP until w-django's hashTree(names, reader, options) lands.
-async function hashTreeCompat(names: string[], reader: HashReader, opts: { staticUrl: string; keep: (n: string) => boolean; concurrency: number }) {
-  const kept = names.filter(opts.keep);
-  const { files, missing } = await hashTree(names.filter((n) => !opts.keep(n)), reader, opts.concurrency);
-  for (const name of kept) files.set(name, { name, storedName: name, md5: await reader.md5(name) });
-  return { files, missing };
-}
