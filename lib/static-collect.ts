@@ -19,8 +19,8 @@ import { guessContentType } from './content-type.js';
 import { toKey } from './key-normalizer.js';
 import { multipartUpload } from './multipart-upload.js';
 import { isNotFound, toStorageError } from './s3-errors.js';
-import { buildManifest, forEachLimit, hashTree, md5Hex, type HashedFile, type HashReader, type MissingReference } from './static-hashing.js';
-import { bundlerNames, globToRegExp, md5File, readHashCache, walk, writeHashCache, type HashCache, type LocalFile } from './static-local-files.js';
+import { buildManifest, forEachLimit, hashedName, hashTree, md5Hex, type HashedFile, type HashReader, type MissingReference } from './static-hashing.js';
+import { BufferPool, bundlerNames, globToRegExp, md5File, readHashCache, readPooled, walk, writeHashCache, type HashCache, type LocalFile } from './static-local-files.js';
 import { CollectStaticError, ManifestError, StorageConfigurationError, StorageError } from './storage.errors.js';
 import type { ResolvedStaticOptions } from './storage-options.validation.js';
 
@@ -35,8 +35,10 @@ export const MANIFEST_RECORD_KEY = 'nestjs-s3-storage';
 
 /** Files up to this size are sent in one PutObject; larger ones stream multipart. */
 const SINGLE_PUT_MAX = 16 * 1024 * 1024;
+/** Size of the pooled read buffers: files up to this size are uploaded from one without a fresh allocation. */
+const POOLED_BUFFER = 256 * 1024;
 /** Bytes of single-PUT bodies held in memory at once, whatever the upload concurrency. */
-const UPLOAD_BYTES_IN_FLIGHT = 48 * 1024 * 1024;
+const UPLOAD_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
 /** Concurrent file reads while hashing: local I/O, independent of the upload concurrency. */
 const HASH_CONCURRENCY = 16;
 
@@ -164,7 +166,9 @@ interface Previous {
 
 interface Upload {
   key: string;
-  source: Buffer | string;
+  /** Bytes in memory, a file path, or the name of a rewritten file whose bytes hashTree renders on demand. */
+  source: Buffer | string | { render: string };
+  /** The body's size; for a body still to render, its original's (the rewrite changes it by a few bytes). */
   size: number;
   cacheControl: string;
 }
@@ -201,11 +205,13 @@ export async function collectStatic(target: CollectTarget, dir: string, options:
   const cache = options.hashCache === undefined ? undefined : await readHashCache(options.hashCache);
   const nextCache: HashCache = { version: 1, files: {} };
   const md5s = new Map<string, string>();
-  const reader = trackingReader(byName, md5s, cache, nextCache, startedAt - 1000, onProgress);
-  const { files, missing } = await hashTree(
+  const pool = new BufferPool(POOLED_BUFFER);
+  const reader = trackingReader(byName, md5s, cache, nextCache, startedAt - 1000, pool, onProgress);
+  // Rewritten bodies are not held for the whole run: each is rendered again when uploaded.
+  const { files, missing, render } = await hashTree(
     local.map((f) => f.name),
     reader,
-    { staticUrl: target.options.url, keep, concurrency: HASH_CONCURRENCY },
+    { staticUrl: target.options.url, keep, concurrency: HASH_CONCURRENCY, keepBodies: false },
   );
   if (missing.length > 0 && !allowMissing) throw missingReferences(missing, dir);
 
@@ -230,7 +236,7 @@ export async function collectStatic(target: CollectTarget, dir: string, options:
 
   if (!dryRun) {
     let done = 0;
-    await s3.uploadAll(plan.uploads, target.options.concurrency, () => onProgress?.({ phase: 'upload', done: ++done, total: plan.uploads.length }));
+    await s3.uploadAll(plan.uploads, target.options.concurrency, pool, render, () => onProgress?.({ phase: 'upload', done: ++done, total: plan.uploads.length }));
     if (manifestWritten) await s3.putManifest(manifestBody);
     if (options.hashCache !== undefined) await writeHashCache(options.hashCache, nextCache);
     if (deleted.length > 0) await s3.deleteKeys(deleted, onProgress);
@@ -252,9 +258,12 @@ export async function collectStatic(target: CollectTarget, dir: string, options:
   return { result, paths: manifest.paths };
 }
 
-/** Whether the hashed copy's bytes differ from the file on disk (references rewritten). */
+/**
+ * Whether the hashed copy's bytes differ from the file on disk (references rewritten): its
+ * name then carries another hash than its original's md5. Needs no body in memory.
+ */
 function isRewritten(f: HashedFile, md5s: Map<string, string>): boolean {
-  return f.body !== undefined && md5Hex(f.body) !== md5s.get(f.name);
+  return !isKept(f) && f.storedName !== hashedName(f.name, md5s.get(f.name)!.slice(0, 12));
 }
 
 /** A file stored under its own name: kept by a glob or the bundler manifest. */
@@ -301,10 +310,12 @@ async function planUploads(input: {
       continue;
     }
     const key = toKey(location, f.storedName);
+    const rewritten = isRewritten(f, md5s);
     const size = f.body?.length ?? file.size;
-    // The content hash is in the name: present (with the same size) means up to date.
-    if (stored ? stored.get(key)?.size === size : prevStored.has(f.storedName)) unchanged++;
-    else uploads.push({ key, source: f.body ?? file.path, size, cacheControl: IMMUTABLE_CACHE_CONTROL });
+    // The content hash is in the name: present (with the same size, when known) means up to date.
+    const present = stored ? stored.has(key) && (f.body !== undefined || rewritten ? true : stored.get(key)!.size === size) : prevStored.has(f.storedName);
+    if (present) unchanged++;
+    else uploads.push({ key, source: f.body ?? (rewritten ? { render: f.name } : file.path), size, cacheControl: IMMUTABLE_CACHE_CONTROL });
 
     if (!record.originals) continue;
     const originalKey = toKey(location, f.name);
@@ -398,6 +409,7 @@ function trackingReader(
   cache: HashCache | undefined,
   nextCache: HashCache,
   cacheBefore: number,
+  pool: BufferPool,
   onProgress: CollectOptions['onProgress'],
 ): HashReader {
   const total = byName.size;
@@ -418,7 +430,7 @@ function trackingReader(
     md5: async (name) => {
       const file = byName.get(name)!;
       const cached = cache?.files[name];
-      const digest = md5s.get(name) ?? (cached?.[0] === file.stamp ? cached[1] : await md5File(file.path, file.size));
+      const digest = md5s.get(name) ?? (cached?.[0] === file.stamp ? cached[1] : await md5File(file.path, pool));
       seen(name, digest);
       return digest;
     },
@@ -493,34 +505,50 @@ class BucketIo {
   }
 
   /**
-   * Uploads with `concurrency` requests in flight, reading a small file only when its turn
-   * comes and holding at most {@link UPLOAD_BYTES_IN_FLIGHT} of bodies at once.
+   * Uploads with `concurrency` requests in flight. Small files are read into pooled buffers
+   * when their turn comes; larger single-PUT bodies are held to {@link UPLOAD_BYTES_IN_FLIGHT}
+   * at once, whatever the concurrency.
    */
-  async uploadAll(uploads: Upload[], concurrency: number, onEach: () => void): Promise<void> {
+  async uploadAll(
+    uploads: Upload[],
+    concurrency: number,
+    pool: BufferPool,
+    render: (name: string) => Promise<Buffer | undefined>,
+    onEach: () => void,
+  ): Promise<void> {
     const budget = new ByteBudget(UPLOAD_BYTES_IN_FLIGHT);
     await forEachLimit(uploads, concurrency, async (item) => {
-      const held = Buffer.isBuffer(item.source) || item.size > SINGLE_PUT_MAX ? 0 : item.size;
-      await budget.acquire(held);
-      try {
-        await this.upload(item);
-      } finally {
-        budget.release(held);
+      if (typeof item.source === 'object' && !Buffer.isBuffer(item.source)) {
+        const body = await render(item.source.render);
+        if (body === undefined) throw new StorageError(`collectstatic: "${item.source.render}" could not be rendered again for upload`, this.context(item.key));
+        await this.upload(item, body);
+      } else if (Buffer.isBuffer(item.source) || item.size > SINGLE_PUT_MAX) await this.upload(item, item.source);
+      else if (item.size <= pool.size) {
+        const { bytes, buffer } = await readPooled(item.source, item.size, pool);
+        try {
+          await this.upload(item, bytes);
+        } finally {
+          // The request has been answered: its body is fully sent, and the buffer is free again.
+          pool.give(buffer);
+        }
+      } else {
+        await budget.acquire(item.size);
+        try {
+          // A buffer, not a stream: the SDK can retry it, and servers that refuse aws-chunked bodies accept it.
+          await this.upload(item, await readFile(item.source));
+        } finally {
+          budget.release(item.size);
+        }
       }
       onEach();
     });
   }
 
-  private async upload({ key, source, size, cacheControl }: Upload): Promise<void> {
+  private async upload({ key, cacheControl }: Upload, source: Buffer | string): Promise<void> {
     const params = { Bucket: this.bucket, Key: key, ContentType: guessContentType(key), CacheControl: cacheControl };
     try {
-      if (Buffer.isBuffer(source)) {
-        await this.client.send(new PutObjectCommand({ ...params, Body: source }));
-      } else if (size <= SINGLE_PUT_MAX) {
-        // A buffer, not a stream: the SDK can retry it, and servers that refuse aws-chunked bodies accept it.
-        await this.client.send(new PutObjectCommand({ ...params, Body: await readFile(source) }));
-      } else {
-        await multipartUpload(this.client, params, createReadStream(source), { partSize: 8 * 1024 * 1024, queueSize: 4 });
-      }
+      if (Buffer.isBuffer(source)) await this.client.send(new PutObjectCommand({ ...params, Body: source }));
+      else await multipartUpload(this.client, params, createReadStream(source), { partSize: 8 * 1024 * 1024, queueSize: 4 });
     } catch (error) {
       if (error instanceof StorageError) throw error;
       throw toStorageError('collectstatic upload', error, this.context(key));
