@@ -268,7 +268,7 @@ function isRewritten(f: HashedFile, md5s: Map<string, string>): boolean {
 
 /** A file stored under its own name: kept by a glob or the bundler manifest. */
 function isKept(f: HashedFile): boolean {
-  return f.storedName === f.name;
+  return f.kept === true;
 }
 
 /**

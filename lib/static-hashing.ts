@@ -6,16 +6,18 @@
  * Follows Django's `ManifestStaticFilesStorage`:
  * - `css/app.css` is stored as `css/app.<first 12 hex of the md5 of its content>.css`;
  * - `url(...)`, `@import "..."` and `sourceMappingURL` references in CSS (and
- *   `//# sourceMappingURL` in JS) are rewritten to the hashed names of their targets, and a
- *   file is hashed after its rewrite, so a changed image changes every CSS that points at it;
+ *   `//# sourceMappingURL`, plus module imports when asked, in JS) are rewritten to the
+ *   hashed names of their targets, and a file is hashed after its rewrite, so a changed
+ *   image changes every CSS that points at it;
  * - the manifest is `{ "paths": { name: hashedName }, "version": "1.1", "hash": "<12 hex>" }`.
  *
- * Unlike Django, files a bundler already content-hashed (Vite's `assets/index-B4c9Xk2a.js`)
- * keep their names and bytes: their own references were resolved by the bundler, and
- * rewriting them would change content under an unchanged, immutably cached name.
+ * The rewriting itself (Django 5.2's patterns and URL converter, byte for byte) lives in
+ * static-references.ts. Beyond Django: names the caller keeps (a bundler's hashed output)
+ * keep their names and bytes, reference cycles get names instead of failing the run, and a
+ * missing target is reported to the caller instead of failing it.
  */
 import { createHash } from 'node:crypto';
-import { posix } from 'node:path';
+import { djangoHashedName, isAdjustable, rewriteReferences, type TreeLookup } from './static-references.js';
 
 /** The manifest format version written (Django 3.2+ writes and reads "1.1"). */
 export const MANIFEST_VERSION = '1.1';
@@ -30,43 +32,40 @@ export interface StaticManifest {
   hash: string;
 }
 
-/** A reference found in a CSS or JS file. `start`/`end` delimit the URL text only. */
-export interface FileReference {
-  start: number;
-  end: number;
-  /** The URL as written (latin1-decoded bytes; see {@link findReferences}). */
-  url: string;
-  kind: 'url' | 'import' | 'sourcemap';
-}
-
-/** A reference whose target is not among the collected files; it is left unchanged. */
+/** A reference whose target is not among the collected files; it is left as written. */
 export interface MissingReference {
   /** The file containing the reference. */
   file: string;
   /** The URL as written. */
   reference: string;
+  /** The name looked for (Django: "The file '<target>' could not be found"). */
+  target: string;
+  /** 1-based line of the reference in `file`. */
+  line: number;
 }
 
 /** One collected file after hashing. */
 export interface HashedFile {
   /** Name relative to the collected directory, `/`-separated. */
   name: string;
-  /** The name it is stored under: hashed, or `name` for bundler-hashed files. */
+  /** The name it is stored under: hashed, or `name` for a kept file. */
   storedName: string;
   /**
-   * The rewritten content of a CSS/JS file whose references were rewritten (a minority of
-   * a tree, and the only bodies held); `undefined` means "the bytes on disk". Not kept when
+   * The rewritten content of a CSS/JS file whose bytes changed (a minority of a tree, and
+   * the only bodies held); `undefined` means "the bytes on disk". Not kept when
    * {@link HashTreeOptions.keepBodies} is false: use {@link HashTreeResult.render}.
    */
   body?: Buffer;
-  /** The content's md5 (hex), for files kept under their own name: the name proves nothing. */
-  md5?: string;
+  /** The md5 (hex) of the file's bytes on disk. */
+  md5: string;
+  /** True for a name kept as it is ({@link HashTreeOptions.keep}): the name proves nothing about the content. */
+  kept?: boolean;
 }
 
 /**
- * Reads a file's bytes, or its md5 (hex) without keeping it in memory. `read` may be called
- * more than once for a CSS/JS file (once to find its references, once to rewrite it), so
- * that no more than the files in flight are held in memory.
+ * Reads a file's bytes, or its md5 (hex) without keeping it in memory. `read` is called
+ * twice for a CSS/JS file (once to find its references, once to rewrite it, and again by
+ * {@link HashTreeResult.render}), so that no more than the files in flight are held.
  */
 export interface HashReader {
   read(name: string): Promise<Buffer>;
@@ -81,112 +80,29 @@ export function md5Hex(data: Buffer | string): string {
 /**
  * `dir/name.ext` → `dir/name.<hash>.ext`, splitting the extension like Python's
  * `os.path.splitext` (last dot of the base name; a leading dot is not an extension).
+ * Exactly Django's `hashed_name` for plain names (a name with `%`, `?` or `#` goes through
+ * Django's URL parsing: see `djangoHashedName`).
  */
 export function hashedName(name: string, hash: string): string {
   const slash = name.lastIndexOf('/');
   const base = name.slice(slash + 1);
   const dot = base.lastIndexOf('.');
-  // Like splitext, a name that is only dots before its last dot (`.htaccess`) has no extension.
   if (dot <= 0 || /^\.+$/.test(base.slice(0, dot))) return `${name}.${hash}`;
   return `${name.slice(0, slash + 1)}${base.slice(0, dot)}.${hash}${base.slice(dot)}`;
 }
 
-// Vite/Rollup/webpack `[name]-[hash:8].[ext]`: eight base64url characters. Names that only
-// look like it (`Poppins-SemiBold.woff2`, `banner-20240101.png`, `logo-v2_final.png`) must
-// not pass: a kept name is served `immutable`, so a later edit would never reach browsers.
-// A real hash that happens to look like a word is merely hashed once more, which is harmless.
+// Vite/Rollup/webpack `[name]-[hash:8].[ext]`: eight base64url characters.
 const BUNDLER_HASH = /-([A-Za-z0-9_-]{8})\.[A-Za-z0-9]+$/;
-const LOOKS_LIKE_WORDS = [
-  /^[A-Z]?[a-z]+(?:[A-Z][a-z]+)*$/, // CamelCase or lowercase words: SemiBold, settings
-  /^\d+$/, // numbers and dates: 20240101
-  /^[a-z0-9]+[_-][a-z0-9]+$/, // lowercase words joined by _ or -: v2_final
-];
+const LOOKS_LIKE_WORDS = [/^[A-Z]?[a-z]+(?:[A-Z][a-z]+)*$/, /^\d+$/, /^[a-z0-9]+[_-][a-z0-9]+$/];
 
 /**
  * True when the name looks like a bundler's `[name]-[hash:8]` output (`index-B4c9Xk2a.js`).
- * @deprecated a guess: pass an explicit {@link HashTreeOptions.keep} instead.
+ * @deprecated a guess that also matches `bg-Header01.png`: pass an explicit
+ * {@link HashTreeOptions.keep} (globs, a bundler manifest) instead.
  */
 export function isContentHashed(name: string): boolean {
   const m = BUNDLER_HASH.exec(name.slice(name.lastIndexOf('/') + 1));
   return m !== null && !LOOKS_LIKE_WORDS.some((words) => words.test(m[1]!));
-}
-
-/** Files whose references are rewritten: CSS (url, @import, source map) and JS (source map). */
-export function isRewritable(name: string): boolean {
-  return /\.(css|js|mjs)$/i.test(name);
-}
-
-const CSS_URL = /url\(\s*(?:"([^"\n]*)"|'([^'\n]*)'|([^'"()\s]+))\s*\)/dgi;
-const CSS_IMPORT = /@import\s*(?:"([^"\n]*)"|'([^'\n]*)')/dgi;
-const CSS_SOURCEMAP = /^\/\*#[ \t]sourceMappingURL=(\S*?)[ \t]*\*\/[ \t\r]*$/dgm;
-const JS_SOURCEMAP = /^\/\/# sourceMappingURL=(\S+?)[ \t\r]*$/dgm;
-const CSS_COMMENT = /\/\*[\s\S]*?\*\//g;
-
-/**
- * The references in a CSS or JS file. `text` is the file decoded as latin1, so that
- * offsets are byte offsets and a rewrite leaves every other byte exactly as it was, whatever
- * the file's encoding. References inside CSS comments are ignored (Django 4.2+ does too).
- */
-export function findReferences(name: string, text: string): FileReference[] {
-  const refs: FileReference[] = [];
-  const collect = (re: RegExp, kind: FileReference['kind'], skip: [number, number][]) => {
-    for (const m of text.matchAll(re)) {
-      const group = [1, 2, 3].find((g) => m[g] !== undefined);
-      if (group === undefined) continue;
-      const [start, end] = m.indices![group]!;
-      if (skip.some(([a, b]) => start >= a && start < b)) continue;
-      refs.push({ start, end, url: m[group]!, kind });
-    }
-  };
-  if (/\.css$/i.test(name)) {
-    const comments = [...text.matchAll(CSS_COMMENT)].map((m): [number, number] => [m.index, m.index + m[0].length]);
-    collect(CSS_URL, 'url', comments);
-    collect(CSS_IMPORT, 'import', comments);
-    collect(CSS_SOURCEMAP, 'sourcemap', []);
-  } else {
-    collect(JS_SOURCEMAP, 'sourcemap', []);
-  }
-  return refs.sort((a, b) => a.start - b.start);
-}
-
-/**
- * The collected file a reference in `fromName` points at, or undefined for URLs that are
- * not files of the tree: absolute URLs, `data:`, fragments, root-relative paths (their
- * meaning depends on where the site is served) and paths escaping the tree.
- * `suffix` is the query and fragment, kept on the rewritten URL (`font.woff?#iefix`).
- */
-export function resolveReference(fromName: string, url: string): { target: string; path: string; suffix: string } | undefined {
-  const trimmed = url.trim();
-  if (trimmed === '' || /^[a-z][a-z0-9+.-]*:/i.test(trimmed) || trimmed.startsWith('//') || trimmed.startsWith('#') || trimmed.startsWith('/')) {
-    return undefined;
-  }
-  const cut = trimmed.search(/[?#]/);
-  const path = cut < 0 ? trimmed : trimmed.slice(0, cut);
-  const suffix = cut < 0 ? '' : trimmed.slice(cut);
-  if (path === '') return undefined;
-  let decoded: string;
-  try {
-    // The URL bytes were decoded as latin1; they are UTF-8, possibly percent-encoded.
-    decoded = decodeURIComponent(Buffer.from(path, 'latin1').toString('utf8'));
-  } catch {
-    return undefined;
-  }
-  const target = posix.normalize(posix.join(posix.dirname(fromName), decoded));
-  if (target.startsWith('../') || target === '..' || target.startsWith('/')) return undefined;
-  return { target, path, suffix };
-}
-
-/** Rewrites the URL `path` so that its last segment is the stored name's last segment. */
-function rewriteUrl(url: string, path: string, target: string, storedName: string): string {
-  if (storedName === target) return url;
-  const lead = url.slice(0, url.length - url.trimStart().length);
-  const trail = url.slice(url.trimEnd().length);
-  const slash = path.lastIndexOf('/');
-  // Keep the reference's own directory spelling (`../img/`), swap only the file name,
-  // percent-encoded the way a browser would request it.
-  const base = storedName.slice(storedName.lastIndexOf('/') + 1);
-  const encodedBase = Buffer.from(encodeURI(base), 'utf8').toString('latin1');
-  return `${lead}${path.slice(0, slash + 1)}${encodedBase}${url.trim().slice(path.length)}${trail}`;
 }
 
 /** Options of {@link hashTree}. */
@@ -208,7 +124,8 @@ export interface HashTreeOptions {
   keep?: (name: string) => boolean;
   /**
    * Django's `support_js_module_import_aggregation`: also rewrite relative `import … from`,
-   * `export … from`, `import "…"` and `import("…")` in `.js` files.
+   * `export … from`, `import "…"` and `import("…")` in `.js` files, with Django's patterns
+   * (which also match inside comments and strings).
    * @default false (as in Django)
    */
   jsModules?: boolean;
@@ -230,97 +147,181 @@ export interface HashTreeResult {
   /** Every name given, with its stored name. */
   files: Map<string, HashedFile>;
   /**
-   * References whose target is not among the names, left as written. Django fails the
-   * run on the first one; the caller decides (strict by default, or warn).
+   * References whose target is not among the names, left as written, sorted by file and
+   * line. Django fails the run on the first one; the caller decides (strict, or warn).
+   * References inside CSS comments and strings are not reported (Django 5.2 would fail).
    */
   missing: MissingReference[];
   /**
-   * The stored bytes of a rewritten (CSS/JS) file, regenerated from the reader on demand
-   * (each call reads the file again), or `undefined` for a file stored byte for byte,
-   * which the caller streams from disk. Lets the caller upload without holding every body.
+   * Files in a reference cycle (`a.css` imports `b.css` imports `a.css`), one array per
+   * cycle. Django fails such a run ("Max post-process passes exceeded"); here each member
+   * gets a name derived from the whole cycle's content, so any change renames all of them.
+   */
+  cycles: string[][];
+  /**
+   * The stored bytes of a rewritten CSS/JS file, regenerated from the reader (each call
+   * reads the file again), or `undefined` for a file stored byte for byte, which the caller
+   * streams from disk. Lets the caller upload without holding every body.
    */
   render(name: string): Promise<Buffer | undefined>;
 }
 
+const UTF8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
 /**
- * Hashes a tree of files in dependency order and rewrites references.
+ * Django reads an adjustable file as UTF-8 (and fails on anything else); a file that is
+ * not UTF-8 is handled here byte for byte through latin1, so its other bytes stay as they are.
+ */
+function decode(bytes: Buffer): { text: string; encoding: 'utf8' | 'latin1' } {
+  try {
+    return { text: UTF8.decode(bytes), encoding: 'utf8' };
+  } catch {
+    return { text: bytes.toString('latin1'), encoding: 'latin1' };
+  }
+}
+
+/**
+ * Hashes a tree of files and rewrites references in CSS and JS, byte for byte as Django
+ * 5.2's `ManifestStaticFilesStorage.post_process` does (see static-references.ts).
  *
- * Files are hashed after their references are rewritten, targets first, so a change
- * anywhere propagates to every file that points at it. Files in a reference cycle
- * (`a.css` imports `b.css` imports `a.css`) cannot each carry the md5 of their final
- * content; they get hashes derived from the whole cycle's content, so any change in the
- * cycle still renames all of its members.
+ * Django re-processes every adjustable file in up to 5 passes until no hashed name changes;
+ * the result is the fixed point where each CSS/JS file's name is the md5 of its content
+ * rewritten with the final names of its targets. That fixed point is unique for references
+ * without cycles, so it is computed directly here, targets first (a chain deeper than
+ * Django's passes, which Django rejects, works too). Each file is read once to find its
+ * references and once to rewrite it; only the rewritten bodies are kept.
  */
 export async function hashTree(names: readonly string[], reader: HashReader, options: HashTreeOptions = {}): Promise<HashTreeResult> {
-  const { keep = () => false, concurrency = 16, keepBodies = true } = options;
-  void keepBodies;
+  const { keep = () => false, concurrency = 16, keepBodies = true, jsModules = false } = options;
+  const staticUrl = options.staticUrl ?? '/static/';
+  if (!staticUrl.endsWith('/')) throw new TypeError(`hashTree: staticUrl must end with "/" (Django's STATIC_URL does); got ${JSON.stringify(staticUrl)}`);
+
   const files = new Map<string, HashedFile>();
-  const missing: MissingReference[] = [];
   const known = new Set(names);
-  const isContentHashed = keep;
+  const directories = new Set<string>();
+  for (const name of names) for (let i = name.indexOf('/'); i > 0; i = name.indexOf('/', i + 1)) directories.add(name.slice(0, i));
+  const isKept = new Set(names.filter((n) => keep(n)));
+  const adjustable = names.filter((n) => !isKept.has(n) && isAdjustable(n));
+  const adjustableSet = new Set(adjustable);
+  const originalMd5 = new Map<string, string>();
+  // Django's STATIC_ROOT also holds the hashed copies it has written, and a reference can name
+  // one (a module pattern re-matching what an earlier pattern wrote): stored name → source
+  // and the 12 hex of the copy's content. Pass 1 puts its placeholders here.
+  const copies = new Map<string, { source: string; hash: string }>();
+  const placeholders = new Map<string, { source: string; hash: string }>();
 
-  const kept = names.filter(isContentHashed);
-  await forEachLimit(kept, concurrency, async (name) => {
-    files.set(name, { name, storedName: name, md5: await reader.md5(name) });
+  await forEachLimit(
+    names.filter((n) => !adjustableSet.has(n)),
+    concurrency,
+    async (name) => {
+      const md5 = await reader.md5(name);
+      originalMd5.set(name, md5);
+      const kept = isKept.has(name);
+      const storedName = kept ? name : djangoHashedName(name, md5.slice(0, 12));
+      files.set(name, { name, storedName, md5, ...(kept ? { kept } : {}) });
+      if (!kept) copies.set(storedName, { source: name, hash: md5.slice(0, 12) });
+    },
+  );
+
+  const lookup = (stored: (name: string) => string | undefined, seen?: Set<string>): TreeLookup => {
+    const copy = (name: string) => {
+      const found = known.has(name) ? undefined : (copies.get(name) ?? (seen ? placeholders.get(name) : undefined));
+      if (found && seen && adjustableSet.has(found.source)) seen.add(found.source);
+      return found;
+    };
+    return {
+      staticUrl,
+      stored,
+      isFile: (name) => known.has(name) || copy(name) !== undefined,
+      isDirectory: (name) => directories.has(name),
+      originalHash: (name) => (isKept.has(name) ? '' : known.has(name) ? (originalMd5.get(name) ?? '0'.repeat(32)).slice(0, 12) : copy(name)!.hash),
+    };
+  };
+  const PLACEHOLDER = '0'.repeat(12);
+  for (const name of adjustable) placeholders.set(djangoHashedName(name, PLACEHOLDER), { source: name, hash: PLACEHOLDER });
+
+  // Pass 1: which files each adjustable file points at, and what is missing. Targets not
+  // final yet answer with a same-shaped placeholder: the patterns cannot tell hex digits apart.
+  const deps = new Map<string, string[]>();
+  const missing: MissingReference[] = [];
+  await forEachLimit(adjustable, concurrency, async (name) => {
+    const bytes = await reader.read(name);
+    originalMd5.set(name, md5Hex(bytes));
+    const found = new Set<string>();
+    const scan = lookup((key) => {
+      if (!known.has(key)) return undefined;
+      if (adjustableSet.has(key)) found.add(key);
+      return files.get(key)?.storedName ?? djangoHashedName(key, PLACEHOLDER);
+    }, found);
+    const result = rewriteReferences(name, decode(bytes).text, scan, jsModules);
+    for (const m of result.missing) missing.push({ file: name, ...m });
+    deps.set(name, [...found]);
   });
-  const rewritable = names.filter((n) => !isContentHashed(n) && isRewritable(n));
-  const plain = names.filter((n) => !isContentHashed(n) && !isRewritable(n));
 
-  await forEachLimit(plain, concurrency, async (name) => {
-    files.set(name, { name, storedName: hashedName(name, (await reader.md5(name)).slice(0, 12)) });
-  });
-
-  interface Node {
-    name: string;
-    text: string;
-    refs: (FileReference & { target?: string; path?: string })[];
-    deps: string[];
-  }
-  const nodes = new Map<string, Node>();
-  await forEachLimit(rewritable, concurrency, async (name) => {
-    const text = (await reader.read(name)).toString('latin1');
-    const refs = findReferences(name, text).map((ref): Node['refs'][number] => {
-      const resolved = resolveReference(name, ref.url);
-      if (resolved && !known.has(resolved.target)) {
-        missing.push({ file: name, reference: ref.url.trim() });
-        return ref;
-      }
-      return resolved ? { ...ref, target: resolved.target, path: resolved.path } : ref;
-    });
-    const deps = [...new Set(refs.flatMap((r) => (r.target !== undefined ? [r.target] : [])))];
-    nodes.set(name, { name, text, refs, deps });
-  });
-
-  const rewrite = (node: Node, stored: (target: string) => string): string => {
-    let out = '';
-    let at = 0;
-    for (const ref of node.refs) {
-      if (ref.target === undefined) continue;
-      out += node.text.slice(at, ref.start) + rewriteUrl(ref.url, ref.path!, ref.target, stored(ref.target));
-      at = ref.end;
-    }
-    return out + node.text.slice(at);
+  const rewrite = async (name: string, stored: (key: string) => string | undefined): Promise<{ body: Buffer; changed: boolean }> => {
+    const bytes = await reader.read(name);
+    const { text, encoding } = decode(bytes);
+    const out = rewriteReferences(name, text, lookup(stored), jsModules).text;
+    return out === text ? { body: bytes, changed: false } : { body: Buffer.from(out, encoding), changed: true };
+  };
+  const settled = new Set<string>();
+  const finalName = (key: string) => {
+    // Pass 1 found every adjustable target; one not settled here would get a wrong name.
+    if (adjustableSet.has(key) && !settled.has(key)) throw new Error(`hashTree: ${key} was needed before it was hashed (a reference pass 1 did not see)`);
+    return files.get(key)?.storedName;
   };
 
-  for (const component of stronglyConnected([...nodes.values()].sort((a, b) => (a.name < b.name ? -1 : 1)), nodes)) {
-    const cyclic = component.length > 1 || component[0]!.deps.includes(component[0]!.name);
-    if (!cyclic) {
-      const node = component[0]!;
-      const body = Buffer.from(rewrite(node, (t) => files.get(t)!.storedName), 'latin1');
-      files.set(node.name, { name: node.name, storedName: hashedName(node.name, md5Hex(body).slice(0, 12)), body });
-      continue;
-    }
+  // Pass 2: targets first. Components come dependencies first, so a component's targets
+  // were started before it and awaiting them cannot deadlock the pool.
+  const nodes = new Map(adjustable.map((name) => [name, { name, deps: deps.get(name)! }]));
+  const components = stronglyConnected([...nodes.values()].sort((a, b) => (a.name < b.name ? -1 : 1)), nodes);
+  const done = new Map<string, Promise<void>>();
+  const cycles: string[][] = [];
+  const settle = (name: string, stored: string, result: { body: Buffer; changed: boolean }) => {
+    files.set(name, { name, storedName: stored, md5: originalMd5.get(name)!, ...(result.changed && keepBodies ? { body: result.body } : {}) });
+    copies.set(stored, { source: name, hash: md5Hex(result.body).slice(0, 12) });
+    settled.add(name);
+  };
+  await forEachLimit(components, concurrency, async (component) => {
     const members = new Set(component.map((n) => n.name));
-    const outside = (t: string) => (members.has(t) ? t : files.get(t)!.storedName);
-    const group = md5Hex(component.map((n) => `${n.name}\0${rewrite(n, outside)}`).sort().join('\0'));
-    const stored = new Map(component.map((n) => [n.name, hashedName(n.name, md5Hex(`${group}\0${n.name}`).slice(0, 12))]));
-    for (const node of component) {
-      const body = Buffer.from(rewrite(node, (t) => stored.get(t) ?? files.get(t)!.storedName), 'latin1');
-      files.set(node.name, { name: node.name, storedName: stored.get(node.name)!, body });
+    let release!: () => void;
+    const finished = new Promise<void>((resolve) => (release = resolve));
+    for (const m of members) done.set(m, finished);
+    try {
+      const outside = new Set(component.flatMap((n) => n.deps).filter((d) => !members.has(d)));
+      await Promise.all([...outside].map((d) => done.get(d)));
+      const cyclic = component.length > 1 || component[0]!.deps.includes(component[0]!.name);
+      if (!cyclic) {
+        const name = component[0]!.name;
+        const result = await rewrite(name, finalName);
+        settle(name, djangoHashedName(name, md5Hex(result.body).slice(0, 12)), result);
+        return;
+      }
+      const names = [...members].sort();
+      cycles.push(names);
+      // Members' names come from the content of all members, rewritten with the members
+      // still unhashed; then each is rewritten with the members' new names.
+      const parts: string[] = [];
+      for (const name of names) parts.push(`${name}\0${md5Hex((await rewrite(name, (k) => (members.has(k) ? k : finalName(k)))).body)}`);
+      const group = md5Hex(parts.join('\0'));
+      const stored = new Map(names.map((n) => [n, djangoHashedName(n, md5Hex(`${group}\0${n}`).slice(0, 12))]));
+      for (const name of names) settle(name, stored.get(name)!, await rewrite(name, (k) => stored.get(k) ?? finalName(k)));
+    } finally {
+      release();
     }
-  }
-  const sortedMissing = missing.sort((a, b) => (a.file + a.reference < b.file + b.reference ? -1 : 1));
-  return { files, missing: sortedMissing, render: async (name) => files.get(name)?.body };
+  });
+
+  missing.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : a.line - b.line || (a.reference < b.reference ? -1 : 1)));
+  return {
+    files,
+    missing,
+    cycles: cycles.sort((a, b) => (a[0]! < b[0]! ? -1 : 1)),
+    render: async (name) => {
+      if (!adjustableSet.has(name)) return undefined;
+      const result = await rewrite(name, finalName);
+      return result.changed ? result.body : undefined;
+    },
+  };
 }
 
 /** Tarjan's algorithm: components in reverse topological order (dependencies first). */

@@ -1,16 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { createHash } from 'node:crypto';
-import {
-  buildManifest,
-  findReferences,
-  forEachLimit,
-  hashedName,
-  hashTree,
-  isContentHashed,
-  parseManifest,
-  resolveReference,
-  type HashReader,
-} from '../../lib/static-hashing.js';
+import { buildManifest, forEachLimit, hashedName, hashTree, isContentHashed, parseManifest, type HashReader } from '../../lib/static-hashing.js';
+import { convertUrl, cssNonCodeRanges, type TreeLookup } from '../../lib/static-references.js';
 
 const md5 = (s: string | Buffer) => createHash('md5').update(s).digest('hex');
 
@@ -72,47 +63,55 @@ describe('isContentHashed (bundler output keeps its name)', () => {
   });
 });
 
-describe('findReferences / resolveReference', () => {
-  it('finds url() in its three spellings, @import strings and the source map comment, ignoring other comments', () => {
-    const css = [
-      'a{background:url(img/a.png)}',
-      "b{background:url( 'img/b.png' )}",
-      'c{background:url("img/c.png")}',
-      '@import "base.css";',
-      "@import url('print.css') print;",
-      '/* d{background:url(img/commented.png)} */',
-      '/*# sourceMappingURL=app.css.map */',
-    ].join('\n');
-    expect(findReferences('css/app.css', css).map((r) => [r.kind, r.url])).toEqual([
-      ['url', 'img/a.png'],
-      ['url', 'img/b.png'],
-      ['url', 'img/c.png'],
-      ['import', 'base.css'],
-      ['url', 'print.css'],
-      ['sourcemap', 'app.css.map'],
-    ]);
+describe('cssNonCodeRanges (where comments and strings are)', () => {
+  const spans = (css: string) => {
+    const r = cssNonCodeRanges(css);
+    return Array.from({ length: r.length / 2 }, (_, i) => css.slice(r[i * 2], r[i * 2 + 1]));
+  };
+  it('knows a /* inside a string opens no comment, and a quote inside a comment opens no string', () => {
+    expect(spans('.x{content:"/*"}.a{background:url(a.png)}/* it\'s */.b{}')).toEqual(['/*', 'a.png', "/* it's */"]);
   });
-
-  it('finds only the source map comment in JS', () => {
-    const js = 'const u = "url(x.png)";\n//# sourceMappingURL=app.js.map\n';
-    expect(findReferences('app.js', js).map((r) => r.url)).toEqual(['app.js.map']);
+  it('honours escapes, ends a bad string at a newline, and keeps /* inside an unquoted url()', () => {
+    expect(spans('.a{content:"a\\"b"}')).toEqual(['a\\"b']);
+    expect(spans('.a{content:"open\n.b{background:url(x/*y.png)}')).toEqual(['open', 'x/*y.png']);
+    expect(spans('.a{background:url( "q.png" )}')).toEqual(['q.png']);
   });
+});
 
-  it('resolves relative paths, keeps query and fragment, and skips what is not a file of the tree', () => {
-    expect(resolveReference('css/app.css', '../img/a.png')).toEqual({ target: 'img/a.png', path: '../img/a.png', suffix: '' });
-    expect(resolveReference('css/app.css', 'fonts/f.woff?#iefix')).toMatchObject({ target: 'css/fonts/f.woff', suffix: '?#iefix' });
-    expect(resolveReference('css/app.css', 'my%20img.png')?.target).toBe('css/my img.png');
-    for (const url of ['data:image/png;base64,AA', 'https://cdn/x.png', '//cdn/x.png', '#icon', '/static/x.png', '../../escape.png', '']) {
-      expect(resolveReference('css/app.css', url)).toBeUndefined();
+describe('convertUrl (Django 5.2 url_converter)', () => {
+  const tree: TreeLookup = {
+    staticUrl: '/static/',
+    stored: (n) => ({ 'img/a.png': 'img/a.0123456789ab.png', 'css/f.woff': 'css/f.ba9876543210.woff' })[n],
+    isFile: (n) => ['img/a.png', 'css/f.woff'].includes(n),
+    isDirectory: (n) => n === 'img' || n === 'css',
+    originalHash: () => 'fedcba987654',
+  };
+  it('resolves relative and STATIC_URL paths and keeps the reference\'s own directory spelling', () => {
+    expect(convertUrl('css/app.css', '../img/a.png', tree)).toBe('../img/a.0123456789ab.png');
+    expect(convertUrl('css/app.css', '/static/img/a.png', tree)).toBe('/static/img/a.0123456789ab.png');
+    expect(convertUrl('css/app.css', '../css/../img/a.png', tree)).toBe('../css/../img/a.0123456789ab.png');
+  });
+  it('keeps fragments and the ?#iefix hack; a query makes Django hash the file on disk', () => {
+    expect(convertUrl('css/app.css', 'f.woff?#iefix', tree)).toBe('f.ba9876543210.woff?#iefix');
+    expect(convertUrl('css/app.css', 'f.woff#x', tree)).toBe('f.ba9876543210.woff#x');
+    expect(convertUrl('css/app.css', 'f.woff?v=1', tree)).toBe('f.fedcba987654.woff?v=1');
+  });
+  it('leaves what Django leaves: data:, http(s):, //, other root paths, fragment-only', () => {
+    for (const url of ['data:image/png;base64,AA', 'https://cdn/x.png', '//cdn/x.png', '/media/x.png', '#icon']) {
+      expect(convertUrl('css/app.css', url, tree)).toBeUndefined();
     }
+  });
+  it('throws MissingTarget naming the file Django looks for', () => {
+    expect(() => convertUrl('css/app.css', 'gone.png', tree)).toThrow("The file 'css/gone.png' could not be found");
+    expect(() => convertUrl('css/app.css', '../../escape.png', tree)).toThrow("The file '../escape.png' could not be found");
   });
 });
 
 describe('hashTree', () => {
-  it('hashes plain files by content (md5, 12 hex) and rewrites CSS to the hashed names, keeping quotes and paths', async () => {
+  it('hashes plain files by content (md5, 12 hex) and rewrites CSS to the hashed names, as url("…"), keeping paths', async () => {
     const { stored, body, missing } = await hashed({
       'img/logo.png': 'PNG1',
-      'css/app.css': 'a{background:url("../img/logo.png?v=1#x")}\nb{background:url(https://cdn/x.png)}',
+      'css/app.css': "a{background:url('../img/logo.png?v=1#x')}\nb{background:url(https://cdn/x.png)}",
     });
     // md5("PNG1") starts 890af5194a6f (checked with Python's hashlib).
     expect(stored('img/logo.png')).toBe('img/logo.890af5194a6f.png');
@@ -135,7 +134,7 @@ describe('hashTree', () => {
     expect(b.stored('css/theme.css')).not.toBe(a.stored('css/theme.css'));
     expect(b.stored('css/app.css')).not.toBe(a.stored('css/app.css'));
     expect(b.stored('css/unrelated.css')).toBe(a.stored('css/unrelated.css'));
-    expect(b.body('css/app.css')).toBe(`@import "${b.stored('css/theme.css').slice('css/'.length)}";\n`);
+    expect(b.body('css/app.css')).toBe(`@import url("${b.stored('css/theme.css').slice('css/'.length)}");\n`);
   });
 
   it('rewrites sourceMappingURL in CSS and JS to the hashed map', async () => {
@@ -149,7 +148,7 @@ describe('hashTree', () => {
     expect(body('css/a.css')).toBe(`.a{}\n/*# sourceMappingURL=${stored('css/a.css.map').slice(4)} */`);
   });
 
-  it('keeps bundler-hashed files under their own names and bytes, only taking their md5', async () => {
+  it('keeps the names the caller keeps, with their bytes, only taking their md5', async () => {
     const css = '.a{background:url(./logo-Dx3k2jaP.png)}';
     const { stored, files, reads } = await hashed({
       'assets/index-B4c9Xk2a.css': css,
@@ -160,33 +159,41 @@ describe('hashTree', () => {
     expect(files.get('assets/index-B4c9Xk2a.css')!.body).toBeUndefined();
     expect(stored('assets/logo-Dx3k2jaP.png')).toBe('assets/logo-Dx3k2jaP.png');
     // md5 only (to tell a changed file behind the same name); never parsed or rewritten.
-    expect([...reads].sort()).toEqual(['assets/index-B4c9Xk2a.css', 'assets/logo-Dx3k2jaP.png', 'css/site.css']);
+    expect([...reads].sort()).toEqual(['assets/index-B4c9Xk2a.css', 'assets/logo-Dx3k2jaP.png', 'css/site.css', 'css/site.css']);
     expect(files.get('assets/logo-Dx3k2jaP.png')!.md5).toBe(createHash('md5').update('png').digest('hex'));
     expect(stored('css/site.css')).toMatch(/^css\/site\.[0-9a-f]{12}\.css$/);
   });
 
   it('reports references to missing files and leaves them unchanged', async () => {
-    const { body, missing } = await hashed({ 'css/app.css': '.a{background:url(gone.png)}' });
-    expect(body('css/app.css')).toBe('.a{background:url(gone.png)}');
-    expect(missing).toEqual([{ file: 'css/app.css', reference: 'gone.png' }]);
+    const { files, missing } = await hashed({ 'css/app.css': '.a{background:url(gone.png)}' });
+    // No body: the stored bytes are the file's own.
+    expect(files.get('css/app.css')!.body).toBeUndefined();
+    expect(files.get('css/app.css')!.storedName).toBe(`css/app.${md5('.a{background:url(gone.png)}').slice(0, 12)}.css`);
+    expect(missing).toEqual([{ file: 'css/app.css', reference: 'gone.png', target: 'css/gone.png', line: 1 }]);
+  });
+
+  it('reports a missing url() after content:"/*" (a string, not a comment), but not one inside a real comment', async () => {
+    const { missing } = await hashed({ 'css/app.css': '.x:before{content:"/*"}\n.a{background:url(gone.png)}\n/* url(old.png) */\n' });
+    expect(missing).toEqual([{ file: 'css/app.css', reference: 'gone.png', target: 'css/gone.png', line: 2 }]);
   });
 
   it('names the members of an @import cycle from the whole cycle, so a change in one renames both', async () => {
     const tree = (extra: string) => ({ 'a.css': `@import "b.css";${extra}`, 'b.css': '@import "a.css";' });
     const one = await hashed(tree(''));
     const two = await hashed(tree('.x{}'));
-    expect(one.body('a.css')).toBe(`@import "${one.stored('b.css')}";`);
-    expect(one.body('b.css')).toBe(`@import "${one.stored('a.css')}";`);
+    expect(one.body('a.css')).toBe(`@import url("${one.stored('b.css')}");`);
+    expect(one.body('b.css')).toBe(`@import url("${one.stored('a.css')}");`);
     expect(two.stored('a.css')).not.toBe(one.stored('a.css'));
     expect(two.stored('b.css')).not.toBe(one.stored('b.css'));
   });
 
-  it('rewrites byte-exactly in non-UTF-8 files and resolves UTF-8 names', async () => {
+  it('rewrites byte-exactly in non-UTF-8 files (Django fails on them) and resolves %-encoded UTF-8 names', async () => {
     const latin1Css = Buffer.concat([Buffer.from('/* caf'), Buffer.from([0xe9]), Buffer.from(' */.a{background:url(caf%C3%A9.png)}')]);
     const { body, stored } = await hashed({ 'css/a.css': latin1Css, 'css/café.png': 'x' });
     const out = Buffer.from(body('css/a.css')!, 'latin1');
     expect(out.subarray(0, 10)).toEqual(latin1Css.subarray(0, 10));
-    expect(out.toString('latin1')).toContain(`url(${encodeURI(stored('css/café.png').slice(4))})`);
+    // Django unquote()s the URL it writes: the name comes out decoded, here as a latin1 é.
+    expect(out.toString('latin1')).toContain(`url("${stored('css/café.png').slice(4)}")`);
   });
 });
 

@@ -93,7 +93,7 @@ describe('StaticManifestStorage.collect against a real S3 server', () => {
   it('stores the CSS rewritten to the hashed names, and names it by the hash of the rewritten bytes', async () => {
     const stored = manifest.paths['css/app.css']!;
     const css = await text(`${location}/${stored}`);
-    expect(css).toBe(`@import "${manifest.paths['css/base.css']!.slice(4)}";\n.logo{background:url("../${manifest.paths['img/logo.png']}")}\n`);
+    expect(css).toBe(`@import url("${manifest.paths['css/base.css']!.slice(4)}");\n.logo{background:url("../${manifest.paths['img/logo.png']}")}\n`);
     expect(stored).toBe(`css/app.${md5(css)}.css`);
   });
 

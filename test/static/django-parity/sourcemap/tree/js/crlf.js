@@ -1,0 +1,2 @@
+console.log(2);
+//# sourceMappingURL=crlf.js.map

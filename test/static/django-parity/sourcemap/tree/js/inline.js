@@ -1,0 +1,2 @@
+x();
+//# sourceMappingURL=data:application/json;base64,e30=

@@ -1,0 +1,3 @@
+a();
+//# sourceMappingURL=data:x
+//# sourceMappingURL=../css/app.css.map?v=1
