@@ -229,7 +229,7 @@ function assertPruneIsSafe(options: ResolvedStorageOptions): void {
 
 function report(result: CollectResult, io: CliIo, bucket: string, manifestKey: string): void {
   for (const m of result.missingReferences) {
-    io.stderr.write(`warning: ${m.file} references "${m.reference}", which is not in the directory; left unchanged (--allow-missing)\n`);
+    io.stderr.write(`warning: ${m.file}:${m.line} references "${m.reference}" (${m.target}), which is not in the directory; left unchanged (--allow-missing)\n`);
   }
   if (result.dryRun) {
     for (const key of result.uploaded) io.stdout.write(`would upload ${key}\n`);

@@ -358,7 +358,7 @@ function isMultipartEtag(etag: string): boolean {
 }
 
 function missingReferences(missing: MissingReference[], dir: string): CollectStaticError {
-  const shown = missing.slice(0, 5).map((m) => `${m.file} references "${m.reference}"`).join('; ');
+  const shown = missing.slice(0, 5).map((m) => `${m.file}:${m.line} references "${m.reference}" (${m.target})`).join('; ');
   return new CollectStaticError(
     'missing-reference',
     `collectstatic: ${missing.length === 1 ? 'a reference points' : `${missing.length} references point`} at files that are not in "${dir}": ${shown}` +

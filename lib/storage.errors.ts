@@ -196,6 +196,14 @@ export class ManifestError extends StorageError {
 }
 brand(ManifestError, 'ManifestError');
 
+/** One file a {@link CollectStaticError} is about. */
+export interface CollectStaticFault {
+  file: string;
+  line?: number;
+  reference?: string;
+  target?: string;
+}
+
 /**
  * `collectstatic` refused to publish: a CSS/JS file references a file that is not in the
  * directory (as Django's collectstatic fails), or a name kept unhashed would be overwritten
@@ -204,10 +212,13 @@ brand(ManifestError, 'ManifestError');
 export class CollectStaticError extends StorageError {
   override readonly code = 'STORAGE_COLLECT' as const;
   readonly reason: 'missing-reference' | 'kept-name-changed';
-  /** The files at fault: `{ file, reference }` for a missing reference, `{ file }` for a kept name. */
-  readonly files: readonly { file: string; reference?: string }[];
+  /**
+   * The files at fault: for a missing reference `{ file, line, reference, target }` (the URL as
+   * written and the name looked for), for a kept name `{ file }`.
+   */
+  readonly files: readonly CollectStaticFault[];
 
-  constructor(reason: CollectStaticError['reason'], message: string, files: readonly { file: string; reference?: string }[], context: StorageErrorContext = {}) {
+  constructor(reason: CollectStaticError['reason'], message: string, files: readonly CollectStaticFault[], context: StorageErrorContext = {}) {
     super(message, context);
     this.reason = reason;
     this.files = files;

@@ -124,10 +124,10 @@ describe('references to missing files', () => {
     expect(e.reason).toBe('missing-reference');
     expect(e.code).toBe('STORAGE_COLLECT');
     expect(e.files).toEqual([
-      { file: 'css/broken.css', reference: '../img/gone.png' },
-      { file: 'css/broken.css', reference: 'missing.css' },
+      { file: 'css/broken.css', line: 1, reference: '../img/gone.png', target: 'img/gone.png' },
+      { file: 'css/broken.css', line: 2, reference: 'missing.css', target: 'css/missing.css' },
     ]);
-    expect(e.message).toContain('css/broken.css references "../img/gone.png"');
+    expect(e.message).toContain('css/broken.css:1 references "../img/gone.png" (img/gone.png)');
     expect(e.message).toContain('Nothing was uploaded');
     expect(e.message).toContain('--allow-missing');
     expect(await keys('strict')).toEqual([]);
@@ -136,8 +136,8 @@ describe('references to missing files', () => {
   it('allowMissing only reports them and leaves the references as written', async () => {
     const { result } = await collect('lax', tree(BROKEN), { allowMissing: true });
     expect(result.missingReferences).toEqual([
-      { file: 'css/broken.css', reference: '../img/gone.png' },
-      { file: 'css/broken.css', reference: 'missing.css' },
+      { file: 'css/broken.css', line: 1, reference: '../img/gone.png', target: 'img/gone.png' },
+      { file: 'css/broken.css', line: 2, reference: 'missing.css', target: 'css/missing.css' },
     ]);
     const m = await manifestOf('lax');
     expect(await text(`lax/${m.paths['css/broken.css']}`)).toBe(BROKEN['css/broken.css']);
