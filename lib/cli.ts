@@ -3,7 +3,8 @@
  * The package's command line (`bin`), configured from the same environment variables as
  * `storageConfig` (the seed's `AWS_*` / `MEDIA_S3_*`):
  *
- *   nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune] [--no-cache]
+ *   nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune] [--verify] [--no-originals] [--allow-missing]
+ *       [--static-url URL] [--keep-names GLOB]... [--bundler-manifest FILE] [--no-cache]
  *   nestjs-s3-storage ensure-bucket [--media|--static]   (then merges in the bucket settings, see bucket-settings.ts)
  *   nestjs-s3-storage doctor [--media|--static|--name N] [--origin URL] [--json]   (see doctor.ts)
  *
@@ -25,12 +26,24 @@ import { StorageConfigurationError, StorageError, StorageOperationError } from '
 import { resolveStorageOptions, type ResolvedConnectionOptions, type ResolvedStorageOptions } from './storage-options.validation.js';
 
 const USAGE = `Usage:
-  nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune] [--no-cache]
-      Upload the files under <dir> with hashed names and write the staticfiles.json manifest.
-      --dry-run  show what would be uploaded and deleted; write nothing
-      --prune    delete files that neither the new nor the previous manifest references
-      --no-cache read and hash every file (by default md5s of unchanged files are
-                 remembered in node_modules/.cache/nestjs-s3-storage/)
+  nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune] [--verify] [--no-originals]
+      [--allow-missing] [--static-url URL] [--keep-names GLOB]... [--bundler-manifest FILE] [--no-cache]
+      Upload the files under <dir> as Django's collectstatic does: hashed copies (cached for a
+      year), the originals beside them (cached 60 s), and the staticfiles.json manifest last.
+      A run with nothing changed sends one request (it reads the previous manifest).
+      --dry-run          show what would be uploaded and deleted; write nothing
+      --prune            delete files that neither the new nor the previous manifest references
+      --verify           list the bucket instead of trusting the previous manifest, and upload
+                         whatever is missing or different (repairs objects deleted by hand)
+      --no-originals     upload only the hashed copies
+      --allow-missing    warn about CSS/JS references to missing files instead of failing
+      --static-url URL   the URL the files are served under, as Django's STATIC_URL
+                         (default STATIC_URL, else /<AWS_LOCATION>/): url(/static/a.png) is rewritten
+      --keep-names GLOB  names a bundler already hashed (e.g. 'assets/**'): stored as they are,
+                         never overwritten with other bytes; repeatable
+      --bundler-manifest FILE  keep the files a Vite manifest lists (dist/.vite/manifest.json)
+      --no-cache         read and hash every file (by default md5s of unchanged files are
+                         remembered in node_modules/.cache/nestjs-s3-storage/)
   nestjs-s3-storage ensure-bucket [--media|--static]
       Create the bucket(s) when missing (both configured buckets by default), then merge in
       the bucket settings: MEDIA_S3_CORS_ORIGINS and MEDIA_S3_LIFECYCLE (media), AWS_S3_PUBLIC_READ
@@ -47,8 +60,8 @@ const USAGE = `Usage:
       --json            print { "checks": [{ "name", "status", "detail", "fix" }] }
 
 Configured from the environment: AWS_STORAGE_BUCKET_NAME, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
-AWS_SESSION_TOKEN (temporary credentials), AWS_S3_REGION, AWS_S3_ENDPOINT_URL, AWS_LOCATION (static
-files); MEDIA_S3_* (media). Without keys, the AWS SDK's provider chain (profile, IAM role) is used.`;
+AWS_SESSION_TOKEN (temporary credentials), AWS_S3_REGION, AWS_S3_ENDPOINT_URL, AWS_LOCATION, STATIC_URL
+(static files); MEDIA_S3_* (media). Without keys, the AWS SDK's provider chain (profile, IAM role) is used.`;
 
 /** Where the CLI writes; tests and embedders may pass their own. */
 export interface CliIo {
@@ -77,9 +90,17 @@ export async function main(argv: readonly string[], io: CliIo = { env: process.e
       return c;
     };
     if (command === 'collectstatic') {
-      const { positional, flags } = parseArgs(rest, ['--dry-run', '--prune', '--no-cache']);
+      const { positional, flags, values } = parseArgs(
+        rest,
+        ['--dry-run', '--prune', '--no-cache', '--verify', '--no-originals', '--allow-missing'],
+        ['--static-url', '--keep-names', '--bundler-manifest'],
+      );
       if (positional.length !== 1) throw new UsageError('collectstatic takes exactly one directory: collectstatic <dir>');
-      const options = loadOptions(io.env, 'static');
+      for (const single of ['--static-url', '--bundler-manifest']) {
+        if ((values.get(single)?.length ?? 0) > 1) throw new UsageError(`${single} may be given only once`);
+      }
+      const staticUrl = values.get('--static-url')?.[0];
+      const options = loadOptions(staticUrl === undefined ? io.env : { ...io.env, STATIC_URL: staticUrl }, 'static', staticUrl === undefined ? undefined : '--static-url');
       const st = options.static!;
       if (flags.has('--prune')) assertPruneIsSafe(options);
       const storage = new StaticManifestStorage(client(st), st);
@@ -90,6 +111,11 @@ export async function main(argv: readonly string[], io: CliIo = { env: process.e
           dryRun: flags.has('--dry-run'),
           prune: flags.has('--prune'),
           hashCache: flags.has('--no-cache') ? undefined : hashCachePath(positional[0]!),
+          verify: flags.has('--verify'),
+          originals: !flags.has('--no-originals'),
+          allowMissing: flags.has('--allow-missing'),
+          keepNames: values.get('--keep-names') ?? [],
+          bundlerManifest: values.get('--bundler-manifest')?.[0],
           onProgress: progress && ((p) => progress.update(p)),
         });
       } finally {
@@ -231,22 +257,37 @@ function hashCachePath(dir: string): string | undefined {
   return join(modules, '.cache', 'nestjs-s3-storage', `collectstatic-${id}.json`);
 }
 
-function parseArgs(args: readonly string[], known: readonly string[]): { positional: string[]; flags: Set<string> } {
+/** `known` are flags; `valued` take a value (`--opt value` or `--opt=value`) and may repeat. */
+function parseArgs(
+  args: readonly string[],
+  known: readonly string[],
+  valued: readonly string[] = [],
+): { positional: string[]; flags: Set<string>; values: Map<string, string[]> } {
   const positional: string[] = [];
   const flags = new Set<string>();
-  for (const arg of args) {
+  const values = new Map<string, string[]>();
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
     if (arg.startsWith('--')) {
+      const eq = arg.indexOf('=');
+      const name = eq < 0 ? arg : arg.slice(0, eq);
+      if (valued.includes(name)) {
+        const value = eq < 0 ? args[++i] : arg.slice(eq + 1);
+        if (value === undefined || value === '') throw new UsageError(`${name} needs a value`);
+        values.set(name, [...(values.get(name) ?? []), value]);
+        continue;
+      }
       if (!known.includes(arg)) throw new UsageError(`unknown option "${arg}"`);
       flags.add(arg);
     } else {
       positional.push(arg);
     }
   }
-  return { positional, flags };
+  return { positional, flags, values };
 }
 
 /** Options from the environment, validated; errors name the environment variable to fix. */
-function loadOptions(env: Record<string, string | undefined>, need: 'static' | 'media'): ResolvedStorageOptions {
+function loadOptions(env: Record<string, string | undefined>, need: 'static' | 'media', staticUrlFlag?: string): ResolvedStorageOptions {
   const raw = storageOptionsFromEnv(env);
   if (need === 'static' && !raw.static) {
     throw new StorageConfigurationError(
@@ -265,7 +306,7 @@ function loadOptions(env: Record<string, string | undefined>, need: 'static' | '
     const byOption = new Map(Object.entries(STORAGE_ENV).map(([name, option]) => [option.split(' ')[0]!, name]));
     const problems = error.problems.map((p) => {
       const option = p.slice(0, p.indexOf(':'));
-      const variable = byOption.get(option);
+      const variable = staticUrlFlag !== undefined && option === 'static.url' ? staticUrlFlag : byOption.get(option);
       return variable ? `${variable} (${option})${p.slice(option.length)}` : p;
     });
     throw new StorageConfigurationError(problems, 'Invalid storage configuration in the environment');
@@ -305,7 +346,7 @@ function assertPruneIsSafe(options: ResolvedStorageOptions): void {
 
 function report(result: CollectResult, io: CliIo, bucket: string, manifestKey: string): void {
   for (const m of result.missingReferences) {
-    io.stderr.write(`warning: ${m.file} references "${m.reference}", which is not in the directory; left unchanged\n`);
+    io.stderr.write(`warning: ${m.file}:${m.line} references "${m.reference}" (${m.target}), which is not in the directory; left unchanged (--allow-missing)\n`);
   }
   if (result.dryRun) {
     for (const key of result.uploaded) io.stdout.write(`would upload ${key}\n`);

@@ -33,6 +33,8 @@ export {
   StaticManifestStorage,
   IMMUTABLE_CACHE_CONTROL,
   MANIFEST_CACHE_CONTROL,
+  ORIGINAL_CACHE_CONTROL,
+  MANIFEST_RECORD_KEY,
   type CollectOptions,
   type CollectResult,
   type CollectProgress,

@@ -1,119 +1,31 @@
 /**
  * `StaticManifestStorage`: static files on S3 under hashed names, looked up through a
- * Django-compatible `staticfiles.json` manifest, and the `collectstatic` that uploads them.
- *
- * A collect lists the bucket prefix once (pages of 1000) instead of a HEAD per file, and
- * uploads only names that are not there yet: every stored name carries a content hash, so
- * "present with the same size" means "up to date". The manifest is written last, so a run
- * that fails half-way leaves the previous manifest pointing at files that all exist.
+ * Django-compatible `staticfiles.json` manifest. Its `collect()` (the `collectstatic`
+ * pipeline) lives in static-collect.ts.
  */
-import {
-  DeleteObjectsCommand,
-  GetObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
-import { createReadStream } from 'node:fs';
-import { mkdir, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { createHash } from 'node:crypto';
-import { guessContentType } from './content-type.js';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { normalizeName, toKey } from './key-normalizer.js';
 import { describeEndpoint } from './s3-client.factory.js';
 import { isNotFound, toStorageError } from './s3-errors.js';
-import { buildManifest, forEachLimit, hashTree, isContentHashed, md5Hex, parseManifest, type MissingReference } from './static-hashing.js';
-import { unquote } from './abortable.js';
-import { multipartUpload } from './multipart-upload.js';
-import { ManifestError, StorageConfigurationError, StorageError, StorageTimeoutError } from './storage.errors.js';
+import { collectStatic, type CollectOptions, type CollectResult } from './static-collect.js';
+import { parseManifest } from './static-hashing.js';
+import { ManifestError, StorageConfigurationError, StorageTimeoutError } from './storage.errors.js';
 import type { ResolvedStaticOptions } from './storage-options.validation.js';
 import { computeBase, encodeKeyPath } from './url-signer.js';
 
-/** `Cache-Control` of hashed files: their name changes whenever their content does. */
-export const IMMUTABLE_CACHE_CONTROL = 'public, max-age=31536000, immutable';
-/** `Cache-Control` of the manifest: it changes on every deploy under the same name. */
-export const MANIFEST_CACHE_CONTROL = 'public, max-age=60';
-
-/** Files up to this size are read whole and sent in one PutObject; larger ones stream multipart. */
-const SINGLE_PUT_MAX = 16 * 1024 * 1024;
-/** Concurrent file reads while hashing: local I/O, independent of the upload concurrency. */
-const HASH_CONCURRENCY = 32;
-
-/** What `collect()` is doing, for progress bars. */
-export interface CollectProgress {
-  phase: 'hash' | 'upload' | 'delete';
-  done: number;
-  total: number;
-}
-
-/** Options of {@link StaticManifestStorage.collect}. */
-export interface CollectOptions {
-  /**
-   * Work out what would be uploaded and deleted, and send only read requests.
-   * @default false
-   */
-  dryRun?: boolean;
-  /**
-   * Delete objects under the location that neither the new nor the previous manifest
-   * references. The previous version's files stay, so running instances never 404.
-   * @default false
-   */
-  prune?: boolean;
-  /** Called as files are hashed, uploaded and deleted. */
-  onProgress?: (progress: CollectProgress) => void;
-  /**
-   * A local JSON file remembering each file's md5 with its size, mtime, ctime and inode,
-   * so a re-run reads only files that changed (what `aws s3 sync` and git trust too).
-   * Files modified in the last second are never cached (coarse file-system clocks).
-   * The CLI keeps it under `node_modules/.cache/nestjs-s3-storage/`.
-   * @default undefined (every file is read and hashed on every run)
-   */
-  hashCache?: string;
-}
-
-/** What `collect()` did (or, with `dryRun`, would do). */
-export interface CollectResult {
-  /** Files found in the directory. */
-  files: number;
-  /** Keys uploaded (or that would be). */
-  uploaded: string[];
-  /** Files already stored under their hashed key. */
-  unchanged: number;
-  /** Keys deleted by `prune` (or that would be). */
-  deleted: string[];
-  /** Bytes uploaded (or that would be). */
-  bytesUploaded: number;
-  /** Whether the manifest was (or would be) written; false when it was already identical. */
-  manifestWritten: boolean;
-  /** The new manifest's `hash`. */
-  manifestHash: string;
-  /** CSS/JS references to files that are not in the directory, left as written. */
-  missingReferences: MissingReference[];
-  dryRun: boolean;
-  /** Wall-clock milliseconds. */
-  durationMs: number;
-}
-
-interface LocalFile {
-  name: string;
-  path: string;
-  size: number;
-  /** `size:mtimeMs:ctimeMs:ino`: what the hash cache trusts instead of re-reading the file. */
-  stamp: string;
-  mtimeMs: number;
-}
-
-/** The optional local hash cache: file name → [stamp, md5]. */
-interface HashCache {
-  version: 1;
-  files: Record<string, [string, string]>;
-}
+export {
+  IMMUTABLE_CACHE_CONTROL,
+  MANIFEST_CACHE_CONTROL,
+  MANIFEST_RECORD_KEY,
+  ORIGINAL_CACHE_CONTROL,
+  type CollectOptions,
+  type CollectProgress,
+  type CollectResult,
+} from './static-collect.js';
 
 /** Static files with hashed names on S3, resolved through `staticfiles.json`. */
 export class StaticManifestStorage {
   private readonly endpoint: string;
-  private readonly prefix: string;
   private readonly manifestKey: string;
   private paths?: Record<string, string>;
   private manifestMissing = false;
@@ -124,7 +36,6 @@ export class StaticManifestStorage {
     private readonly options: ResolvedStaticOptions,
   ) {
     this.endpoint = describeEndpoint(options);
-    this.prefix = options.location ? `${options.location}/` : '';
     this.manifestKey = toKey(options.location, options.manifestName);
   }
 
@@ -188,117 +99,31 @@ export class StaticManifestStorage {
   }
 
   /**
-   * `collectstatic`: hashes the files under `dir` (rewriting CSS references), uploads the
-   * ones not stored yet with `options.concurrency` uploads in flight, writes the manifest
-   * last, and with `prune` deletes files no manifest references any more.
+   * `collectstatic`: hashes the files under `dir` as Django's `ManifestStaticFilesStorage`
+   * does, uploads hashed copies (and originals) the bucket lacks with `options.concurrency`
+   * uploads in flight, writes the manifest last, and with `prune` deletes files no manifest
+   * references any more. A run with nothing changed sends one request. See static-collect.ts.
+   * @throws CollectStaticError when a reference is missing (unless `allowMissing`) or a kept
+   *   name would change; nothing is uploaded then.
    */
   async collect(dir: string, options: CollectOptions = {}): Promise<CollectResult> {
-    const started = performance.now();
-    const { dryRun = false, prune = false, onProgress } = options;
-    // Pruning deletes every key under the location that no manifest names: at the bucket
-    // root that is everything else in the bucket too.
-    if (prune && this.options.location === '') {
-      throw new StorageConfigurationError(
-        [`static.location: is empty, so prune would delete every other object in bucket "${this.options.bucket}"; give static files their own prefix (AWS_LOCATION), e.g. "static"`],
-        'Refusing to prune',
-      );
-    }
-
-    // Listing is network-bound and hashing local: run them side by side.
-    const listing = this.listPrefix();
-    const previous = prune ? this.previousPaths() : Promise.resolve(undefined);
-    listing.catch(() => undefined);
-    previous.catch(() => undefined);
-
-    const startedAt = Date.now();
-    const local = await walk(dir, this.options.location === '' ? this.options.manifestName : undefined);
-    const byName = new Map(local.map((f) => [f.name, f]));
-    const cache = options.hashCache === undefined ? undefined : await readHashCache(options.hashCache);
-    const nextCache: HashCache = { version: 1, files: {} };
-    let hashed = 0;
-    const toHash = local.filter((f) => !isContentHashed(f.name)).length;
-    const { files, missing } = await hashTree(
-      local.map((f) => f.name),
+    const { result, paths } = await collectStatic(
       {
-        read: async (name) => {
-          const buf = await readFile(byName.get(name)!.path);
-          onProgress?.({ phase: 'hash', done: ++hashed, total: toHash });
-          return buf;
-        },
-        md5: async (name) => {
-          const file = byName.get(name)!;
-          const cached = cache?.files[name];
-          const digest =
-            cached?.[0] === file.stamp
-              ? cached[1]
-              : file.size <= SINGLE_PUT_MAX
-                ? md5Hex(await readFile(file.path))
-                : await md5Stream(file.path);
-          if (file.mtimeMs < startedAt - 1000) nextCache.files[name] = [file.stamp, digest];
-          onProgress?.({ phase: 'hash', done: ++hashed, total: toHash });
-          return digest;
-        },
+        client: this.client,
+        options: this.options,
+        manifestKey: this.manifestKey,
+        endpoint: this.endpoint,
+        readManifest: () => this.readManifest(),
+        parseManifest: (text) => this.parse(text),
       },
-      { keep: isContentHashed, concurrency: HASH_CONCURRENCY },
+      dir,
+      options,
     );
-
-    const paths: Record<string, string> = {};
-    for (const f of files.values()) paths[f.name] = f.storedName;
-    const { manifest, body: manifestBody } = buildManifest(paths);
-
-    const stored = await listing;
-    const toUpload: { key: string; name: string; body?: Buffer; size: number }[] = [];
-    let unchanged = 0;
-    for (const f of files.values()) {
-      const key = toKey(this.options.location, f.storedName);
-      const size = f.body?.length ?? byName.get(f.name)!.size;
-      // A key we hashed holds this content when the size matches: the hash is in the name.
-      // A name kept from the bundler proves nothing: compare the md5 too (a multipart ETag,
-      // with a dash, is no md5; such a file is trusted by size as before).
-      const there = stored.get(key);
-      const same = there?.size === size && (!f.kept || there.etag.includes('-') || there.etag === f.md5);
-      if (same) unchanged++;
-      else toUpload.push({ key, name: f.name, body: f.body, size });
-    }
-    toUpload.sort((a, b) => b.size - a.size); // big files first, so the tail of the run is short
-    const existingManifest = stored.get(this.manifestKey);
-    const manifestWritten = existingManifest?.etag !== md5Hex(manifestBody) || existingManifest.size !== manifestBody.length;
-
-    let deleted: string[] = [];
-    if (prune) {
-      const previousPaths = (await previous) ?? {};
-      const keep = new Set<string>([this.manifestKey]);
-      for (const storedName of [...Object.values(paths), ...Object.values(previousPaths)]) {
-        keep.add(toKeySafe(this.options.location, storedName));
-      }
-      deleted = [...stored.keys()].filter((key) => !keep.has(key)).sort();
-    }
-
-    if (!dryRun) {
-      let uploaded = 0;
-      await forEachLimit(toUpload, this.options.concurrency, async (item) => {
-        await this.upload(item.key, item.body ?? byName.get(item.name)!.path, item.size);
-        onProgress?.({ phase: 'upload', done: ++uploaded, total: toUpload.length });
-      });
-      if (manifestWritten) await this.putManifest(manifestBody);
-      if (options.hashCache !== undefined) await writeHashCache(options.hashCache, nextCache);
-      this.paths = { ...manifest.paths };
+    if (!result.dryRun) {
+      this.paths = paths;
       this.manifestMissing = false;
-      if (deleted.length > 0) await this.deleteKeys(deleted, onProgress);
     }
-
-    return {
-      files: local.length,
-      uploaded: toUpload.map((u) => u.key),
-      unchanged,
-      deleted,
-      bytesUploaded: toUpload.reduce((sum, u) => sum + u.size, 0),
-      manifestWritten,
-      manifestHash: manifest.hash,
-      missingReferences: missing,
-      dryRun,
-      durationMs: performance.now() - started,
-    };
+    return result;
   }
 
   private lookup(name: string, path: string): string {
@@ -364,87 +189,6 @@ export class StaticManifestStorage {
     }
   }
 
-  /** The previous manifest's paths, for `prune`; a corrupt one stops the run before anything is deleted. */
-  private async previousPaths(): Promise<Record<string, string> | undefined> {
-    const text = await this.readManifest();
-    return text === undefined ? undefined : this.parse(text);
-  }
-
-  /** Every key under the location with its size and ETag: one ListObjectsV2 per 1000 keys. */
-  private async listPrefix(): Promise<Map<string, { size: number; etag: string }>> {
-    const out = new Map<string, { size: number; etag: string }>();
-    let token: string | undefined;
-    try {
-      do {
-        const page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.prefix, MaxKeys: 1000, ContinuationToken: token }),
-        );
-        for (const o of page.Contents ?? []) {
-          if (o.Key !== undefined) out.set(o.Key, { size: o.Size ?? -1, etag: unquote(o.ETag) });
-        }
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token);
-    } catch (error) {
-      throw toStorageError('list static files', error, this.context());
-    }
-    return out;
-  }
-
-  private async upload(key: string, source: Buffer | string, size: number): Promise<void> {
-    const params = {
-      Bucket: this.options.bucket,
-      Key: key,
-      ContentType: guessContentType(key),
-      CacheControl: IMMUTABLE_CACHE_CONTROL,
-    };
-    try {
-      if (Buffer.isBuffer(source)) {
-        await this.client.send(new PutObjectCommand({ ...params, Body: source }));
-      } else if (size <= SINGLE_PUT_MAX) {
-        await this.client.send(new PutObjectCommand({ ...params, Body: await readFile(source) }));
-      } else {
-        await multipartUpload(this.client, params, createReadStream(source), { partSize: 8 * 1024 * 1024, queueSize: 4 });
-      }
-    } catch (error) {
-      if (error instanceof StorageError) throw error;
-      throw toStorageError('collectstatic upload', error, this.context(key));
-    }
-  }
-
-  private async putManifest(body: Buffer): Promise<void> {
-    try {
-      await this.client.send(
-        new PutObjectCommand({
-          Bucket: this.options.bucket,
-          Key: this.manifestKey,
-          Body: body,
-          ContentType: 'application/json',
-          CacheControl: MANIFEST_CACHE_CONTROL,
-        }),
-      );
-    } catch (error) {
-      throw toStorageError('write manifest', error, this.context(this.manifestKey));
-    }
-  }
-
-  private async deleteKeys(keys: string[], onProgress?: (p: CollectProgress) => void): Promise<void> {
-    for (let i = 0; i < keys.length; i += 1000) {
-      const batch = keys.slice(i, i + 1000);
-      try {
-        const out = await this.client.send(
-          new DeleteObjectsCommand({ Bucket: this.options.bucket, Delete: { Objects: batch.map((Key) => ({ Key })), Quiet: true } }),
-        );
-        const failed = out.Errors?.[0];
-        if (failed) {
-          throw new StorageError(`prune: deleting "${failed.Key}" from bucket "${this.options.bucket}" failed (${failed.Code ?? 'unknown error'})`, this.context(failed.Key));
-        }
-      } catch (error) {
-        throw toStorageError('prune static files', error, this.context());
-      }
-      onProgress?.({ phase: 'delete', done: Math.min(i + 1000, keys.length), total: keys.length });
-    }
-  }
-
   private context(key?: string): { bucket: string; key?: string; endpoint: string } {
     return { bucket: this.options.bucket, key, endpoint: this.endpoint };
   }
@@ -454,76 +198,6 @@ export class StaticManifestStorage {
 function splitSuffix(name: string): { path: string; suffix: string } {
   const cut = name.search(/[?#]/);
   return cut < 0 ? { path: name, suffix: '' } : { path: name.slice(0, cut), suffix: name.slice(cut) };
-}
-
-/** A previous manifest may hold names we would reject today; they are simply not kept. */
-function toKeySafe(location: string, name: string): string {
-  try {
-    return toKey(location, name);
-  } catch {
-    return '';
-  }
-}
-
-async function readHashCache(path: string): Promise<HashCache | undefined> {
-  try {
-    const data = JSON.parse(await readFile(path, 'utf8')) as HashCache;
-    return data.version === 1 && typeof data.files === 'object' && data.files !== null ? data : undefined;
-  } catch {
-    return undefined; // missing or unreadable: hash everything
-  }
-}
-
-/** Best effort: a cache that cannot be written only costs the next run its speed-up. */
-async function writeHashCache(path: string, cache: HashCache): Promise<void> {
-  try {
-    await mkdir(dirname(path), { recursive: true });
-    const tmp = `${path}.${process.pid}.tmp`;
-    await writeFile(tmp, JSON.stringify(cache));
-    await rename(tmp, path);
-  } catch {
-    // ignored on purpose
-  }
-}
-
-async function md5Stream(path: string): Promise<string> {
-  const hash = createHash('md5');
-  await pipeline(createReadStream(path), hash);
-  return hash.digest('hex');
-}
-
-/**
- * The files under `dir` as `/`-separated names, sorted. Like Django's collectstatic,
- * dot-files and `*~` backups are skipped; so is a manifest at the top when the location is
- * the bucket root (it would overwrite ours). Symbolic links to files are followed.
- */
-async function walk(dir: string, reserved: string | undefined): Promise<LocalFile[]> {
-  const out: LocalFile[] = [];
-  const visit = async (abs: string, rel: string): Promise<void> => {
-    let entries;
-    try {
-      entries = await readdir(abs, { withFileTypes: true });
-    } catch (error) {
-      throw new StorageError(`collectstatic: cannot read directory "${abs}" (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
-    }
-    await Promise.all(
-      entries.map(async (entry) => {
-        if (entry.name.startsWith('.') || entry.name.endsWith('~')) return;
-        const path = join(abs, entry.name);
-        const name = rel ? `${rel}/${entry.name}` : entry.name;
-        const isDir = entry.isSymbolicLink() ? (await stat(path)).isDirectory() : entry.isDirectory();
-        if (isDir) return visit(path, name);
-        if (name === reserved) return;
-        const info = await stat(path);
-        if (info.isFile()) {
-          const stamp = `${info.size}:${info.mtimeMs}:${info.ctimeMs}:${info.ino}`;
-          out.push({ name: normalizeName(name), path, size: info.size, stamp, mtimeMs: info.mtimeMs });
-        }
-      }),
-    );
-  };
-  await visit(dir, '');
-  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 /** Nest calls these on every provider it finds them on; the stub must not fail the boot. */

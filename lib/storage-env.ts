@@ -35,6 +35,7 @@ export const STORAGE_ENV = {
   AWS_S3_CUSTOM_DOMAIN: 'static.customDomain',
   AWS_LOCATION: 'static.location',
   AWS_S3_PUBLIC_READ: 'static.publicRead (true or false)',
+  STATIC_URL: 'static.url (Django\'s STATIC_URL, e.g. /static/)',
   STORAGE_ENSURE_BUCKET: 'ensureBucket',
 } as const;
 
@@ -73,6 +74,7 @@ export function storageOptionsFromEnv(env: Env = process.env): StorageModuleOpti
           publicEndpoint: value('AWS_S3_URL_ENDPOINT_URL'),
           customDomain: value('AWS_S3_CUSTOM_DOMAIN'),
           location: value('AWS_LOCATION'),
+          url: value('STATIC_URL'),
           publicRead: flag(value('AWS_S3_PUBLIC_READ')),
         })
       : undefined,

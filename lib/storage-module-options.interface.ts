@@ -335,6 +335,15 @@ export interface StaticStorageOptions extends S3ConnectionOptions {
    */
   manifestName?: string;
   /**
+   * The URL static files are served under, as Django's `STATIC_URL`: `collectstatic`
+   * rewrites root-relative CSS/JS references that start with it (`url(/static/img/a.png)`)
+   * to hashed names. A path (`/static/`) or an absolute URL (`https://cdn.example.com/static/`),
+   * ending in `/`. It does not change the URLs `url()` returns (see `customDomain`).
+   * Env: `STATIC_URL`.
+   * @default `/<location>/` (`/static/`; `/` when `location` is empty)
+   */
+  url?: string;
+  /**
    * Throw on names missing from the manifest (Django's `manifest_strict`).
    * @default true
    */

@@ -358,6 +358,10 @@ class StaticSchema extends ConnectionSchema implements StaticStorageOptions {
   @IsOptional()
   manifestName?: string;
 
+  @Matches(/^(\/|https?:\/\/[^\s/?#]+\/)([^\s?#]*\/)?$/, { message: 'must be a path or absolute URL ending in "/", such as "/static/" (Django\'s STATIC_URL)' })
+  @IsOptional()
+  url?: string;
+
   @IsBoolean({ message: 'must be true or false' })
   @IsOptional()
   manifestStrict?: boolean;
@@ -450,6 +454,8 @@ export interface ResolvedStaticOptions extends ResolvedConnectionOptions {
   customDomain?: string;
   publicEndpoint?: string;
   manifestName: string;
+  /** Django's `STATIC_URL`: `/<location>/` unless given. */
+  url: string;
   manifestStrict: boolean;
   concurrency: number;
   publicRead: boolean;
@@ -507,6 +513,7 @@ export function resolveStorageOptions(options: StorageModuleOptions): ResolvedSt
     customDomain: normalizeDomain(st.customDomain),
     publicEndpoint: trimSlash(st.publicEndpoint),
     manifestName: st.manifestName ?? 'staticfiles.json',
+    url: st.url ?? defaultStaticUrl(trimPrefix(st.location ?? 'static')),
     manifestStrict: st.manifestStrict ?? true,
     concurrency: st.concurrency ?? 16,
     publicRead: st.publicRead ?? false,
@@ -730,6 +737,11 @@ function trimSlash(url: string | undefined): string | undefined {
 }
 
 /** A validated location in its normal form: `'/uploads/'` → `'uploads'`, `''` stays `''`. */
+/** Django's `STATIC_URL` for files served from the bucket's `location`: `/static/`. */
+function defaultStaticUrl(location: string): string {
+  return location === '' ? '/' : `/${location}/`;
+}
+
 function trimPrefix(location: string): string {
   return /^[/\\]*$/.test(location) ? '' : normalizeName(location);
 }

@@ -52,7 +52,8 @@ export type StorageErrorCode =
   | 'STORAGE_ABORTED'
   | 'STORAGE_UPLOAD_REJECTED'
   | 'STORAGE_MANIFEST'
-  | 'STORAGE_INVALID_BODY';
+  | 'STORAGE_INVALID_BODY'
+  | 'STORAGE_COLLECT';
 
 /** Base class of every error thrown by nestjs-s3-storage. */
 export class StorageError extends Error {
@@ -197,6 +198,36 @@ export class ManifestError extends StorageError {
   }
 }
 brand(ManifestError, 'ManifestError');
+
+/** One file a {@link CollectStaticError} is about. */
+export interface CollectStaticFault {
+  file: string;
+  line?: number;
+  reference?: string;
+  target?: string;
+}
+
+/**
+ * `collectstatic` refused to publish: a CSS/JS file references a file that is not in the
+ * directory (as Django's collectstatic fails), or a name kept unhashed would be overwritten
+ * with different bytes. Nothing was uploaded and the manifest was not written.
+ */
+export class CollectStaticError extends StorageError {
+  override readonly code = 'STORAGE_COLLECT' as const;
+  readonly reason: 'missing-reference' | 'kept-name-changed';
+  /**
+   * The files at fault: for a missing reference `{ file, line, reference, target }` (the URL as
+   * written and the name looked for), for a kept name `{ file }`.
+   */
+  readonly files: readonly CollectStaticFault[];
+
+  constructor(reason: CollectStaticError['reason'], message: string, files: readonly CollectStaticFault[], context: StorageErrorContext = {}) {
+    super(message, context);
+    this.reason = reason;
+    this.files = files;
+  }
+}
+brand(CollectStaticError, 'CollectStaticError');
 
 /** `save()` was given something that is not bytes (or a size it did not keep to); nothing was stored. */
 export class InvalidBodyError extends StorageError {

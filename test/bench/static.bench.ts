@@ -1,30 +1,46 @@
 /**
  * `collectstatic` against `aws s3 sync` (Debian's awscli v2, /usr/bin/aws): the same
- * generated tree of 2,000 files, the same S3 server, the same run. Both tools run as
- * processes from the command line, as a deploy script would run them, so start-up time
- * counts on both sides.
+ * generated tree, the same S3 server, the same run, at 2,000 and 20,000 files
+ * (`STATIC_BENCH_FILES=2000` for a quick run; `STATIC_BENCH_REPEAT` sets the repetitions).
  *
- * Timed runs talk to the server directly. Request counts come from extra no-change runs
- * through a counting HTTP proxy (it forwards the Host header unchanged, so SigV4 still
- * verifies).
+ * Three tools: `collectstatic` as deployed by default (hashed copies and originals: twice the
+ * objects `aws s3 sync` writes), `collectstatic --no-originals` (the same object count), and
+ * `aws s3 sync`. Each runs as a process from the command line, as a deploy script would run
+ * it, so start-up counts on every side. Each repetition gives each tool a fresh bucket: a
+ * first run (no hash cache), then a no-change run. Every figure is the median of the
+ * repetitions: time, HTTP requests (counted by a proxy in front of the server, used by all
+ * three tools alike; it forwards the Host header, so SigV4 still verifies) and the child's
+ * peak RSS (`/usr/bin/time`).
  */
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { benchServer, dropBucket, rawS3Client, table } from './bench-util.js';
 
-const FILES = 2000;
 const AWS = '/usr/bin/aws';
-const REPEAT_NO_CHANGE = 3;
+const TIME = '/usr/bin/time';
+const SIZES = (process.env.STATIC_BENCH_FILES ?? '2000,20000').split(',').map((n) => Number(n.trim())).filter((n) => n > 0);
+const REPEAT = Math.max(1, Number(process.env.STATIC_BENCH_REPEAT ?? 3));
+/** The bundler's output in the generated tree: kept under its own names, as a Vite user would. */
+const KEEP = ['--keep-names', 'assets/**'];
 
 type Server3 = NonNullable<ReturnType<typeof benchServer>>;
+type Tool = 'collectstatic' | 'collectstatic --no-originals' | 'aws s3 sync';
+const TOOLS: Tool[] = ['collectstatic', 'collectstatic --no-originals', 'aws s3 sync'];
 
-/** Prints first-run and no-change timings and request counts, ours next to `aws s3 sync`. */
+interface Sample {
+  seconds: number;
+  requests: Counts;
+  rssMiB: number;
+  summary: string;
+}
+
+/** Prints, for each tree size, first-run and no-change figures of the three tools side by side. */
 export async function runStaticBench(): Promise<void> {
   const server = benchServer();
   if (!server) {
@@ -33,87 +49,124 @@ export async function runStaticBench(): Promise<void> {
   }
   const cli = resolve(process.cwd(), 'dist/cjs/cli.js');
   if (!existsSync(cli)) throw new Error(`${cli} is missing: run "npm run build" first`);
-  const haveAws = existsSync(AWS);
-
-  const dir = mkdtempSync(join(tmpdir(), 'nss3-static-bench-'));
-  const client = rawS3Client(server);
-  const tag = randomBytes(3).toString('hex');
-  const ours = `nss3-bench-static-${tag}`;
-  const theirs = `nss3-bench-sync-${tag}`;
+  if (!existsSync(AWS)) console.log(`(${AWS} not found: apt-get install -y awscli to compare)`);
+  if (!existsSync(TIME)) throw new Error(`${TIME} is missing: apt-get install -y time (it measures peak RSS)`);
+  const tools = TOOLS.filter((t) => t !== 'aws s3 sync' || existsSync(AWS));
   const proxy = await countingProxy(server.endpoint);
+  const load = () => loadavg().map((l) => l.toFixed(2)).join(', ');
+  console.log(`\nstatic: collectstatic vs aws s3 sync at ${SIZES.map((n) => n.toLocaleString('en-US')).join(' and ')} files, median of ${REPEAT}; load average ${load()}`);
   try {
-    const bytes = generateTree(dir);
-    await client.send(new CreateBucketCommand({ Bucket: ours }));
-    await client.send(new CreateBucketCommand({ Bucket: theirs }));
-
-    const collect = (endpoint = server.endpoint) => run(process.execPath, [cli, 'collectstatic', dir], collectEnv(server, ours, endpoint));
-    const sync = (endpoint = server.endpoint) =>
-      run(AWS, ['s3', 'sync', dir, `s3://${theirs}/static/`, '--endpoint-url', endpoint, '--only-show-errors', '--no-progress'], awsEnv(server));
-
-    console.log(`\nstatic: collectstatic vs aws s3 sync — ${FILES.toLocaleString('en-US')} files, ${(bytes / 1024 / 1024).toFixed(1)} MiB, ${server.endpoint}`);
-    const oursFirst = await collect();
-    const oursFirstSummary = /uploaded \d+, unchanged \d+, deleted \d+/.exec(oursFirst.stdout)?.[0] ?? '?';
-    const awsFirst = haveAws ? await sync() : undefined;
-
-    const oursAgain: number[] = [];
-    const awsAgain: number[] = [];
-    let oursAgainSummary = '';
-    for (let i = 0; i < REPEAT_NO_CHANGE; i++) {
-      const r = await collect();
-      oursAgain.push(r.seconds);
-      oursAgainSummary = /uploaded \d+, unchanged \d+, deleted \d+/.exec(r.stdout)?.[0] ?? '?';
-      if (haveAws) awsAgain.push((await sync()).seconds);
-    }
-
-    proxy.reset();
-    await collect(proxy.url);
-    const oursRequests = proxy.snapshot();
-    proxy.reset();
-    const awsRequests = haveAws ? (await sync(proxy.url), proxy.snapshot()) : undefined;
-
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-    const ratio = (a: number, b: number | undefined) => (b === undefined ? 'n/a' : `${(a / b).toFixed(2)}x`);
-    const secs = (s: number | undefined) => (s === undefined ? 'n/a' : `${s.toFixed(2)} s`);
-    const reqs = (c: Counts | undefined) =>
-      c === undefined ? 'n/a' : `${c.total} (${c.list} list, ${c.put} put, ${c.head} head, ${c.get} get)`;
-    const oursNoChange = median(oursAgain);
-    const awsNoChange = haveAws ? median(awsAgain) : undefined;
-
-    console.log(
-      table([
-        ['', 'nestjs-s3-storage collectstatic', 'aws s3 sync', 'ours / aws'],
-        ['first run', secs(oursFirst.seconds), secs(awsFirst?.seconds), ratio(oursFirst.seconds, awsFirst?.seconds)],
-        [`no-change re-run (median of ${REPEAT_NO_CHANGE})`, secs(oursNoChange), secs(awsNoChange), ratio(oursNoChange, awsNoChange)],
-        ['no-change re-run requests', reqs(oursRequests), reqs(awsRequests), awsRequests ? ratio(oursRequests.total, awsRequests.total) : 'n/a'],
-      ]),
-    );
-    const each = (xs: number[]) => xs.map((x) => x.toFixed(2)).join(', ');
-    console.log(`no-change runs (s): collectstatic ${each(oursAgain)}; aws s3 sync ${haveAws ? each(awsAgain) : 'n/a'}`);
-    console.log(`collectstatic first run: ${oursFirstSummary}; re-run: ${oursAgainSummary}`);
-    console.log('(collectstatic keeps file md5s in node_modules/.cache/nestjs-s3-storage, trusting size+mtime as aws s3 sync does; files written in the last second are re-read)');
-    if (!haveAws) console.log(`(${AWS} not found: apt-get install -y awscli to compare)`);
-
-    const checks: [string, boolean | undefined][] = [
-      ['no-change re-run: at most 3 list requests', oursRequests.list <= 3],
-      ['no-change re-run: no uploads', oursRequests.put === 0 && /^uploaded 0,/.test(oursAgainSummary)],
-      ['no-change re-run faster than aws s3 sync', awsNoChange === undefined ? undefined : oursNoChange < awsNoChange],
-      ['first run no slower than aws s3 sync', awsFirst === undefined ? undefined : oursFirst.seconds <= awsFirst.seconds],
-    ];
-    for (const [label, ok] of checks) console.log(`  ${ok === undefined ? 'n/a ' : ok ? 'PASS' : 'MISS'}  ${label}`);
+    for (const files of SIZES) await benchSize(files, server, cli, proxy, tools);
   } finally {
     await proxy.close();
-    for (const bucket of [ours, theirs]) await dropBucket(server, bucket).catch(() => undefined);
-    client.destroy();
-    rmSync(dir, { recursive: true, force: true });
+    console.log(`static: load average at the end ${load()}`);
   }
 }
 
+async function benchSize(files: number, server: Server3, cli: string, proxy: Proxy, tools: Tool[]): Promise<void> {
+  const work = mkdtempSync(join(tmpdir(), 'nss3-static-bench-'));
+  const dir = join(work, 'tree');
+  // collectstatic keeps its hash cache under <cwd>/node_modules/.cache: a cwd of our own, emptied before each first run.
+  const cwd = join(work, 'app');
+  mkdirSync(join(cwd, 'node_modules'), { recursive: true });
+  const client = rawS3Client(server);
+  const samples = new Map<string, Sample[]>();
+  const add = (tool: Tool, phase: 'first' | 'again', s: Sample) => samples.set(`${tool}|${phase}`, [...(samples.get(`${tool}|${phase}`) ?? []), s]);
+  try {
+    const bytes = generateTree(dir, files);
+    console.log(`\n${files.toLocaleString('en-US')} files, ${(bytes / 1024 / 1024).toFixed(1)} MiB, ${server.endpoint}`);
+    for (let rep = 0; rep < REPEAT; rep++) {
+      for (const tool of tools) {
+        const bucket = `nss3-bench-st-${randomBytes(4).toString('hex')}`;
+        await client.send(new CreateBucketCommand({ Bucket: bucket }));
+        try {
+          rmSync(join(cwd, 'node_modules', '.cache'), { recursive: true, force: true });
+          const once = () =>
+            tool === 'aws s3 sync'
+              ? measure(proxy, AWS, ['s3', 'sync', dir, `s3://${bucket}/static/`, '--endpoint-url', proxy.url, '--only-show-errors', '--no-progress'], awsEnv(server), cwd)
+              : measure(proxy, process.execPath, [cli, 'collectstatic', dir, ...KEEP, ...(tool === 'collectstatic' ? [] : ['--no-originals'])], collectEnv(server, bucket, proxy.url), cwd);
+          add(tool, 'first', await once());
+          add(tool, 'again', await once());
+        } finally {
+          await dropBucket(server, bucket).catch(() => undefined);
+        }
+      }
+    }
+  } finally {
+    client.destroy();
+    rmSync(work, { recursive: true, force: true });
+  }
+
+  const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+  const fig = (tool: Tool, phase: 'first' | 'again') => {
+    const xs = samples.get(`${tool}|${phase}`);
+    if (!xs) return undefined;
+    return {
+      seconds: median(xs.map((x) => x.seconds)),
+      requests: median(xs.map((x) => x.requests.total)),
+      lists: median(xs.map((x) => x.requests.list)),
+      puts: median(xs.map((x) => x.requests.put)),
+      rssMiB: median(xs.map((x) => x.rssMiB)),
+      each: xs.map((x) => x.seconds.toFixed(2)).join(', '),
+      summary: xs.at(-1)!.summary,
+    };
+  };
+  const aws = { first: fig('aws s3 sync', 'first'), again: fig('aws s3 sync', 'again') };
+  const ratio = (a: number, b: number | undefined) => (b === undefined ? 'n/a' : `${(a / b).toFixed(2)}x`);
+  const rows: string[][] = [['', 'time', 'vs aws', 'requests', 'vs aws', 'peak RSS', 'vs aws', 'runs (s)']];
+  for (const phase of ['first', 'again'] as const) {
+    for (const tool of tools) {
+      const f = fig(tool, phase)!;
+      const base = aws[phase];
+      rows.push([
+        `${phase === 'first' ? 'first run' : 'no-change'}: ${tool}`,
+        `${f.seconds.toFixed(2)} s`,
+        tool === 'aws s3 sync' ? '' : ratio(f.seconds, base?.seconds),
+        `${f.requests} (${f.lists} list, ${f.puts} put)`,
+        tool === 'aws s3 sync' ? '' : ratio(f.requests, base?.requests),
+        `${f.rssMiB.toFixed(0)} MiB`,
+        tool === 'aws s3 sync' ? '' : ratio(f.rssMiB, base?.rssMiB),
+        f.each,
+      ]);
+    }
+  }
+  console.log(table(rows));
+  console.log(`collectstatic: first run "${fig('collectstatic', 'first')!.summary}"; no-change "${fig('collectstatic', 'again')!.summary}"`);
+  console.log('(collectstatic keeps file md5s in node_modules/.cache/nestjs-s3-storage, trusting size+mtime as aws s3 sync does; each first run starts without it)');
+
+  const ours = fig('collectstatic', 'first')!;
+  const noOriginals = fig('collectstatic --no-originals', 'first')!;
+  const again = fig('collectstatic', 'again')!;
+  const peak = Math.max(...tools.filter((t) => t !== 'aws s3 sync').flatMap((t) => (['first', 'again'] as const).map((p) => fig(t, p)!.rssMiB)));
+  const within = (value: number, base: number | undefined, limit: number) => (base === undefined ? undefined : value / base <= limit);
+  const checks: [string, boolean | undefined][] = [
+    [`first run (originals too) <= 1.0x aws s3 sync`, within(ours.seconds, aws.first?.seconds, 1.0)],
+    [`first run --no-originals <= 0.5x aws s3 sync`, within(noOriginals.seconds, aws.first?.seconds, 0.5)],
+    [`no-change run <= 0.3x aws s3 sync`, within(again.seconds, aws.again?.seconds, 0.3)],
+    [`no-change run: exactly 1 request (${again.requests})`, again.requests === 1],
+    [`peak RSS <= 150 MiB (${peak.toFixed(0)} MiB)`, peak <= 150],
+  ];
+  const target = files >= 20_000 ? 'target' : 'target at 20,000 files; here for reference';
+  for (const [label, ok] of checks) console.log(`  ${ok === undefined ? 'n/a ' : ok ? 'PASS' : 'MISS'}  ${label} (${target})`);
+}
+
+/** Runs one command through `/usr/bin/time`, counting its requests at the proxy. */
+async function measure(proxy: Proxy, command: string, args: string[], env: Record<string, string>, cwd: string): Promise<Sample> {
+  const rssFile = join(cwd, 'rss.txt');
+  proxy.reset();
+  const { seconds, stdout } = await run(TIME, ['-o', rssFile, '-f', '%M', command, ...args], env, cwd);
+  const rssMiB = Number(readFileSync(rssFile, 'utf8').trim().split('\n').at(-1)) / 1024;
+  return { seconds, requests: proxy.snapshot(), rssMiB, summary: /uploaded \d+, unchanged \d+, deleted \d+/.exec(stdout)?.[0] ?? '' };
+}
+
 /**
- * 2,000 files shaped like a real static tree: images of mixed sizes, CSS that references
+ * `files` files shaped like a real static tree: images of mixed sizes, CSS that references
  * them (and imports a shared base), JS with source maps, bundler-hashed assets, fonts, and
- * a few large files. Deterministic sizes; random bytes so nothing compresses or dedupes.
+ * 20 large files (their number does not grow with the tree, so 20,000 files stay within the
+ * test server's memory). Deterministic sizes; random bytes so nothing compresses or dedupes.
  */
-function generateTree(root: string): number {
+export function generateTree(root: string, files: number): number {
+  const k = files / 2000;
   let bytes = 0;
   let count = 0;
   const write = (name: string, content: string | Buffer) => {
@@ -128,25 +181,25 @@ function generateTree(root: string): number {
   const sizes = (min: number, max: number) => Math.round(min * (max / min) ** rand()); // log-uniform
 
   const images: string[] = [];
-  for (let i = 0; i < 1150; i++) {
+  for (let i = 0; i < 1150 * k; i++) {
     const name = `img/set${i % 20}/image${i}.png`;
     write(name, randomBytes(sizes(300, 80_000)));
     images.push(name);
   }
   for (let i = 0; i < 20; i++) write(`media/video${i}.bin`, randomBytes(sizes(300_000, 3_000_000)));
-  for (let i = 0; i < 80; i++) write(`fonts/font${i}.woff2`, randomBytes(sizes(10_000, 60_000)));
+  for (let i = 0; i < 80 * k; i++) write(`fonts/font${i}.woff2`, randomBytes(sizes(10_000, 60_000)));
   write('css/base.css', `body{margin:0;background:url(../${images[0]})}\n`);
-  for (let i = 0; i < 99; i++) {
+  for (let i = 0; i < 99 * k; i++) {
     const refs = Array.from({ length: 10 }, (_, j) => `.c${i}-${j}{background:url("../${images[(i * 10 + j) % images.length]}")}`);
-    write(`css/page${i}.css`, `@import "base.css";\n${refs.join('\n')}\n@font-face{src:url(../fonts/font${i % 80}.woff2)}\n/*# sourceMappingURL=page${i}.css.map */\n`);
+    write(`css/page${i}.css`, `@import "base.css";\n${refs.join('\n')}\n@font-face{src:url(../fonts/font${i % Math.round(80 * k)}.woff2)}\n/*# sourceMappingURL=page${i}.css.map */\n`);
     write(`css/page${i}.css.map`, JSON.stringify({ version: 3, sources: [`page${i}.scss`], mappings: 'AAAA'.repeat(sizes(10, 2000)) }));
   }
-  for (let i = 0; i < 250; i++) {
+  for (let i = 0; i < 250 * k; i++) {
     write(`js/module${i}.js`, `export const m${i} = ${JSON.stringify(randomBytes(sizes(500, 40_000)).toString('base64'))};\n//# sourceMappingURL=module${i}.js.map\n`);
     write(`js/module${i}.js.map`, JSON.stringify({ version: 3, mappings: 'AAAA'.repeat(sizes(10, 3000)) }));
   }
   const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789';
-  while (count < FILES) {
+  while (count < files) {
     const hash = Array.from(randomBytes(8), (b) => alphabet[b % 62]).join('');
     write(`assets/chunk${count}-${hash}.js`, randomBytes(sizes(1000, 50_000)).toString('base64'));
   }
@@ -180,10 +233,10 @@ function awsEnv(server: Server3): Record<string, string> {
 }
 
 /** Runs a command to completion; throws with its stderr on a non-zero exit. */
-function run(command: string, args: string[], env: Record<string, string>): Promise<{ seconds: number; stdout: string }> {
+function run(command: string, args: string[], env: Record<string, string>, cwd: string): Promise<{ seconds: number; stdout: string }> {
   return new Promise((done, fail) => {
     const started = process.hrtime.bigint();
-    const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(command, args, { env, cwd, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -192,7 +245,7 @@ function run(command: string, args: string[], env: Record<string, string>): Prom
     child.on('close', (code) => {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
       if (code === 0) done({ seconds, stdout });
-      else fail(new Error(`${command} ${args[0] ?? ''} ${args[1] ?? ''} exited with ${code}: ${stderr.trim().slice(0, 500)}`));
+      else fail(new Error(`${args.slice(4, 7).join(' ')} exited with ${code}: ${stderr.trim().slice(0, 500)}`));
     });
   });
 }
@@ -207,6 +260,8 @@ interface Counts {
 }
 
 /** An HTTP proxy in front of the S3 server that counts requests by kind. */
+type Proxy = Awaited<ReturnType<typeof countingProxy>>;
+
 async function countingProxy(target: string): Promise<{ url: string; reset(): void; snapshot(): Counts; close(): Promise<void> }> {
   const upstream = new URL(target);
   let counts: Counts = { total: 0, list: 0, put: 0, head: 0, get: 0, other: 0 };

@@ -41,6 +41,7 @@ function samples(m: ErrorModule): Record<string, Error> {
     UploadRejectedError: new m.UploadRejectedError('empty', 'm'),
     ManifestError: new m.ManifestError('missing-entry', 'm'),
     InvalidBodyError: new m.InvalidBodyError('m'),
+    CollectStaticError: new m.CollectStaticError('missing-reference', 'm', [{ file: 'a.css', reference: 'b.png' }]),
   };
 }
 

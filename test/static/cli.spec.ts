@@ -50,7 +50,8 @@ describe('nestjs-s3-storage CLI (built CommonJS bin)', () => {
     expect(run.code).toBe(0);
     expect(run.stdout).toMatch(/^would upload static\/css\/a\.[0-9a-f]{12}\.css$/m);
     expect(run.stdout).toMatch(/^would write static\/staticfiles\.json$/m);
-    expect(SUMMARY.exec(run.stdout)?.slice(1)).toEqual(['3', '0', '0']);
+    expect(run.stdout).toMatch(/^would upload static\/css\/a\.css$/m);
+    expect(SUMMARY.exec(run.stdout)?.slice(1)).toEqual(['6', '0', '0']);
     expect(run.stdout).toContain('(dry run: nothing was written');
     const listed = await raw.send(new ListObjectsV2Command({ Bucket: bucket }));
     expect(listed.KeyCount ?? 0).toBe(0);
@@ -60,7 +61,7 @@ describe('nestjs-s3-storage CLI (built CommonJS bin)', () => {
     const first = await cli(['collectstatic', dir], env);
     expect(first.stderr).toBe('');
     expect(first.code).toBe(0);
-    expect(SUMMARY.exec(first.stdout)?.slice(1)).toEqual(['3', '0', '0']);
+    expect(SUMMARY.exec(first.stdout)?.slice(1)).toEqual(['6', '0', '0']);
     const manifest = JSON.parse(
       await (await raw.send(new GetObjectCommand({ Bucket: bucket, Key: 'static/staticfiles.json' }))).Body!.transformToString(),
     );
@@ -68,7 +69,7 @@ describe('nestjs-s3-storage CLI (built CommonJS bin)', () => {
 
     const again = await cli(['collectstatic', dir, '--prune'], env);
     expect(again.code).toBe(0);
-    expect(SUMMARY.exec(again.stdout)?.slice(1)).toEqual(['0', '3', '0']);
+    expect(SUMMARY.exec(again.stdout)?.slice(1)).toEqual(['0', '6', '0']);
     expect(again.stdout).toContain('manifest unchanged');
   });
 
@@ -99,7 +100,7 @@ describe('nestjs-s3-storage CLI (built CommonJS bin)', () => {
     const secret = 'wrong-secret-0123456789abcdefghij';
     const run = await cli(['collectstatic', dir], { ...env, AWS_SECRET_ACCESS_KEY: secret });
     expect(run.code).toBe(1);
-    expect(run.stderr).toMatch(/^nestjs-s3-storage: list static files bucket "[^"]+" at .* failed: access denied/);
+    expect(run.stderr).toMatch(/^nestjs-s3-storage: load manifest "static\/staticfiles\.json" in bucket "[^"]+" at .* failed: access denied/);
     expect(run.stderr + run.stdout).not.toContain(secret);
     expect(run.stderr).not.toMatch(/^\s+at /m);
   });
@@ -120,5 +121,62 @@ describe('nestjs-s3-storage CLI (built CommonJS bin)', () => {
     const unknown = await cli(['collectstatic', dir, '--force'], env);
     expect(unknown.code).toBe(2);
     expect(unknown.stderr).toContain('unknown option "--force"');
+  });
+});
+
+describe('collectstatic flags (built CommonJS bin)', () => {
+  const flagsEnv = { ...env, AWS_LOCATION: 'flags' };
+  const run = (args: string[], extra: Record<string, string> = {}) => cli(['collectstatic', ...args], { ...flagsEnv, ...extra });
+  const listed = async (prefix: string) =>
+    ((await raw.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `${prefix}/` }))).Contents ?? []).map((o) => o.Key!.slice(prefix.length + 1)).sort();
+
+  it('fails on a reference to a missing file, naming file, line and reference; --allow-missing only warns', async () => {
+    const broken = writeTree({ 'css/a.css': '.a{background:url(../img/gone.png)}' });
+    try {
+      const strict = await run([broken], { AWS_LOCATION: 'flags-strict' });
+      expect(strict.code).toBe(1);
+      expect(strict.stderr).toContain('css/a.css:1 references "../img/gone.png" (img/gone.png)');
+      expect(strict.stderr).toContain('--allow-missing');
+      expect(await listed('flags-strict')).toEqual([]);
+      const lax = await run([broken, '--allow-missing'], { AWS_LOCATION: 'flags-strict' });
+      expect(lax.code).toBe(0);
+      expect(lax.stderr).toContain('warning: css/a.css:1 references "../img/gone.png" (img/gone.png), which is not in the directory; left unchanged (--allow-missing)');
+    } finally {
+      removeTree(broken);
+    }
+  });
+
+  it('--no-originals, --keep-names (repeatable, --opt=value too) and --static-url', async () => {
+    const site = writeTree({ 'assets/x-B4c9Xk2a.js': 'x', 'vendor/y.js': 'y', 'img/a.png': 'A', 'css/a.css': '.a{background:url(/cdn/img/a.png)}' });
+    try {
+      const out = await run([site, '--no-originals', '--keep-names', 'assets/**', '--keep-names=vendor/*.js', '--static-url', '/cdn/']);
+      expect(out.stderr).toBe('');
+      expect(out.code).toBe(0);
+      const keys = await listed('flags');
+      expect(keys).toContain('assets/x-B4c9Xk2a.js');
+      expect(keys).toContain('vendor/y.js');
+      expect(keys).not.toContain('img/a.png');
+      expect(keys).not.toContain('css/a.css');
+      const css = keys.find((k) => /^css\/a\.[0-9a-f]{12}\.css$/.test(k))!;
+      const body = await (await raw.send(new GetObjectCommand({ Bucket: bucket, Key: `flags/${css}` }))).Body!.transformToString();
+      expect(body).toMatch(/url\("\/cdn\/img\/a\.[0-9a-f]{12}\.png"\)/);
+    } finally {
+      removeTree(site);
+    }
+  });
+
+  it('--verify re-uploads what was deleted by hand; usage errors exit 2', async () => {
+    const again = await run([dir, '--verify'], { AWS_LOCATION: 'static' });
+    expect(again.code).toBe(0);
+    expect(SUMMARY.exec(again.stdout)?.slice(1)).toEqual(['0', '6', '0']);
+    const bad = await run([dir, '--static-url', 'static']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toContain('--static-url (static.url): must be a path or absolute URL ending in "/"');
+    const noValue = await run([dir, '--keep-names']);
+    expect(noValue.code).toBe(2);
+    expect(noValue.stderr).toContain('--keep-names needs a value');
+    const twice = await run([dir, '--static-url', '/a/', '--static-url', '/b/']);
+    expect(twice.code).toBe(2);
+    expect(twice.stderr).toContain('--static-url may be given only once');
   });
 });

@@ -61,3 +61,41 @@ export function publicReadPolicy(bucket: string, prefix: string): string {
     Statement: [{ Effect: 'Allow', Principal: '*', Action: ['s3:GetObject'], Resource: [`arn:aws:s3:::${bucket}/${prefix}/*`] }],
   });
 }
+
+/** One HTTP request seen by {@link countingProxy}. */
+export interface SeenRequest {
+  method: string;
+  /** Path and query as sent (path-style: `/<bucket>/<key>?…`). */
+  url: string;
+}
+
+/**
+ * An HTTP proxy in front of the test server recording every request: what the server
+ * really receives (retries included), not what the SDK meant to send. It forwards the Host
+ * header unchanged, so SigV4 still verifies.
+ */
+export async function countingProxy(target: string): Promise<{ endpoint: string; seen: SeenRequest[]; close(): Promise<void> }> {
+  const { createServer, request } = await import('node:http');
+  const upstream = new URL(target);
+  const seen: SeenRequest[] = [];
+  const server = createServer((req, res) => {
+    seen.push({ method: req.method ?? '?', url: req.url ?? '' });
+    const forward = request({ host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers }, (up) => {
+      res.writeHead(up.statusCode ?? 502, up.headers);
+      up.pipe(res);
+    });
+    forward.on('error', () => res.destroy());
+    req.pipe(forward);
+  });
+  await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
+  const { port } = server.address() as import('node:net').AddressInfo;
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    seen,
+    close: () =>
+      new Promise((ok) => {
+        server.closeAllConnections();
+        server.close(() => ok());
+      }),
+  };
+}

@@ -1,0 +1,222 @@
+/**
+ * The local side of `collectstatic`: walking the directory, streaming md5s, the optional
+ * hash cache, and which names are kept unhashed (globs and a bundler's manifest).
+ * No S3 here.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, relative, resolve, sep } from 'node:path';
+import { normalizeName } from './key-normalizer.js';
+import { StorageConfigurationError, StorageError } from './storage.errors.js';
+
+/** One file found under the collected directory. */
+export interface LocalFile {
+  /** `/`-separated, relative to the directory. */
+  name: string;
+  path: string;
+  size: number;
+  /** `size:mtimeMs:ctimeMs:ino`: what the hash cache trusts instead of re-reading the file. */
+  stamp: string;
+  mtimeMs: number;
+}
+
+/** The optional local hash cache: file name → [stamp, md5]. */
+export interface HashCache {
+  version: 1;
+  files: Record<string, [string, string]>;
+}
+
+/**
+ * Reusable read buffers. Reading every file into a fresh Buffer makes garbage faster than
+ * the collector returns it (RSS grew with the tree); each worker borrows one buffer instead
+ * and gives it back, so memory is bounded by the number of workers.
+ */
+export class BufferPool {
+  private readonly free: Buffer[] = [];
+
+  constructor(readonly size: number) {}
+
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafeSlow(this.size);
+  }
+
+  give(buffer: Buffer): void {
+    this.free.push(buffer);
+  }
+}
+
+/** The md5 (hex) of a file, read through a pooled buffer a chunk at a time. */
+export async function md5File(path: string, pool: BufferPool): Promise<string> {
+  const hash = createHash('md5');
+  const buffer = pool.take();
+  const file = await open(path, 'r');
+  try {
+    for (;;) {
+      const { bytesRead } = await file.read(buffer, 0, buffer.length, null);
+      if (bytesRead === 0) break;
+      hash.update(buffer.subarray(0, bytesRead));
+    }
+  } finally {
+    await file.close();
+    pool.give(buffer);
+  }
+  return hash.digest('hex');
+}
+
+/**
+ * Reads a whole file of `size` bytes (at most `pool.size`) into a pooled buffer; the caller
+ * gives the buffer back once it is done with the returned view.
+ */
+export async function readPooled(path: string, size: number, pool: BufferPool): Promise<{ bytes: Buffer; buffer: Buffer }> {
+  const buffer = pool.take();
+  let filled = 0;
+  try {
+    const file = await open(path, 'r');
+    try {
+      while (filled < size) {
+        const { bytesRead } = await file.read(buffer, filled, size - filled, filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+    } finally {
+      await file.close();
+    }
+  } catch (error) {
+    pool.give(buffer);
+    throw error;
+  }
+  if (filled !== size) {
+    pool.give(buffer);
+    throw new StorageError(`collectstatic: "${path}" changed size while it was being uploaded (${size} bytes when hashed, ${filled} now); run again`);
+  }
+  return { bytes: buffer.subarray(0, size), buffer };
+}
+
+export async function readHashCache(path: string): Promise<HashCache | undefined> {
+  try {
+    const data = JSON.parse(await readFile(path, 'utf8')) as HashCache;
+    return data.version === 1 && typeof data.files === 'object' && data.files !== null ? data : undefined;
+  } catch {
+    return undefined; // missing or unreadable: hash everything
+  }
+}
+
+/** Best effort: a cache that cannot be written only costs the next run its speed-up. */
+export async function writeHashCache(path: string, cache: HashCache): Promise<void> {
+  try {
+    await mkdir(dirname(path), { recursive: true });
+    const tmp = `${path}.${process.pid}.tmp`;
+    await writeFile(tmp, JSON.stringify(cache));
+    await rename(tmp, path);
+  } catch {
+    // ignored on purpose
+  }
+}
+
+/**
+ * The files under `dir` as `/`-separated names, sorted. Like Django's collectstatic,
+ * dot-files and `*~` backups are skipped; so is a manifest at the top when the location is
+ * the bucket root (it would overwrite ours). Symbolic links to files are followed.
+ */
+export async function walk(dir: string, reserved: string | undefined): Promise<LocalFile[]> {
+  const out: LocalFile[] = [];
+  const visit = async (abs: string, rel: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(abs, { withFileTypes: true });
+    } catch (error) {
+      throw new StorageError(`collectstatic: cannot read directory "${abs}" (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
+    }
+    await Promise.all(
+      entries.map(async (entry) => {
+        if (entry.name.startsWith('.') || entry.name.endsWith('~')) return;
+        const path = join(abs, entry.name);
+        const name = rel ? `${rel}/${entry.name}` : entry.name;
+        const isDir = entry.isSymbolicLink() ? (await stat(path)).isDirectory() : entry.isDirectory();
+        if (isDir) return visit(path, name);
+        if (name === reserved) return;
+        const info = await stat(path);
+        if (info.isFile()) {
+          const stamp = `${info.size}:${info.mtimeMs}:${info.ctimeMs}:${info.ino}`;
+          out.push({ name: normalizeName(name), path, size: info.size, stamp, mtimeMs: info.mtimeMs });
+        }
+      }),
+    );
+  };
+  await visit(dir, '');
+  return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
+/**
+ * A glob as a RegExp over `/`-separated names: `**` spans directories (`assets/**`,
+ * `**\/*.woff2`), `*` and `?` stay within one segment, `[abc]`/`[!abc]` are character
+ * classes and `{a,b}` alternatives. Everything else is literal.
+ */
+export function globToRegExp(glob: string): RegExp {
+  let re = '';
+  let braces = 0;
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === '*') {
+      if (glob[i + 1] === '*') {
+        const atStart = i === 0 || glob[i - 1] === '/';
+        i++;
+        if (atStart && glob[i + 1] === '/') {
+          re += '(?:[^/]*/)*'; // `**/`: zero or more directories
+          i++;
+        } else re += '.*';
+      } else re += '[^/]*';
+    } else if (c === '?') re += '[^/]';
+    else if (c === '[') {
+      const close = glob.indexOf(']', i + 2);
+      if (close < 0) re += '\\[';
+      else {
+        let body = glob.slice(i + 1, close);
+        if (body.startsWith('!')) body = `^${body.slice(1)}`;
+        re += `[${body.replace(/\\/g, '\\\\')}]`;
+        i = close;
+      }
+    } else if (c === '{') {
+      braces++;
+      re += '(?:';
+    } else if (c === '}' && braces > 0) {
+      braces--;
+      re += ')';
+    } else if (c === ',' && braces > 0) re += '|';
+    else re += c.replace(/[.+^$()|\\\]{}]/g, '\\$&');
+  }
+  if (braces > 0) throw new StorageConfigurationError([`keepNames: the glob "${glob}" has an unclosed "{"`]);
+  return new RegExp(`^${re}$`);
+}
+
+/**
+ * The names a bundler manifest lists as already content-hashed, relative to `dir`.
+ * Vite's `manifest.json` (`<outDir>/.vite/manifest.json`, or `<outDir>/manifest.json` before
+ * Vite 5): each entry's `file`, `css` and `assets` are paths under `outDir`.
+ */
+export async function bundlerNames(manifestPath: string, dir: string): Promise<Set<string>> {
+  let data: unknown;
+  try {
+    data = JSON.parse(await readFile(manifestPath, 'utf8'));
+  } catch (error) {
+    const why = (error as NodeJS.ErrnoException).code ?? (error as Error).message;
+    throw new StorageConfigurationError([`bundlerManifest: cannot read "${manifestPath}" as JSON (${why}); pass the bundler's manifest, e.g. dist/.vite/manifest.json (Vite's build.manifest: true)`]);
+  }
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+    throw new StorageConfigurationError([`bundlerManifest: "${manifestPath}" is not a Vite manifest (expected an object of chunks with "file")`]);
+  }
+  const manifestDir = dirname(resolve(manifestPath));
+  const outDir = manifestDir.endsWith(`${sep}.vite`) ? dirname(manifestDir) : manifestDir;
+  const root = resolve(dir);
+  const out = new Set<string>();
+  for (const chunk of Object.values(data as Record<string, unknown>)) {
+    if (typeof chunk !== 'object' || chunk === null) continue;
+    const { file, css, assets } = chunk as { file?: unknown; css?: unknown; assets?: unknown };
+    for (const f of [file, ...(Array.isArray(css) ? css : []), ...(Array.isArray(assets) ? assets : [])]) {
+      if (typeof f !== 'string') continue;
+      const rel = relative(root, resolve(outDir, f)).split(sep).join('/');
+      if (!rel.startsWith('../') && rel !== '..') out.add(rel);
+    }
+  }
+  return out;
+}
