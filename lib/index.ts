@@ -39,5 +39,14 @@ export {
 } from './static-manifest.storage.js';
 export { type StaticManifest, type MissingReference } from './static-hashing.js';
 export { type DirectUpload, type CreateUploadOptions, type UploadExpectations, type StoredObject } from './media.storage.js';
+export type {
+  CompletedPart,
+  CreateMultipartUploadOptions,
+  MultipartCallOptions,
+  MultipartUploadHandle,
+  SignedPart,
+  SignPartsOptions,
+  UploadedPart,
+} from './direct-multipart.js';
 export type { MediaStorageApi, ReadOptions } from './media-storage.api.js';
 export { sendMedia, planMediaResponse, parseRange, type MediaSource, type SendMediaOptions, type SentMedia, type MediaPlan } from './media-download.js';

@@ -291,9 +291,10 @@ function contained(handle: (req: IncomingMessage, res: ServerResponse) => void, 
 }
 
 /**
- * The two multipart calls s3rver lacks (it answers NotImplemented / MethodNotAllowed), read
- * from its own upload folders, so cleanup of abandoned uploads works here as on S3. Returns
- * false for every other request.
+ * The multipart calls s3rver lacks (it answers NotImplemented / MethodNotAllowed), read from
+ * its own upload folders: ListMultipartUploads and AbortMultipartUpload, so cleanup of abandoned
+ * uploads works here as on S3, and ListParts (one page, parts in order), which resumable
+ * browser uploads and their completion need. Returns false for every other request.
  */
 function multipartExtras(store: FilesystemStore) {
   const uploadsDir = (bucket: string): string => store.getResourcePath(bucket, undefined, 'uploads');
@@ -313,7 +314,8 @@ function multipartExtras(store: FilesystemStore) {
     const listing = req.method === 'GET' && !key && url.searchParams.has('uploads');
     const uploadId = url.searchParams.get('uploadId');
     const aborting = req.method === 'DELETE' && key !== '' && uploadId !== null;
-    if (!listing && !aborting) return false;
+    const listingParts = req.method === 'GET' && key !== '' && uploadId !== null;
+    if (!listing && !aborting && !listingParts) return false;
     if (!(await exists(store.getBucketPath(bucket)))) {
       send(res, 404, xmlError('NoSuchBucket', 'The specified bucket does not exist'));
       return true;
@@ -326,6 +328,29 @@ function multipartExtras(store: FilesystemStore) {
       }
       await rm(dir, { recursive: true, force: true });
       send(res, 204);
+      return true;
+    }
+    if (listingParts) {
+      const dir = join(uploadsDir(bucket), uploadId!);
+      const uploadKey = /^[0-9a-f]+$/.test(uploadId!) ? await readFile(join(dir, 'key'), 'utf8').catch(() => undefined) : undefined;
+      if (uploadKey !== key) {
+        send(res, 404, xmlError('NoSuchUpload', 'The specified multipart upload does not exist'));
+        return true;
+      }
+      const numbers = (await readdir(dir)).filter((f) => /^\d+$/.test(f)).map(Number).sort((a, b) => a - b);
+      const parts: string[] = [];
+      for (const number of numbers) {
+        const [info, md5] = await Promise.all([stat(join(dir, String(number))), readFile(join(dir, `${number}.md5`), 'utf8').catch(() => undefined)]);
+        // A part still being written has no .md5 yet: S3 lists only parts that arrived.
+        if (md5 === undefined) continue;
+        parts.push(`<Part><PartNumber>${number}</PartNumber><LastModified>${info.mtime.toISOString()}</LastModified><ETag>"${md5}"</ETag><Size>${info.size}</Size></Part>`);
+      }
+      send(
+        res,
+        200,
+        `<?xml version="1.0" encoding="UTF-8"?>\n<ListPartsResult><Bucket>${escape(bucket)}</Bucket><Key>${escape(key)}</Key><UploadId>${uploadId}</UploadId>` +
+          `<MaxParts>10000</MaxParts><IsTruncated>false</IsTruncated>${parts.join('')}</ListPartsResult>`,
+      );
       return true;
     }
     const prefix = url.searchParams.get('prefix') ?? '';

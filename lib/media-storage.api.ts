@@ -8,6 +8,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { CloudFrontCookies } from './cloudfront-signer.js';
+import type { CompletedPart, CreateMultipartUploadOptions, MultipartCallOptions, MultipartUploadHandle, SignedPart, SignPartsOptions, UploadedPart } from './direct-multipart.js';
 import type { CreateUploadOptions, DirectUpload, UploadExpectations } from './direct-uploads.js';
 import type { CookieOptions, ListEntry, ObjectStat, SaveOptions, StorageBody, StoredObject, UrlOptions } from './media-storage.types.js';
 import type { CopyOptions, DeleteManyResult, ListOptions, ListPage, ListPageOptions } from './object-operations.js';
@@ -73,6 +74,18 @@ export interface MediaStorageApi {
   createUpload(options: CreateUploadOptions): Promise<DirectUpload>;
   /** Checks a direct upload and publishes it. @throws UploadRejectedError, ObjectNotFoundError */
   confirmUpload(name: string, expectations?: UploadExpectations): Promise<StoredObject>;
+  /** Opens a resumable direct upload (S3 multipart) under `.pending/`; the limits are kept on the server. */
+  createMultipartUpload(options: CreateMultipartUploadOptions): Promise<MultipartUploadHandle>;
+  /** Presigned part URLs (parts 1 to 10,000). No network request. @throws UploadRejectedError (not-owner, bad-request) */
+  signParts(name: string, uploadId: string, partNumbers: readonly number[], options?: SignPartsOptions): Promise<SignedPart[]>;
+  /** The parts uploaded so far. @throws UploadRejectedError (not-owner, no-such-upload) */
+  listParts(name: string, uploadId: string, options?: MultipartCallOptions): Promise<UploadedPart[]>;
+  /** Checks the upload against its limits and publishes it. @throws UploadRejectedError */
+  completeMultipartUpload(name: string, uploadId: string, parts: readonly CompletedPart[], options?: MultipartCallOptions): Promise<StoredObject>;
+  /** Aborts an open upload; nothing of it stays. @throws UploadRejectedError (not-owner) */
+  abortMultipartUpload(name: string, uploadId: string, options?: MultipartCallOptions): Promise<void>;
+  /** The storage name for a multipart upload's S3 key. @throws InvalidKeyError */
+  nameForKey(key: string): string;
   /** The full key for a name (location prefix included). @throws InvalidKeyError */
   key(name: string): string;
 }

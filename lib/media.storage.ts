@@ -11,6 +11,16 @@ import { Logger } from '@nestjs/common';
 import { addAbortSignal, Readable } from 'node:stream';
 import { unquote } from './abortable.js';
 import type { CloudFrontCookies } from './cloudfront-signer.js';
+import {
+  DirectMultipart,
+  type CompletedPart,
+  type CreateMultipartUploadOptions,
+  type MultipartCallOptions,
+  type MultipartUploadHandle,
+  type SignedPart,
+  type SignPartsOptions,
+  type UploadedPart,
+} from './direct-multipart.js';
 import { DirectUploads, type CreateUploadOptions, type DirectUpload, type UploadExpectations } from './direct-uploads.js';
 import { normalizeName, toKey } from './key-normalizer.js';
 import type { CookieOptions, ListEntry, MediaContext, ObjectStat, SaveOptions, StorageBody, StoredObject, UrlOptions } from './media-storage.types.js';
@@ -27,6 +37,15 @@ import type { UrlSigner } from './url-signer.js';
 
 export type { StorageBody, SaveOptions, StoredObject, ObjectStat, ListEntry, UrlOptions, CookieOptions } from './media-storage.types.js';
 export type { CreateUploadOptions, DirectUpload, UploadExpectations } from './direct-uploads.js';
+export type {
+  CompletedPart,
+  CreateMultipartUploadOptions,
+  MultipartCallOptions,
+  MultipartUploadHandle,
+  SignedPart,
+  SignPartsOptions,
+  UploadedPart,
+} from './direct-multipart.js';
 export { RESERVATION_METADATA } from './media-writes.js';
 export type { CopyOptions, DeleteManyError, DeleteManyResult, ListOptions, ListPage, ListPageOptions } from './object-operations.js';
 
@@ -277,7 +296,60 @@ export class MediaStorage implements MediaStorageApi {
     return this.directUploads.confirm(name, expectations);
   }
 
+  /**
+   * Opens a resumable direct upload (S3 multipart) under `.pending/`, for the name
+   * `<prefix>/<random>/<file name>`. The limits are kept on the server, out of the client's reach,
+   * and enforced by {@link completeMultipartUpload}.
+   * @throws StorageError for a bad `maxBytes`; InvalidKeyError for a bad prefix
+   */
+  createMultipartUpload(options: CreateMultipartUploadOptions): Promise<MultipartUploadHandle> {
+    return this.directMultipart.create(options);
+  }
+
+  /**
+   * Presigned UploadPart URLs (PUT, for `publicEndpoint` when set) for parts 1 to 10,000 of an
+   * open upload. No network request.
+   * @throws UploadRejectedError: `not-owner` for another prefix, `bad-request` for a bad part number
+   */
+  signParts(name: string, uploadId: string, partNumbers: readonly number[], options: SignPartsOptions = {}): Promise<SignedPart[]> {
+    return this.directMultipart.signParts(name, uploadId, partNumbers, options);
+  }
+
+  /** The parts S3 holds for an open upload, in order (what a client resumes from). @throws UploadRejectedError */
+  listParts(name: string, uploadId: string, options: MultipartCallOptions = {}): Promise<UploadedPart[]> {
+    return this.directMultipart.listParts(name, uploadId, options);
+  }
+
+  /**
+   * Checks an upload and publishes it as `name`: the parts must be those S3 holds, their total
+   * at most `maxBytes`, the first bytes an allowed type. Otherwise the upload is aborted (or the
+   * assembled object deleted) and nothing stays. A complete replayed after success returns the
+   * published object; it never publishes twice.
+   * @throws UploadRejectedError (too-large, type-not-allowed, empty, parts-mismatch, not-owner, no-such-upload, bad-request)
+   */
+  completeMultipartUpload(name: string, uploadId: string, parts: readonly CompletedPart[], options: MultipartCallOptions = {}): Promise<StoredObject> {
+    return this.directMultipart.complete(name, uploadId, parts, options);
+  }
+
+  /** Aborts an open upload: its parts and its record are deleted. Aborting a finished or unknown one is a no-op. @throws UploadRejectedError (not-owner) */
+  abortMultipartUpload(name: string, uploadId: string, options: MultipartCallOptions = {}): Promise<void> {
+    return this.directMultipart.abort(name, uploadId, options);
+  }
+
+  /** The storage name for the S3 `key` of a multipart upload (what Uppy sends back). @throws InvalidKeyError */
+  nameForKey(key: string): string {
+    return this.directMultipart.nameForKey(key);
+  }
+
   private directUploadsInstance?: DirectUploads;
+  private directMultipartInstance?: DirectMultipart;
+
+  private get directMultipart(): DirectMultipart {
+    return (this.directMultipartInstance ??= new DirectMultipart({
+      ...this.context,
+      copy: (from, to, options) => this.operations.copy(from, to, options, 'completeMultipartUpload'),
+    }));
+  }
 
   private get directUploads(): DirectUploads {
     return (this.directUploadsInstance ??= new DirectUploads({

@@ -171,10 +171,13 @@ brand(StorageAbortedError, 'StorageAbortedError');
  * An upload broke a rule (too large, wrong type); whatever was sent has been removed. From
  * `confirmUpload()` also `not-direct-upload` (the object did not come from a `createUpload()`
  * form for that name) and `conflict` (another confirmation holds the name); those delete nothing.
+ * From the multipart calls also `not-owner` (another prefix than the upload's; nothing was
+ * changed), `parts-mismatch` (the parts given are not those uploaded; the upload was aborted)
+ * and `no-such-upload` (unknown, aborted or expired upload id).
  */
 export class UploadRejectedError extends StorageError {
   override readonly code = 'STORAGE_UPLOAD_REJECTED' as const;
-  readonly reason: 'too-large' | 'type-not-allowed' | 'size-mismatch' | 'empty' | 'bad-request' | 'not-direct-upload' | 'conflict';
+  readonly reason: 'too-large' | 'type-not-allowed' | 'size-mismatch' | 'empty' | 'bad-request' | 'not-direct-upload' | 'conflict' | 'not-owner' | 'parts-mismatch' | 'no-such-upload';
 
   constructor(reason: UploadRejectedError['reason'], message: string, context: StorageErrorContext = {}) {
     super(message, context);

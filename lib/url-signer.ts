@@ -88,7 +88,7 @@ export function contentDisposition(filename: string, type: 'attachment' | 'inlin
   return `${type}; filename="${fallback}"; filename*=UTF-8''${encodeRfc3986(filename)}`;
 }
 
-/** Signs GET URLs for one bucket. Cheap to call: a few microseconds, no I/O. */
+/** Signs GET (and UploadPart) URLs for one bucket. Cheap to call: a few microseconds, no I/O. */
 export class UrlSigner {
   private readonly logger = new Logger('nestjs-s3-storage');
   /** The time source (ms); stable URLs floor it to their cache window. */
@@ -104,7 +104,48 @@ export class UrlSigner {
 
   /** A SigV4 query-string signed GET URL for the (already normalized, full) key. */
   async sign(key: string, options: SignedUrlOptions): Promise<string> {
-    const { base, credentials, expiresIn, amzDate, scope, signingKey } = await this.context(options.expiresIn, options.signingDate);
+    return this.presign('GET', key, options.expiresIn, options.signingDate, (expiresIn) => {
+      const params: [string, string][] = [];
+      if (options.responseCacheControl !== undefined) {
+        const value = typeof options.responseCacheControl === 'function' ? options.responseCacheControl(expiresIn) : options.responseCacheControl;
+        params.push(['response-cache-control', encodeRfc3986(value)]);
+      }
+      if (options.responseContentDisposition !== undefined) {
+        params.push(['response-content-disposition', encodeRfc3986(options.responseContentDisposition)]);
+      }
+      if (options.responseContentType !== undefined) {
+        params.push(['response-content-type', encodeRfc3986(options.responseContentType)]);
+      }
+      params.push(['x-id', 'GetObject']);
+      return params;
+    });
+  }
+
+  /**
+   * A SigV4 query-string signed UploadPart URL: a `PUT` of one part's bytes to the (full) key,
+   * what `getSignedUrl` gives for an `UploadPartCommand`. The method, part number and upload id
+   * are signed, so the URL uploads that part of that upload and does nothing else.
+   */
+  async signUploadPart(key: string, options: { uploadId: string; partNumber: number; expiresIn: number }): Promise<string> {
+    return this.presign('PUT', key, options.expiresIn, undefined, () => [
+      ['partNumber', String(options.partNumber)],
+      ['uploadId', encodeRfc3986(options.uploadId)],
+      ['x-id', 'UploadPart'],
+    ]);
+  }
+
+  /**
+   * Signs `method` on `key`. `tail` gives the request's own query parameters, already encoded
+   * and in code-point order; they all sort after the `X-Amz-*` ones (lower case after upper).
+   */
+  private async presign(
+    method: 'GET' | 'PUT',
+    key: string,
+    requestedExpiry: number,
+    signingDate: number | undefined,
+    tail: (expiresIn: number) => [string, string][],
+  ): Promise<string> {
+    const { base, credentials, expiresIn, amzDate, scope, signingKey } = await this.context(requestedExpiry, signingDate);
 
     const params: [string, string][] = [
       ['X-Amz-Algorithm', ALGORITHM],
@@ -115,22 +156,12 @@ export class UrlSigner {
     ];
     if (credentials.sessionToken) params.push(['X-Amz-Security-Token', encodeRfc3986(credentials.sessionToken)]);
     params.push(['X-Amz-SignedHeaders', 'host']);
-    if (options.responseCacheControl !== undefined) {
-      const value = typeof options.responseCacheControl === 'function' ? options.responseCacheControl(expiresIn) : options.responseCacheControl;
-      params.push(['response-cache-control', encodeRfc3986(value)]);
-    }
-    if (options.responseContentDisposition !== undefined) {
-      params.push(['response-content-disposition', encodeRfc3986(options.responseContentDisposition)]);
-    }
-    if (options.responseContentType !== undefined) {
-      params.push(['response-content-type', encodeRfc3986(options.responseContentType)]);
-    }
-    params.push(['x-id', 'GetObject']);
+    params.push(...tail(expiresIn));
     // Already in code-point order of names, which SigV4's canonical query requires.
     const query = params.map(([k, v]) => `${k}=${v}`).join('&');
 
     const path = base.pathPrefix + encodeKeyPath(key);
-    const canonicalRequest = `GET\n${path}\n${query}\nhost:${base.host}\n\nhost\n${UNSIGNED_PAYLOAD}`;
+    const canonicalRequest = `${method}\n${path}\n${query}\nhost:${base.host}\n\nhost\n${UNSIGNED_PAYLOAD}`;
     const stringToSign = `${ALGORITHM}\n${amzDate}\n${scope}\n${sha256Hex(canonicalRequest)}`;
     const signature = createHmac('sha256', signingKey).update(stringToSign).digest('hex');
 

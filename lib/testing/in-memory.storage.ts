@@ -15,6 +15,7 @@ import { nextOrAbort } from '../abortable.js';
 import type { CloudFrontCookies } from '../cloudfront-signer.js';
 import { SNIFF_BYTES } from '../content-sniffing.js';
 import { extensionFor, guessContentType } from '../content-type.js';
+import type { CompletedPart, CreateMultipartUploadOptions, MultipartCallOptions, MultipartUploadHandle, SignedPart, SignPartsOptions, UploadedPart } from '../direct-multipart.js';
 import {
   checkMaxBytes,
   claimName,
@@ -395,6 +396,30 @@ export class InMemoryStorage implements MediaStorageApi {
     this.objects.set(key, { ...pending, metadata: { ...pending.metadata }, lastModified: this.lastModifiedNow() });
     this.objects.delete(pendingKey);
     return { name: final, key, size: pending.data.length, etag: pending.etag, contentType: checked.contentType };
+  }
+
+  async createMultipartUpload(_options: CreateMultipartUploadOptions): Promise<MultipartUploadHandle> {
+    throw new StorageError('multipart direct uploads: not implemented yet');
+  }
+
+  async signParts(_name: string, _uploadId: string, _partNumbers: readonly number[], _options: SignPartsOptions = {}): Promise<SignedPart[]> {
+    throw new StorageError('multipart direct uploads: not implemented yet');
+  }
+
+  async listParts(_name: string, _uploadId: string, _options: MultipartCallOptions = {}): Promise<UploadedPart[]> {
+    throw new StorageError('multipart direct uploads: not implemented yet');
+  }
+
+  async completeMultipartUpload(_name: string, _uploadId: string, _parts: readonly CompletedPart[], _options: MultipartCallOptions = {}): Promise<StoredObject> {
+    throw new StorageError('multipart direct uploads: not implemented yet');
+  }
+
+  async abortMultipartUpload(_name: string, _uploadId: string, _options: MultipartCallOptions = {}): Promise<void> {
+    throw new StorageError('multipart direct uploads: not implemented yet');
+  }
+
+  nameForKey(_key: string): string {
+    throw new StorageError('multipart direct uploads: not implemented yet');
   }
 
   key(name: string): string {
