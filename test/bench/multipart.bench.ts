@@ -212,10 +212,13 @@ export async function runMultipartBench(sizeMiB = 512, rounds = 3): Promise<void
   try {
     await randomFile(path, size);
     await run(AWS, ['--endpoint-url', server.endpoint, 's3', 'mb', `s3://${bucket}`], awsEnv(server));
-    const startup = process.hrtime.bigint();
-    await run(AWS, ['--version'], awsEnv(server));
-    const awsStartup = seconds(startup);
+    const startups: number[] = [];
     for (let round = 0; round < rounds; round++) {
+      // The CLI's own start-up (Python, botocore) is part of what `aws s3 cp` costs a user, but a
+      // stricter figure leaves it out: `aws --version` is a lower bound of it.
+      const startup = process.hrtime.bigint();
+      await run(AWS, ['--version'], awsEnv(server));
+      startups.push(seconds(startup));
       awsRuns.push(await awsCopy(server, path, bucket));
       await raw.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'bench/aws.bin' }));
       saveRuns.push(await saveInChild(server, path, bucket));
@@ -224,8 +227,11 @@ export async function runMultipartBench(sizeMiB = 512, rounds = 3): Promise<void
     const awsSeconds = median(awsRuns);
     const saveSeconds = median(saveRuns.map((r) => r.seconds));
     const directSeconds = median(directRuns.map((r) => r.seconds));
+    const awsStartup = median(startups);
     const directRatio = awsSeconds / directSeconds;
     const saveRatio = awsSeconds / saveSeconds;
+    const directNet = (awsSeconds - awsStartup) / directSeconds;
+    const saveNet = (awsSeconds - awsStartup) / saveSeconds;
     const growth = median(directRuns.map((r) => r.appGrowthMiB));
     const savePeakGrowth = median(saveRuns.map((r) => r.peakMiB - r.rssBeforeMiB));
     // The defaults as resolved by the library itself (no partSize/queueSize given).
@@ -235,13 +241,13 @@ export async function runMultipartBench(sizeMiB = 512, rounds = 3): Promise<void
     console.log(`\n## Multipart: one ${sizeMiB} MiB file (random bytes), ${rounds} alternating rounds (median); ratio = throughput ours / aws s3 cp (above 1: faster)\n`);
     console.log(
       table([
-        ['uploader', 'seconds per round', 'MiB/s', 'ratio vs aws'],
-        [`direct: signParts() URLs, ${PARALLEL_PUTS} parallel PUTs of ${directRuns[0]!.partSize / MIB} MiB, completeMultipartUpload()`, list(directRuns.map((r) => r.seconds)), sizeMiB / directSeconds, directRatio],
-        [`save(name, fs.createReadStream(file)), default options`, list(saveRuns.map((r) => r.seconds)), sizeMiB / saveSeconds, saveRatio],
-        [`aws s3 cp (${aws.trim().split(' ')[0]}, defaults: 8 MiB parts, 10 at a time)`, list(awsRuns), sizeMiB / awsSeconds, 1],
+        ['uploader', 'seconds per round', 'MiB/s', 'ratio vs aws', 'ratio vs aws net of start-up'],
+        [`direct: signParts() URLs, ${PARALLEL_PUTS} parallel PUTs of ${directRuns[0]!.partSize / MIB} MiB, completeMultipartUpload()`, list(directRuns.map((r) => r.seconds)), sizeMiB / directSeconds, directRatio, directNet],
+        [`save(name, fs.createReadStream(file)), default options`, list(saveRuns.map((r) => r.seconds)), sizeMiB / saveSeconds, saveRatio, saveNet],
+        [`aws s3 cp (${aws.trim().split(' ')[0]}, defaults: 8 MiB parts, 10 at a time)`, list(awsRuns), sizeMiB / awsSeconds, 1, 1],
       ]),
     );
-    console.log(`(aws s3 cp times include the CLI's start-up; \`aws --version\` alone took ${awsStartup.toFixed(2)} s here)\n`);
+    console.log(`(aws s3 cp times include the CLI's start-up; \`aws --version\` alone took ${list(startups)} s, median ${awsStartup.toFixed(2)} s, subtracted in the last column)\n`);
     console.log(
       table([
         ['memory', 'MiB per round', 'median MiB', 'target'],
@@ -251,11 +257,13 @@ export async function runMultipartBench(sizeMiB = 512, rounds = 3): Promise<void
       ]),
     );
     console.log(
-      `\nsave() holds at most partSize x (queueSize + 1) = ${partSize / MIB} MiB x ${queueSize + 1} = ${bound} MiB of part buffers per upload with the defaults (queueSize ${queueSize} parts in flight, one filling).`,
+      `\nsave() holds at most partSize x (queueSize + 1) = ${partSize / MIB} MiB x ${queueSize + 1} = ${bound} MiB of part buffers per upload with the defaults (queueSize ${queueSize} parts in flight, one filling), plus 1 MiB of read-ahead; the source's own chunks (1 MiB each, copied into the parts) stay in RSS until V8 collects them, which is the rest of the peak.`,
     );
-    console.log(`target: direct ratio >= 0.9 -> ${directRatio >= 0.9 ? 'met' : 'NOT MET'}`);
+    const verdict = (ratio: number, net: number, target: number): string =>
+      `${ratio >= target ? 'met' : 'NOT MET'} (net of the CLI's start-up: ${net >= target ? 'met' : 'not met'})`;
+    console.log(`target: direct ratio >= 0.9 -> ${verdict(directRatio, directNet, 0.9)}`);
     console.log(`target: signing app RSS growth < 20 MiB -> ${growth < 20 ? 'met' : 'NOT MET'}`);
-    console.log(`target: save() ratio >= 1.0 -> ${saveRatio >= 1 ? 'met' : 'NOT MET'}`);
+    console.log(`target: save() ratio >= 1.0 -> ${verdict(saveRatio, saveNet, 1)}`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
     await abortOpenUploads(raw, bucket);
