@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { multipartUpload } from '../../lib/multipart-upload.js';
 import { READ_CHUNK, readInLargeChunks } from '../../lib/stream-chunks.js';
 import { storageFixture, type StorageFixture } from '../harness/nest-storage.js';
 import { deleteTestBucket, mediaOptions, rawClient, uniqueBucket } from '../harness/s3-test-env.js';
@@ -134,6 +135,17 @@ describe('byte streams are read 1 MiB at a time', () => {
     const name = await fx.storage.save('read-size/file.bin', stream, { overwrite: true });
     expect(largest).toBe(READ_CHUNK);
     expect(sha256(await fx.storage.read(name))).toBe(sha256(data));
+  }, 60_000);
+
+  it('on the server: multipartUpload() given an fs.ReadStream itself (collectstatic\'s large files) reads it 1 MiB at a time too', async () => {
+    const data = randomBytes(11 * MIB + 3);
+    const file = join(dir, 'direct-stream.bin');
+    writeFileSync(file, data);
+    const stream = createReadStream(file);
+    const out = await multipartUpload(fx.client, { Bucket: bucket, Key: 'read-size/direct.bin' }, stream, { partSize: PART, queueSize: QUEUE });
+    expect(out.size).toBe(data.length);
+    expect(stream.readableHighWaterMark).toBe(READ_CHUNK);
+    expect(sha256(await fx.storage.read('read-size/direct.bin'))).toBe(sha256(data));
   }, 60_000);
 
   it('on the server: save() of a stream that pushes synchronously in odd chunks stores every byte in order', async () => {
