@@ -133,6 +133,8 @@ function putPart(agent: Agent, url: string, path: string, start: number, end: nu
 
 interface DirectRun {
   seconds: number;
+  /** Of which completeMultipartUpload() (ListParts, the sniffing GET, publishing). */
+  completeSeconds: number;
   appGrowthMiB: number;
   parts: number;
   partSize: number;
@@ -165,17 +167,19 @@ async function directUpload(server: BenchServer, path: string, size: number, buc
       await call(port, '/abort', { name: handle.name, uploadId: handle.uploadId }).catch(() => undefined);
       throw error;
     }
+    const completing = process.hrtime.bigint();
     const stored = await call<{ key: string; size: number }>(port, '/complete', {
       name: handle.name,
       uploadId: handle.uploadId,
       parts: etags.map((etag, i) => ({ partNumber: i + 1, etag })),
     });
+    const completeSeconds = seconds(completing);
     const elapsed = seconds(start);
     const { hwm } = memoryOf(child.pid!);
     if (stored.size !== size) throw new Error(`direct upload stored ${stored.size} bytes, not ${size}`);
     const raw = rawS3Client(server);
     await raw.send(new DeleteObjectCommand({ Bucket: bucket, Key: stored.key })).finally(() => raw.destroy());
-    return { seconds: elapsed, appGrowthMiB: hwm - before, parts: count, partSize };
+    return { seconds: elapsed, completeSeconds, appGrowthMiB: hwm - before, parts: count, partSize };
   } finally {
     agent.destroy();
     child.kill('SIGTERM');
@@ -247,6 +251,7 @@ export async function runMultipartBench(sizeMiB = 512, rounds = 3): Promise<void
         [`aws s3 cp (${aws.trim().split(' ')[0]}, defaults: 8 MiB parts, 10 at a time)`, list(awsRuns), sizeMiB / awsSeconds, 1, 1],
       ]),
     );
+    console.log(`(direct: of which completeMultipartUpload() ${list(directRuns.map((r) => r.completeSeconds))} s)`);
     console.log(`(aws s3 cp times include the CLI's start-up; \`aws --version\` alone took ${list(startups)} s, median ${awsStartup.toFixed(2)} s, subtracted in the last column)\n`);
     console.log(
       table([
