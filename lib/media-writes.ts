@@ -22,7 +22,7 @@ import {
   StorageTimeoutError,
   UploadRejectedError,
 } from './storage.errors.js';
-import { ChunkEncoder, readStreamSize } from './stream-chunks.js';
+import { ChunkEncoder, readInLargeChunks, readStreamSize } from './stream-chunks.js';
 
 /** A conditional write lost to an object that already exists under the name. */
 const PRECONDITION = new Set(['PreconditionFailed', 'ConditionalRequestConflict']);
@@ -245,6 +245,7 @@ export class MediaWrites {
     const encoder = new ChunkEncoder(`save(${describeName(name)})`);
     const head: Buffer[] = [];
     let size = 0;
+    readInLargeChunks(body);
     const iterator = body[Symbol.asyncIterator]();
     while (size <= limit) {
       const next = await nextOrAbort(iterator, options.signal);

@@ -3,7 +3,8 @@
  * behind on failure.
  *
  * Memory: at most `queueSize` parts in flight plus the one being filled, each about
- * `partSize` bytes. The source is read only when a slot is free (backpressure).
+ * `partSize` bytes. The source is read only when a slot is free (backpressure), and from the
+ * start: the first parts are read while the server creates the upload.
  * Failure (source error, S3 error, abort): in-flight part requests are cancelled, every one is
  * awaited, then the upload is aborted on the server, so no parts and no object remain. An
  * abort the server refuses is logged with the bucket, key and upload id: its parts stay
@@ -20,9 +21,11 @@ import {
 } from '@aws-sdk/client-s3';
 import { Logger } from '@nestjs/common';
 import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { crc32 } from 'node:zlib';
 import { nextOrAbort, unquote } from './abortable.js';
 import { errorDetail } from './s3-errors.js';
+import { readInLargeChunks } from './stream-chunks.js';
 import { describeName, UploadRejectedError } from './storage.errors.js';
 
 /** S3 allows at most 10,000 parts per upload. */
@@ -95,13 +98,15 @@ export async function multipartUpload(
   options.signal?.throwIfAborted();
   options.signal?.addEventListener('abort', onAbort, { once: true });
 
-  const created = await client
-    .send(new CreateMultipartUploadCommand({ ...createInput, ...(checksums && { ChecksumAlgorithm: 'CRC32' }) }), { abortSignal: controller.signal })
-    .catch((error: unknown) => {
-      options.signal?.removeEventListener('abort', onAbort);
-      throw error;
-    });
-  const uploadId = created.UploadId!;
+  // Created while the first parts are read, not before (Ceph takes tens of milliseconds to
+  // create an upload): the parts start as soon as it answers. Under the caller's signal only:
+  // a failing source must not cancel a create the server may have done already, which would
+  // leave an upload open that nobody knows; it is awaited and aborted instead.
+  const creating = client
+    .send(new CreateMultipartUploadCommand({ ...createInput, ...(checksums && { ChecksumAlgorithm: 'CRC32' }) }), { abortSignal: options.signal })
+    .then((created) => created.UploadId!);
+  // Awaited by the parts and on failure; this keeps an early rejection from being unhandled.
+  creating.catch(() => undefined);
   const parts: CompletedPart[] = [];
   const inFlight = new Set<Promise<void>>();
   let failure: unknown;
@@ -110,6 +115,7 @@ export async function multipartUpload(
 
   const uploadPart = async (partNumber: number, body: Buffer): Promise<void> => {
     const checksum = checksums ? crc32Base64(body) : undefined;
+    const uploadId = await creating;
     const out = await client.send(
       new UploadPartCommand({
         ...bucketKey,
@@ -153,6 +159,7 @@ export async function multipartUpload(
       { bucket: input.Bucket, key: input.Key },
     );
 
+  if (source instanceof Readable) readInLargeChunks(source);
   const iterator = source[Symbol.asyncIterator]();
   try {
     let partNumber = 0;
@@ -188,6 +195,7 @@ export async function multipartUpload(
     if (failure !== undefined) throw failure;
     options.signal?.throwIfAborted();
 
+    const uploadId = await creating;
     const out = await client.send(
       new CompleteMultipartUploadCommand({ ...bucketKey, UploadId: uploadId, IfMatch, IfNoneMatch, MultipartUpload: { Parts: parts } }),
       { abortSignal: controller.signal },
@@ -199,6 +207,9 @@ export async function multipartUpload(
     controller.abort(cause);
     void iterator.return?.()?.catch(() => undefined);
     await Promise.allSettled(inFlight);
+    // Nothing to abort when the create failed (or was cancelled by the caller).
+    const uploadId = await creating.catch(() => undefined);
+    if (uploadId === undefined) throw cause;
     // A fresh signal: the caller's abort must not cancel the clean-up.
     await client.send(new AbortMultipartUploadCommand({ ...bucketKey, UploadId: uploadId })).catch((abortError: unknown) => {
       const reason = errorDetail(abortError);

@@ -4,6 +4,7 @@
  * S3_TEST_ENDPOINT / S3_TEST_ACCESS_KEY / S3_TEST_SECRET_KEY (test/s3-server/ceph.sh writes them).
  */
 import { runMemoryBench } from './memory.bench.js';
+import { runMultipartBench } from './multipart.bench.js';
 import { runStaticBench } from './static.bench.js';
 import { runUploadBench } from './upload.bench.js';
 import { runUrlBench } from './url.bench.js';
@@ -17,6 +18,7 @@ async function main(): Promise<void> {
   if (!only || only === 'upload') await runUploadBench();
   if (!only || only === 'memory') await runMemoryBench();
   if (!only || only === 'static') await runStaticBench();
+  if (!only || only === 'multipart') await runMultipartBench();
 }
 
 main().catch((error: unknown) => {
