@@ -581,6 +581,7 @@ function crossFieldProblems(plain: Record<string, unknown>): string[] {
     );
   }
   problems.push(...urlCacheProblems(media));
+  problems.push(...lifecycleProblems(media));
   problems.push(...publicReadProblems(media, isObject(plain.static) ? plain.static : undefined));
   if (media && isObject(media.objectParameters) && isObject(media.objectParameters.metadata)) {
     for (const [k, v] of Object.entries(media.objectParameters.metadata)) {
@@ -588,6 +589,20 @@ function crossFieldProblems(plain: Record<string, unknown>): string[] {
     }
   }
   return problems;
+}
+
+/**
+ * A resumable upload's record lives under `.pending/`: expired before S3 aborts the upload, the
+ * upload could no longer be completed, yet its parts would stay billed until then.
+ */
+function lifecycleProblems(media: Record<string, unknown> | undefined): string[] {
+  if (!media || !isObject(media.lifecycle)) return [];
+  const days = resolveLifecycle(media.lifecycle as StorageLifecycleOptions);
+  if (!days || typeof days.expirePendingDays !== 'number' || typeof days.abortIncompleteMultipartUploadDays !== 'number') return [];
+  if (days.expirePendingDays >= days.abortIncompleteMultipartUploadDays) return [];
+  return [
+    `media.lifecycle: expirePendingDays (${days.expirePendingDays}) must be at least abortIncompleteMultipartUploadDays (${days.abortIncompleteMultipartUploadDays}): the record of a resumable upload is kept under ".pending/", and once it expires the upload can no longer be completed; raise expirePendingDays or lower abortIncompleteMultipartUploadDays`,
+  ];
 }
 
 /** Day counts with the defaults (7 and 7: slow resumable uploads survive a week); undefined when off. */
