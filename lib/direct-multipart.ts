@@ -231,9 +231,7 @@ export class DirectMultipart {
     checkPartNumbers(partNumbers, this.key(final));
     const key = this.key(pendingName(final));
     const expiresIn = options.expiresIn ?? this.context.options.urlExpiresIn;
-    if (!Number.isInteger(expiresIn) || expiresIn < 1 || expiresIn > 604_800) {
-      throw this.rejected(key, 'bad-request', `signParts(): expiresIn must be a whole number of seconds from 1 to 604800 (7 days) (got ${String(expiresIn)})`);
-    }
+    checkPartUrlExpiry(expiresIn, key);
     return Promise.all(
       partNumbers.map(async (partNumber) => ({ partNumber, url: await this.context.signer.signUploadPart(key, { uploadId, partNumber, expiresIn }) })),
     );
@@ -683,6 +681,13 @@ function lockKey(recordKey: string): string {
 export function checkUploadId(uploadId: string, key: string): void {
   if (typeof uploadId !== 'string' || uploadId.length === 0 || uploadId.length > MAX_UPLOAD_ID || /[\u0000-\u001f\u007f]/.test(uploadId)) {
     throw new UploadRejectedError('bad-request', `the upload id must be the non-empty string createMultipartUpload() returned (got ${describeName(uploadId)})`, { key });
+  }
+}
+
+/** `signParts()`'s `expiresIn`: a caller's input, so a 400 (`bad-request`), not a configuration error. */
+export function checkPartUrlExpiry(expiresIn: number, key: string): void {
+  if (!Number.isInteger(expiresIn) || expiresIn < 1 || expiresIn > 604_800) {
+    throw new UploadRejectedError('bad-request', `signParts(): expiresIn must be a whole number of seconds from 1 to 604800 (7 days) (got ${String(expiresIn)})`, { key });
   }
 }
 

@@ -597,8 +597,9 @@ function crossFieldProblems(plain: Record<string, unknown>): string[] {
  */
 function lifecycleProblems(media: Record<string, unknown> | undefined): string[] {
   if (!media || !isObject(media.lifecycle)) return [];
-  const days = resolveLifecycle(media.lifecycle as StorageLifecycleOptions);
-  if (!days || typeof days.expirePendingDays !== 'number' || typeof days.abortIncompleteMultipartUploadDays !== 'number') return [];
+  const days = media.lifecycle as StorageLifecycleOptions;
+  // Only when both are given: abortIncompleteMultipartUploadDays defaults to fit expirePendingDays.
+  if (typeof days.expirePendingDays !== 'number' || typeof days.abortIncompleteMultipartUploadDays !== 'number') return [];
   if (days.expirePendingDays >= days.abortIncompleteMultipartUploadDays) return [];
   return [
     `media.lifecycle: expirePendingDays (${days.expirePendingDays}) must be at least abortIncompleteMultipartUploadDays (${days.abortIncompleteMultipartUploadDays}): the record of a resumable upload is kept under ".pending/", and once it expires the upload can no longer be completed; raise expirePendingDays or lower abortIncompleteMultipartUploadDays`,
@@ -609,7 +610,9 @@ function lifecycleProblems(media: Record<string, unknown> | undefined): string[]
 function resolveLifecycle(lifecycle: MediaStorageOptions['lifecycle']): ResolvedLifecycleOptions | undefined {
   if (!lifecycle) return undefined;
   const days = lifecycle === true ? {} : lifecycle;
-  return { abortIncompleteMultipartUploadDays: days.abortIncompleteMultipartUploadDays ?? 7, expirePendingDays: days.expirePendingDays ?? 7 };
+  const expirePendingDays = days.expirePendingDays ?? 7;
+  // Never later than the records of resumable uploads expire (see lifecycleProblems).
+  return { abortIncompleteMultipartUploadDays: days.abortIncompleteMultipartUploadDays ?? Math.min(7, expirePendingDays), expirePendingDays };
 }
 
 /**
