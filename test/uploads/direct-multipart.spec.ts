@@ -243,7 +243,7 @@ describe('failures and races: nothing left behind, nothing published twice', () 
   }, 60_000);
 
   it('a server failure after the upload was assembled (CopyObject) keeps the assembled object and the record: a retry resumes from there, with no second Complete', async () => {
-    const handle = await fx.storage.createMultipartUpload({ prefix: 'failing', maxBytes: 10 * MIB, allowedTypes: ['image/png'] });
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'failing', contentType: 'image/png', maxBytes: 10 * MIB, allowedTypes: ['image/png'] });
     const data = pngFile(1000);
     const parts = await putParts(fx.storage, handle, data, 8 * MIB, 'failing');
     const release = failing(fx, 'CopyObjectCommand');
