@@ -483,6 +483,7 @@ export class DirectMultipart {
       }
       // A lock of a process that died mid-complete would block the upload for good: one older
       // than lockStaleMs is deleted (If-Match: only that lock, not a newer one) and taken.
+      // Ceph ignores If-Match on DeleteObject: two takeovers in one instant are not excluded there.
       if (attempt > 0) return false;
       const held = await this.head(lockKey(recordKey), signal);
       if (held && (!held.LastModified || Date.now() - held.LastModified.getTime() < this.lockStaleMs)) return false;
