@@ -290,8 +290,8 @@ export class DirectMultipart {
         // that failed after Complete (resumed here).
         const published = await this.publishedFrom(final, options.signal);
         if (published) {
-          ended = true;
           assembled = (await this.ownPending(key, options.signal)) !== undefined;
+          ended = true;
           return published;
         }
         head = await this.ownPending(key, options.signal);
