@@ -12,7 +12,11 @@
  * - Complete checks the parts with ListParts, assembles the object under `.pending/`, reads its
  *   first bytes, and only then publishes it with `copy()` (one CopyObject, or UploadPartCopy in
  *   parallel ranges above `multipartCopyThreshold`, onto a name reserved under If-None-Match).
- *   Any failure aborts the upload and deletes what it made.
+ *   A refusal (limits, parts, bytes) aborts the upload and deletes what it made; any other
+ *   failure (a 5xx, a timeout, the caller's abort) keeps the parts, or the assembled object,
+ *   and the record, so that a retried complete resumes where this one stopped.
+ * - The record carries a MAC (a key derived one-way from the signer's secret) over key, upload
+ *   id and its JSON: a record nobody but this library could have written is no record.
  */
 import {
   AbortMultipartUploadCommand,
@@ -25,15 +29,16 @@ import {
   PutObjectCommand,
   type HeadObjectCommandOutput,
 } from '@aws-sdk/client-s3';
-import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { unquote } from './abortable.js';
 import { SNIFF_BYTES } from './content-sniffing.js';
 import { inspectUpload, PENDING_PREFIX, pendingName, uploadName, type Rejection } from './direct-uploads.js';
 import { normalizeName, toKey } from './key-normalizer.js';
 import type { MediaContext, StoredObject } from './media-storage.types.js';
 import { isPreconditionFailure } from './media-writes.js';
+import type { InternalCopyOptions } from './object-operations.js';
 import { codeOf, errorDetail, statusOf } from './s3-errors.js';
-import { describeName, InvalidKeyError, ObjectNotFoundError, StorageError, UploadRejectedError } from './storage.errors.js';
+import { describeName, InvalidKeyError, ObjectNotFoundError, StorageError, StorageOperationError, UploadRejectedError } from './storage.errors.js';
 
 /** Options of `createMultipartUpload()`. */
 export interface CreateMultipartUploadOptions {
@@ -124,12 +129,16 @@ export const MULTIPART_RECORDS = `${PENDING_PREFIX}/.multipart`;
 export const MULTIPART_METADATA = 'nss3-multipart';
 /** Domain separation: this derived key makes multipart marks and nothing else. */
 const MARK_KEY_LABEL = 'nestjs-s3-storage multipart mark v1';
+/** Domain separation: this derived key makes the MACs of upload records and nothing else. */
+const RECORD_KEY_LABEL = 'nestjs-s3-storage multipart record v1';
 /** The default prefix, as for `createUpload()`. */
 const DEFAULT_PREFIX = 'uploads';
 /** The generated, unguessable folder of each upload: 16 random bytes, base64url. */
 const RANDOM_SEGMENT = /^[A-Za-z0-9_-]{22}$/;
 /** How long a complete waits for a concurrent complete of the same upload to publish. */
 const LOCK_WAIT_MS = 30_000;
+/** A lock older than this (by its Last-Modified) was left by a process that died: taken over. */
+const LOCK_STALE_MS = 15 * 60_000;
 const LOCK_POLL_MS = 250;
 /** Upload ids are opaque; AWS's are ~150 characters. Anything far longer is not one. */
 const MAX_UPLOAD_ID = 1024;
@@ -152,12 +161,16 @@ export interface DirectMultipartContext extends MediaContext {
    * `overwrite: false` it reserves the name with a conditional PUT first, and above
    * `multipartCopyThreshold` it copies with UploadPartCopy.
    */
-  copy: (from: string, to: string, options: { overwrite: boolean; signal?: AbortSignal }) => Promise<string>;
+  copy: (from: string, to: string, options: InternalCopyOptions & { overwrite: boolean }) => Promise<string>;
 }
 
 /** Presigned multipart uploads for one media storage. */
 export class DirectMultipart {
   private readonly bucket: string;
+  /** @internal How long a complete waits for a concurrent one (tests lower it). */
+  lockWaitMs = LOCK_WAIT_MS;
+  /** @internal The age after which a lock counts as abandoned (tests lower it). */
+  lockStaleMs = LOCK_STALE_MS;
 
   constructor(private readonly context: DirectMultipartContext) {
     this.bucket = context.options.bucket;
@@ -192,12 +205,13 @@ export class DirectMultipart {
     const uploadId = created.UploadId!;
     const record: MultipartRecord = { v: 1, name, prefix, maxBytes: options.maxBytes, allowedTypes: options.allowedTypes, contentType: options.contentType };
     try {
+      const sealed = await this.sealRecord(key, uploadId, record);
       await this.context.call('createMultipartUpload', this.recordKey(key, uploadId), options.signal, (abortSignal) =>
         this.context.client.send(
           new PutObjectCommand({
             Bucket: this.bucket,
             Key: this.recordKey(key, uploadId),
-            Body: JSON.stringify(record),
+            Body: sealed,
             ContentType: 'application/json',
             CacheControl: 'no-store',
           }),
@@ -217,6 +231,7 @@ export class DirectMultipart {
     checkPartNumbers(partNumbers, this.key(final));
     const key = this.key(pendingName(final));
     const expiresIn = options.expiresIn ?? this.context.options.urlExpiresIn;
+    checkPartUrlExpiry(expiresIn, key);
     return Promise.all(
       partNumbers.map(async (partNumber) => ({ partNumber, url: await this.context.signer.signUploadPart(key, { uploadId, partNumber, expiresIn }) })),
     );
@@ -240,69 +255,102 @@ export class DirectMultipart {
     checkUploadId(uploadId, key);
     const given = checkCompletedParts(parts, (message) => this.rejected(key, 'bad-request', message));
     const recordKey = this.recordKey(key, uploadId);
-    const record = await this.readRecord(recordKey, options.signal);
+    const record = await this.readRecord(key, uploadId, options.signal);
     if (!record || record.name !== final) {
       // Completed before (a retry after a lost answer): the published object, never a second one.
       const published = await this.publishedFrom(final, options.signal);
       if (published) return published;
+      // No (valid) record, so the limits are unknown: the upload can never be completed, and
+      // its parts would stay billed until the lifecycle rule aborts it.
+      await this.abortQuietly(key, uploadId);
+      if (record === null) await this.removeQuietly(recordKey);
       throw this.noSuchUpload(key, final);
     }
     if (!(await this.lock(recordKey, options.signal))) {
       const published = await this.waitForOther(final, recordKey);
       if (published === 'ended') throw this.noSuchUpload(key, final);
       if (published) return published;
-      throw this.rejected(key, 'conflict', `another completeMultipartUpload() of "${final}" is in progress or was interrupted; nothing was published by this call (start a new upload to try again)`);
+      throw this.rejected(key, 'conflict', `another completeMultipartUpload() of "${final}" is in progress; nothing was published by this call (retry shortly)`);
     }
 
+    // `assembled`: the object under .pending/ is this upload's (Complete succeeded, or a retry
+    // found it marked). `ended`: the upload is over (published or refused): nothing of it stays.
     let assembled = false;
-    let publishedName: string | undefined;
+    let ended = false;
     try {
-      let listed: UploadedPart[];
+      let listed: UploadedPart[] | undefined;
       try {
         listed = await this.allParts('completeMultipartUpload', key, uploadId, options.signal);
       } catch (error) {
         if (!isNoSuchUpload(error)) throw error;
-        // A concurrent complete finished between our record read and our lock.
-        const published = await this.publishedFrom(final, options.signal);
-        if (published) return published;
-        throw this.noSuchUpload(key, final);
       }
-      const problem = checkParts(given, listed, record.maxBytes);
-      if (problem) throw this.rejected(key, problem.reason, `${problem.message}; the upload "${final}" was aborted`);
-
-      await this.context.call('completeMultipartUpload', key, options.signal, (abortSignal) =>
-        this.context.client.send(
-          new CompleteMultipartUploadCommand({
-            Bucket: this.bucket,
-            Key: key,
-            UploadId: uploadId,
-            MultipartUpload: { Parts: listed.map((p) => ({ PartNumber: p.partNumber, ETag: `"${p.etag}"` })) },
-          }),
-          { abortSignal },
-        ),
-      );
-      assembled = true;
-      // Ceph answers Complete with an empty ETag; HEAD has the real one.
-      const head = await this.head(key, options.signal);
-      if (!head) throw this.noSuchUpload(key, final);
+      let head: HeadObjectCommandOutput | undefined;
+      if (listed === undefined) {
+        // Assembled already: by a concurrent complete that published it, or by an earlier call
+        // that failed after Complete (resumed here).
+        const published = await this.publishedFrom(final, options.signal);
+        if (published) {
+          assembled = (await this.ownPending(key, options.signal)) !== undefined;
+          ended = true;
+          return published;
+        }
+        head = await this.ownPending(key, options.signal);
+        if (!head) {
+          ended = true;
+          throw this.noSuchUpload(key, final);
+        }
+        assembled = true;
+      } else {
+        const problem = checkParts(given, listed, record.maxBytes);
+        if (problem) {
+          ended = true;
+          throw this.rejected(key, problem.reason, `${problem.message}; the upload "${final}" was aborted`);
+        }
+        await this.context.call('completeMultipartUpload', key, options.signal, (abortSignal) =>
+          this.context.client.send(
+            new CompleteMultipartUploadCommand({
+              Bucket: this.bucket,
+              Key: key,
+              UploadId: uploadId,
+              MultipartUpload: { Parts: listed!.map((p) => ({ PartNumber: p.partNumber, ETag: `"${p.etag}"` })) },
+            }),
+            { abortSignal },
+          ),
+        );
+        assembled = true;
+        // Ceph answers Complete with an empty ETag; HEAD has the real one.
+        head = await this.head(key, options.signal);
+        if (!head) {
+          ended = true;
+          throw this.noSuchUpload(key, final);
+        }
+      }
       const etag = unquote(head.ETag);
       const checked = await inspectUpload(
         { size: head.ContentLength ?? 0 },
         { maxBytes: record.maxBytes, allowedTypes: record.allowedTypes, contentType: record.contentType },
         () => this.firstBytes(key, etag, options.signal),
       );
-      if ('reason' in checked) throw this.rejected(key, checked.reason, `${checked.message}; the upload "${final}" was deleted`);
+      if ('reason' in checked) {
+        ended = true;
+        throw this.rejected(key, checked.reason, `${checked.message}; the upload "${final}" was deleted`);
+      }
 
-      publishedName = await this.context.copy(pendingName(final), final, { overwrite: false, signal: options.signal });
+      // Bound to the bytes just checked: a pending object replaced since fails the copy.
+      const publishedName = await this.context.copy(pendingName(final), final, { overwrite: false, signal: options.signal, expectedSourceETag: etag });
+      ended = true;
       const published = await this.head(this.key(publishedName), undefined);
       if (!published) throw new StorageError(`completeMultipartUpload(): "${publishedName}" was published but is gone already (deleted by another call?)`, { bucket: this.bucket, key: this.key(publishedName), endpoint: this.context.endpointLabel });
       return { name: publishedName, key: this.key(publishedName), size: published.ContentLength ?? 0, etag: unquote(published.ETag), contentType: published.ContentType ?? checked.contentType };
     } finally {
-      // Whatever happened, nothing of the upload stays: not the parts, not the assembled
-      // object under .pending/, not the record, not the lock. The published object stays.
-      if (!assembled && publishedName === undefined) await this.abortQuietly(key, uploadId);
-      await this.removeQuietly(key);
-      await this.removeQuietly(recordKey);
+      if (ended) {
+        // Published or refused: nothing of the upload stays but a published object.
+        if (!assembled) await this.abortQuietly(key, uploadId);
+        else await this.removeQuietly(key);
+        await this.removeQuietly(recordKey);
+      }
+      // Otherwise (a 5xx, a timeout, the caller's abort) the parts or the assembled object and
+      // the record stay, for a retry to resume from; only the lock goes.
       await this.removeQuietly(lockKey(recordKey));
     }
   }
@@ -319,7 +367,11 @@ export class DirectMultipart {
       // Aborted, completed or expired already: there is nothing left to abort.
       if (!isNoSuchUpload(error)) throw error;
     }
+    // A complete that failed after Complete leaves the assembled object: ours only when marked.
+    const pending = await this.ownPending(key, options.signal);
+    if (pending) await this.remove(key, undefined);
     await this.remove(this.recordKey(key, uploadId), undefined);
+    await this.remove(lockKey(this.recordKey(key, uploadId)), undefined);
   }
 
   nameForKey(key: string): string {
@@ -339,30 +391,79 @@ export class DirectMultipart {
         this.context.client.send(new ListPartsCommand({ Bucket: this.bucket, Key: key, UploadId: uploadId, PartNumberMarker: marker }), { abortSignal }),
       );
       for (const part of out.Parts ?? []) parts.push({ partNumber: part.PartNumber!, etag: unquote(part.ETag), size: part.Size ?? 0 });
+      if (!out.IsTruncated) break;
       const next = out.NextPartNumberMarker;
-      if (!out.IsTruncated || next === undefined || next === marker) break;
+      if (next === undefined || next === '' || next === marker) {
+        // Ending here would judge the upload by some of its parts.
+        throw new StorageOperationError(operation, `ListParts answered a truncated page without a usable NextPartNumberMarker (after ${parts.length} parts); the server's paging is broken, nothing was changed`, {
+          bucket: this.bucket,
+          key,
+          endpoint: this.context.endpointLabel,
+        });
+      }
       marker = next;
     }
     return parts.sort((a, b) => a.partNumber - b.partNumber);
   }
 
-  private async readRecord(recordKey: string, signal: AbortSignal | undefined): Promise<MultipartRecord | undefined> {
+  /**
+   * The record of the upload: undefined when there is none, null when there is one this library
+   * did not write (no valid MAC: written by someone else), which counts as none.
+   */
+  private async readRecord(key: string, uploadId: string, signal: AbortSignal | undefined): Promise<MultipartRecord | null | undefined> {
+    const recordKey = this.recordKey(key, uploadId);
+    let text: string;
     try {
       const out = await this.context.call('completeMultipartUpload', recordKey, signal, (abortSignal) =>
         this.context.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: recordKey }), { abortSignal }),
       );
-      const record = JSON.parse(await out.Body!.transformToString()) as MultipartRecord;
-      if (record?.v !== 1 || typeof record.name !== 'string' || typeof record.maxBytes !== 'number') {
-        throw new StorageError(`completeMultipartUpload(): the record at "${recordKey}" is not one this library wrote; nothing was published`, { bucket: this.bucket, key: recordKey, endpoint: this.context.endpointLabel });
-      }
-      return record;
+      text = await out.Body!.transformToString();
     } catch (error) {
       if (error instanceof ObjectNotFoundError) return undefined;
-      if (error instanceof SyntaxError) {
-        throw new StorageError(`completeMultipartUpload(): the record at "${recordKey}" is not valid JSON; nothing was published`, { bucket: this.bucket, key: recordKey, endpoint: this.context.endpointLabel, cause: error });
-      }
       throw error;
     }
+    const sealed = (() => {
+      try {
+        return JSON.parse(text) as { record?: unknown; mac?: unknown };
+      } catch {
+        return undefined;
+      }
+    })();
+    if (!sealed || typeof sealed.record !== 'string' || typeof sealed.mac !== 'string') return this.forged(recordKey);
+    const expected = Buffer.from(await this.recordMac(key, uploadId, sealed.record));
+    const given = Buffer.from(sealed.mac);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) return this.forged(recordKey);
+    const record = JSON.parse(sealed.record) as MultipartRecord;
+    if (record?.v !== 1 || typeof record.name !== 'string' || typeof record.maxBytes !== 'number') return this.forged(recordKey);
+    return record;
+  }
+
+  private forged(recordKey: string): null {
+    this.context.logger.warn(`the multipart upload record ${describeName(recordKey)} in bucket "${this.bucket}" has no valid MAC (not written by this library, or by another secret); the upload is treated as unknown and aborted`);
+    return null;
+  }
+
+  /** The record as stored: its JSON and a MAC over key, upload id and that JSON. */
+  private async sealRecord(key: string, uploadId: string, record: MultipartRecord): Promise<string> {
+    const json = JSON.stringify(record);
+    return JSON.stringify({ record: json, mac: await this.recordMac(key, uploadId, json) });
+  }
+
+  private async recordMac(key: string, uploadId: string, json: string): Promise<string> {
+    const secret = await this.context.signer.deriveKey(RECORD_KEY_LABEL);
+    return createHmac('sha256', secret).update(`${this.bucket}\n${key}\n${uploadId}\n${json}`).digest('base64url');
+  }
+
+  /** The object under `.pending/` when it is this upload's assembled object (it carries the mark). */
+  private async ownPending(key: string, signal: AbortSignal | undefined): Promise<HeadObjectCommandOutput | undefined> {
+    const head = await this.head(key, signal);
+    if (!head) return undefined;
+    return head.Metadata?.[MULTIPART_METADATA] === (await this.mark(this.finalKeyOf(key))) ? head : undefined;
+  }
+
+  /** `<location>/.pending/<name>` → `<location>/<name>`. */
+  private finalKeyOf(pendingKey: string): string {
+    return this.key(multipartNameForKey(this.context.options.location, pendingKey));
   }
 
   /**
@@ -371,14 +472,30 @@ export class DirectMultipart {
    * @returns false when another complete holds it
    */
   private async lock(recordKey: string, signal: AbortSignal | undefined): Promise<boolean> {
-    try {
-      await this.context.call('completeMultipartUpload', lockKey(recordKey), signal, (abortSignal) =>
-        this.context.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: lockKey(recordKey), Body: Buffer.alloc(0), IfNoneMatch: '*', CacheControl: 'no-store' }), { abortSignal }),
-      );
-      return true;
-    } catch (error) {
-      if (isPreconditionFailure(error)) return false;
-      throw error;
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await this.context.call('completeMultipartUpload', lockKey(recordKey), signal, (abortSignal) =>
+          this.context.client.send(new PutObjectCommand({ Bucket: this.bucket, Key: lockKey(recordKey), Body: Buffer.alloc(0), IfNoneMatch: '*', CacheControl: 'no-store' }), { abortSignal }),
+        );
+        return true;
+      } catch (error) {
+        if (!isPreconditionFailure(error)) throw error;
+      }
+      // A lock of a process that died mid-complete would block the upload for good: one older
+      // than lockStaleMs is deleted (If-Match: only that lock, not a newer one) and taken.
+      // Ceph ignores If-Match on DeleteObject: two takeovers in one instant are not excluded there.
+      if (attempt > 0) return false;
+      const held = await this.head(lockKey(recordKey), signal);
+      if (held && (!held.LastModified || Date.now() - held.LastModified.getTime() < this.lockStaleMs)) return false;
+      if (!held) continue; // released meanwhile: try once more
+      this.context.logger.warn(`taking over the lock of a completeMultipartUpload() of ${describeName(recordKey)} that started at ${held.LastModified!.toISOString()} and never ended`);
+      try {
+        await this.context.call('completeMultipartUpload', lockKey(recordKey), signal, (abortSignal) =>
+          this.context.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: lockKey(recordKey), IfMatch: held.ETag }), { abortSignal }),
+        );
+      } catch (error) {
+        if (!isPreconditionFailure(error) && !(error instanceof ObjectNotFoundError)) throw error;
+      }
     }
   }
 
@@ -395,7 +512,7 @@ export class DirectMultipart {
    * publishing (it refused the upload: the record is gone), undefined when it is still running.
    */
   private async waitForOther(final: string, recordKey: string): Promise<StoredObject | 'ended' | undefined> {
-    const deadline = Date.now() + LOCK_WAIT_MS;
+    const deadline = Date.now() + this.lockWaitMs;
     for (;;) {
       const published = await this.publishedFrom(final, undefined);
       if (published) return published;
@@ -568,6 +685,13 @@ export function checkUploadId(uploadId: string, key: string): void {
   }
 }
 
+/** `signParts()`'s `expiresIn`: a caller's input, so a 400 (`bad-request`), not a configuration error. */
+export function checkPartUrlExpiry(expiresIn: number, key: string): void {
+  if (!Number.isInteger(expiresIn) || expiresIn < 1 || expiresIn > 604_800) {
+    throw new UploadRejectedError('bad-request', `signParts(): expiresIn must be a whole number of seconds from 1 to 604800 (7 days) (got ${String(expiresIn)})`, { key });
+  }
+}
+
 /** `signParts()`'s part numbers: 1 to 10,000 of them, each a whole number from 1 to 10,000. */
 export function checkPartNumbers(partNumbers: readonly number[], key: string): void {
   if (!Array.isArray(partNumbers) || partNumbers.length === 0 || partNumbers.length > MAX_PART_NUMBER) {
@@ -608,13 +732,14 @@ export function checkParts(given: readonly { partNumber: number; etag: string }[
   const total = listed.reduce((sum, part) => sum + part.size, 0);
   if (total > maxBytes) return { reason: 'too-large', message: `the parts add up to ${total} bytes, more than the ${maxBytes} allowed` };
   const held = new Map(listed.map((part) => [part.partNumber, part]));
+  const givenNumbers = new Set(given.map((part) => part.partNumber));
   for (const part of given) {
     const found = held.get(part.partNumber);
     if (!found) return { reason: 'parts-mismatch', message: `part ${part.partNumber} was not uploaded (the server holds ${listed.length === 0 ? 'no parts' : `parts ${listed.map((p) => p.partNumber).join(', ')}`})` };
     if (found.etag !== part.etag) return { reason: 'parts-mismatch', message: `part ${part.partNumber} has another ETag on the server than the one given (it was uploaded again, or the ETag is wrong)` };
   }
   if (given.length !== listed.length) {
-    const missing = listed.filter((part) => !given.some((g) => g.partNumber === part.partNumber)).map((p) => p.partNumber);
+    const missing = listed.filter((part) => !givenNumbers.has(part.partNumber)).map((p) => p.partNumber);
     return { reason: 'parts-mismatch', message: `the server holds parts the complete does not list (${missing.join(', ')}); give every part uploaded` };
   }
   if (total === 0) return { reason: 'empty', message: 'the file is empty' };
@@ -625,5 +750,7 @@ export function checkParts(given: readonly { partNumber: number; etag: string }[
 
 function isNoSuchUpload(error: unknown): boolean {
   const cause = error instanceof StorageError ? error.cause : error;
-  return codeOf(cause) === 'NoSuchUpload' || (error instanceof ObjectNotFoundError && statusOf(cause) === 404);
+  const code = codeOf(cause);
+  // A 404 without NoSuchUpload (NoSuchBucket, a proxy's page) is no answer about the upload.
+  return code === 'NoSuchUpload' || (error instanceof ObjectNotFoundError && statusOf(cause) === 404 && (code === undefined || code === 'NotFound' || code === 'NoSuchKey'));
 }

@@ -91,6 +91,8 @@ export interface DirectUploadContext {
 export const PENDING_PREFIX = '.pending';
 /** Where names are claimed before they are published, so only one confirmation writes them. */
 const CLAIMS_SEGMENT = '.claims';
+/** Under the pending prefix: the records of open resumable (multipart) uploads. */
+export const MULTIPART_SEGMENT = '.multipart';
 const CLAIMS_PREFIX = `${PENDING_PREFIX}/${CLAIMS_SEGMENT}`;
 /** Default lifetime of a presigned POST: enough to pick a file and start sending it. */
 export const DIRECT_UPLOAD_EXPIRES_IN = 300;
@@ -360,14 +362,15 @@ export async function inspectUpload(
 }
 
 /**
- * A normalized upload name. `.pending/…` holds uploads in waiting and `.pending/.claims/…`
- * the claims, so names starting with either segment could alias one of those keys: reserved.
+ * A normalized upload name. `.pending/…` holds uploads in waiting, `.pending/.claims/…` the
+ * claims and `.pending/.multipart/…` the records of resumable uploads, so names starting with
+ * any of those segments could alias one of those keys: reserved.
  */
 export function uploadName(name: string): string {
   const normalized = normalizeName(name);
   const first = normalized.split('/', 1)[0];
-  if (first === PENDING_PREFIX || first === CLAIMS_SEGMENT) {
-    throw new InvalidKeyError(name, `names starting with "${PENDING_PREFIX}/" or "${CLAIMS_SEGMENT}/" are reserved for direct uploads waiting for confirmUpload()`);
+  if (first === PENDING_PREFIX || first === CLAIMS_SEGMENT || first === MULTIPART_SEGMENT) {
+    throw new InvalidKeyError(name, `names starting with "${PENDING_PREFIX}/", "${CLAIMS_SEGMENT}/" or "${MULTIPART_SEGMENT}/" are reserved for direct uploads in waiting`);
   }
   return normalized;
 }

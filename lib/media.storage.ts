@@ -309,7 +309,7 @@ export class MediaStorage implements MediaStorageApi {
   /**
    * Presigned UploadPart URLs (PUT, for `publicEndpoint` when set) for parts 1 to 10,000 of an
    * open upload. No network request.
-   * @throws UploadRejectedError: `not-owner` for another prefix, `bad-request` for a bad part number
+   * @throws UploadRejectedError: `not-owner` for another prefix, `bad-request` for a bad part number or an `expiresIn` outside 1 to 604800
    */
   signParts(name: string, uploadId: string, partNumbers: readonly number[], options: SignPartsOptions = {}): Promise<SignedPart[]> {
     return this.directMultipart.signParts(name, uploadId, partNumbers, options);
@@ -323,15 +323,16 @@ export class MediaStorage implements MediaStorageApi {
   /**
    * Checks an upload and publishes it as `name`: the parts must be those S3 holds, their total
    * at most `maxBytes`, the first bytes an allowed type. Otherwise the upload is aborted (or the
-   * assembled object deleted) and nothing stays. A complete replayed after success returns the
+   * assembled object deleted) and nothing stays. Any other failure (a 5xx, a timeout, an abort)
+   * keeps the upload: call again to resume. A complete replayed after success returns the
    * published object; it never publishes twice.
-   * @throws UploadRejectedError (too-large, type-not-allowed, empty, parts-mismatch, not-owner, no-such-upload, bad-request)
+   * @throws UploadRejectedError (too-large, type-not-allowed, empty, parts-mismatch, not-owner, no-such-upload, bad-request; conflict while another complete of it runs: retry shortly); StorageOperationError / StorageAbortedError (the upload stays, retry)
    */
   completeMultipartUpload(name: string, uploadId: string, parts: readonly CompletedPart[], options: MultipartCallOptions = {}): Promise<StoredObject> {
     return this.directMultipart.complete(name, uploadId, parts, options);
   }
 
-  /** Aborts an open upload: its parts and its record are deleted. Aborting a finished or unknown one is a no-op. @throws UploadRejectedError (not-owner) */
+  /** Aborts an open upload: its parts, an object a failed complete assembled, its record and lock are deleted. Aborting a finished or unknown one is a no-op. @throws UploadRejectedError (not-owner) */
   abortMultipartUpload(name: string, uploadId: string, options: MultipartCallOptions = {}): Promise<void> {
     return this.directMultipart.abort(name, uploadId, options);
   }

@@ -43,6 +43,15 @@ export interface CopyOptions {
   signal?: AbortSignal;
 }
 
+/**
+ * `copy()`'s internal options: `expectedSourceETag` (unquoted) binds the copy to bytes the caller
+ * checked before; another source ETag fails the copy with a 412 before anything is written, and
+ * the ETag pins the copy itself (`x-amz-copy-source-if-match`).
+ */
+export interface InternalCopyOptions extends CopyOptions {
+  expectedSourceETag?: string;
+}
+
 /** One name `deleteMany()` could not delete. */
 export interface DeleteManyError {
   /** The name as it was passed in. */
@@ -104,13 +113,23 @@ export class ObjectOperations {
    * Copies `from` to `to` on the server and returns the name stored: `to`, or under
    * `overwrite: false` an alternative name when `to` is taken.
    */
-  async copy(from: string, to: string, options: CopyOptions = {}, operation = 'copy'): Promise<string> {
+  async copy(from: string, to: string, options: InternalCopyOptions = {}, operation = 'copy'): Promise<string> {
     const { options: media } = this.context;
     const sourceKey = this.key(from);
     const wanted = normalizeName(to);
     const targetKey = toKey(media.location, wanted);
     const overwrite = options.overwrite ?? media.overwrite;
     const source = await this.head(operation, sourceKey, options.signal);
+    // Ceph ignores x-amz-copy-source-if-match on UploadPartCopy: the HEAD is compared too.
+    if (options.expectedSourceETag !== undefined && unquote(source.ETag) !== options.expectedSourceETag) {
+      throw new StorageOperationError(operation, `the source ${describeName(sourceKey)} changed after it was checked; nothing was copied`, {
+        bucket: this.context.bucket,
+        key: sourceKey,
+        endpoint: this.context.endpointLabel,
+        status: 412,
+        s3Code: 'PreconditionFailed',
+      });
+    }
     if (overwrite && targetKey === sourceKey) return wanted;
 
     if (overwrite) {

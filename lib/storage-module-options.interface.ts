@@ -185,8 +185,10 @@ export interface StorageCorsRule {
 export interface StorageLifecycleOptions {
   /**
    * Days after which S3 aborts a multipart upload that was never completed (and deletes its
-   * parts), under the media `location`.
-   * @default 7
+   * parts), under the media `location`. At most `expirePendingDays` (a configuration error
+   * otherwise): the record of a resumable upload lives under `.pending/`, and an upload whose
+   * record expired can no longer be completed.
+   * @default 7, or `expirePendingDays` when that is smaller
    */
   abortIncompleteMultipartUploadDays?: number;
   /**

@@ -588,6 +588,7 @@ function crossFieldProblems(plain: Record<string, unknown>): string[] {
     );
   }
   problems.push(...urlCacheProblems(media));
+  problems.push(...lifecycleProblems(media));
   problems.push(...publicReadProblems(media, isObject(plain.static) ? plain.static : undefined));
   if (media && isObject(media.objectParameters) && isObject(media.objectParameters.metadata)) {
     for (const [k, v] of Object.entries(media.objectParameters.metadata)) {
@@ -597,11 +598,28 @@ function crossFieldProblems(plain: Record<string, unknown>): string[] {
   return problems;
 }
 
+/**
+ * A resumable upload's record lives under `.pending/`: expired before S3 aborts the upload, the
+ * upload could no longer be completed, yet its parts would stay billed until then.
+ */
+function lifecycleProblems(media: Record<string, unknown> | undefined): string[] {
+  if (!media || !isObject(media.lifecycle)) return [];
+  const days = media.lifecycle as StorageLifecycleOptions;
+  // Only when both are given: abortIncompleteMultipartUploadDays defaults to fit expirePendingDays.
+  if (typeof days.expirePendingDays !== 'number' || typeof days.abortIncompleteMultipartUploadDays !== 'number') return [];
+  if (days.expirePendingDays >= days.abortIncompleteMultipartUploadDays) return [];
+  return [
+    `media.lifecycle: expirePendingDays (${days.expirePendingDays}) must be at least abortIncompleteMultipartUploadDays (${days.abortIncompleteMultipartUploadDays}): the record of a resumable upload is kept under ".pending/", and once it expires the upload can no longer be completed; raise expirePendingDays or lower abortIncompleteMultipartUploadDays`,
+  ];
+}
+
 /** Day counts with the defaults (7 and 7: slow resumable uploads survive a week); undefined when off. */
 function resolveLifecycle(lifecycle: MediaStorageOptions['lifecycle']): ResolvedLifecycleOptions | undefined {
   if (!lifecycle) return undefined;
   const days = lifecycle === true ? {} : lifecycle;
-  return { abortIncompleteMultipartUploadDays: days.abortIncompleteMultipartUploadDays ?? 7, expirePendingDays: days.expirePendingDays ?? 7 };
+  const expirePendingDays = days.expirePendingDays ?? 7;
+  // Never later than the records of resumable uploads expire (see lifecycleProblems).
+  return { abortIncompleteMultipartUploadDays: days.abortIncompleteMultipartUploadDays ?? Math.min(7, expirePendingDays), expirePendingDays };
 }
 
 /**

@@ -15,6 +15,7 @@ import {
   checkUploadId,
   MULTIPART_METADATA,
   multipartName,
+  checkPartUrlExpiry,
   multipartNameForKey,
   multipartPrefix,
   ownedUpload,
@@ -87,6 +88,7 @@ export class MemoryMultipart {
     checkUploadId(uploadId, key);
     checkPartNumbers(partNumbers, key);
     const expiresIn = options.expiresIn ?? this.host.options.urlExpiresIn;
+    checkPartUrlExpiry(expiresIn, key);
     this.host.checkExpiresIn(expiresIn);
     const expires = Math.floor(this.host.now() / 1000) + expiresIn;
     return partNumbers.map((partNumber) => ({

@@ -11,7 +11,7 @@ describe('media.lifecycle', () => {
   it('true takes 7 and 7 days; an object takes its day counts; false or absent is off', () => {
     expect(resolveStorageOptions({ media: { bucket: 'media', lifecycle: true } }).media.lifecycle).toEqual({ abortIncompleteMultipartUploadDays: 7, expirePendingDays: 7 });
     expect(resolveStorageOptions({ media: { bucket: 'media', lifecycle: { expirePendingDays: 2 } } }).media.lifecycle).toEqual({
-      abortIncompleteMultipartUploadDays: 7,
+      abortIncompleteMultipartUploadDays: 2, // never after the records of resumable uploads expire
       expirePendingDays: 2,
     });
     expect(resolveStorageOptions({ media: { bucket: 'media', lifecycle: false } }).media.lifecycle).toBeUndefined();

@@ -3,12 +3,13 @@
  * `fetch` to the signed URLs, limits enforced at complete, nothing left behind on refusal,
  * ownership by prefix, and the multipart-copy publishing path (what objects above 5 GiB take).
  */
-import { ListMultipartUploadsCommand, ListObjectsCommand, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, ListMultipartUploadsCommand, ListObjectsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
-import type { MultipartUploadHandle } from '../../lib/direct-multipart.js';
+import { recordName, type DirectMultipart, type MultipartUploadHandle } from '../../lib/direct-multipart.js';
 import type { MediaStorage } from '../../lib/media.storage.js';
-import { InvalidKeyError, StorageAbortedError, StorageOperationError, UploadRejectedError } from '../../lib/storage.errors.js';
+import { resolveStorageOptions } from '../../lib/storage-options.validation.js';
+import { InvalidKeyError, StorageAbortedError, StorageConfigurationError, StorageOperationError, UploadRejectedError } from '../../lib/storage.errors.js';
 import { storageFixture, type StorageFixture } from '../harness/nest-storage.js';
 import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, skipWithReason, uniqueBucket } from '../harness/s3-test-env.js';
 
@@ -71,6 +72,28 @@ async function leftovers(inBucket: string): Promise<{ pending: string[]; uploads
   const objects = await raw.send(new ListObjectsCommand({ Bucket: inBucket, Prefix: 'media/.pending/' }));
   const uploads = await raw.send(new ListMultipartUploadsCommand({ Bucket: inBucket }));
   return { pending: (objects.Contents ?? []).map((o) => o.Key!), uploads: (uploads.Uploads ?? []).map((u) => u.Key!) };
+}
+
+/** The record's S3 key of an upload (`<location>/.pending/.multipart/<hash>`). */
+function recordKeyOf(handle: MultipartUploadHandle): string {
+  return `media/${recordName(handle.key, handle.uploadId)}`;
+}
+
+/** The storage's multipart half (its lock timings are lowered by the lock tests). */
+function multipartOf(storage: MediaStorage): DirectMultipart {
+  return (storage as unknown as { directMultipart: DirectMultipart }).directMultipart;
+}
+
+/** Fails `command` (once per call while installed) with a 500, as a server error would. */
+function failing(storage: StorageFixture, command: string, name = 'failOne'): () => void {
+  storage.client.middlewareStack.add(
+    (next, context) => async (args) => {
+      if (context.commandName === command) throw Object.assign(new Error('We encountered an internal error. Please try again.'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } });
+      return next(args);
+    },
+    { step: 'initialize', name },
+  );
+  return () => storage.client.middlewareStack.remove(name);
 }
 
 async function rejection(promise: Promise<unknown>): Promise<UploadRejectedError> {
@@ -194,33 +217,72 @@ describe('limits enforced at complete: refused, aborted, nothing left behind', (
 });
 
 describe('failures and races: nothing left behind, nothing published twice', () => {
-  for (const failing of ['CompleteMultipartUploadCommand', 'CopyObjectCommand'] as const) {
-    it(`a server failure of ${failing} is a StorageOperationError and leaves no object, no upload, no record, no placeholder`, async () => {
-      const handle = await fx.storage.createMultipartUpload({ prefix: 'failing', maxBytes: 10 * MIB });
-      const parts = await putParts(fx.storage, handle, pngFile(1000), 8 * MIB, 'failing');
-      fx.client.middlewareStack.add(
-        (next, context) => async (args) => {
-          if (context.commandName === failing) throw Object.assign(new Error('We encountered an internal error. Please try again.'), { name: 'InternalError', $metadata: { httpStatusCode: 500 } });
-          return next(args);
-        },
-        { step: 'initialize', name: 'failOne' },
-      );
-      try {
-        const error = await fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'failing' }).catch((e: unknown) => e);
-        expect(error).toBeInstanceOf(StorageOperationError);
-        expect((error as StorageOperationError).status).toBe(500);
-      } finally {
-        fx.client.middlewareStack.remove('failOne');
-      }
-      expect(await fx.storage.exists(handle.name)).toBe(false);
-      const placeholders: string[] = [];
-      for await (const entry of fx.storage.list('failing/')) placeholders.push(entry.name);
-      expect(placeholders).toEqual([]);
-      expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
-    }, 60_000);
-  }
+  it('a server failure of CompleteMultipartUpload is a StorageOperationError that keeps the parts and the record: a retry completes the upload', async () => {
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'failing', maxBytes: 10 * MIB });
+    const data = pngFile(1000);
+    const parts = await putParts(fx.storage, handle, data, 8 * MIB, 'failing');
+    const release = failing(fx, 'CompleteMultipartUploadCommand');
+    try {
+      const error = await fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'failing' }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StorageOperationError);
+      expect((error as StorageOperationError).status).toBe(500);
+    } finally {
+      release();
+    }
+    expect(await fx.storage.exists(handle.name)).toBe(false);
+    const placeholders: string[] = [];
+    for await (const entry of fx.storage.list('failing/')) placeholders.push(entry.name);
+    expect(placeholders).toEqual([]);
+    // Nothing of a possibly multi-GB upload was thrown away: parts and record, no lock.
+    expect(await leftovers(bucket)).toEqual({ pending: [recordKeyOf(handle)], uploads: [handle.key] });
+    expect(await fx.storage.listParts(handle.name, handle.uploadId, { prefix: 'failing' })).toHaveLength(1);
+    const stored = await fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'failing' });
+    expect(stored).toMatchObject({ name: handle.name, size: 1000 });
+    expect(sha256(await fx.storage.read(handle.name))).toBe(sha256(data));
+    expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
+  }, 60_000);
 
-  it('a complete aborted by its caller mid-way is StorageAbortedError and leaves nothing', async () => {
+  it('a server failure after the upload was assembled (CopyObject) keeps the assembled object and the record: a retry resumes from there, with no second Complete', async () => {
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'failing', contentType: 'image/png', maxBytes: 10 * MIB, allowedTypes: ['image/png'] });
+    const data = pngFile(1000);
+    const parts = await putParts(fx.storage, handle, data, 8 * MIB, 'failing');
+    const release = failing(fx, 'CopyObjectCommand');
+    try {
+      const error = await fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'failing' }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StorageOperationError);
+      expect((error as StorageOperationError).status).toBe(500);
+    } finally {
+      release();
+    }
+    expect(await fx.storage.exists(handle.name)).toBe(false);
+    expect((await leftovers(bucket)).pending.sort()).toEqual([handle.key, recordKeyOf(handle)].sort());
+    fx.requests.length = 0;
+    const stored = await fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'failing' });
+    expect(fx.requests).not.toContain('CompleteMultipartUploadCommand');
+    expect(fx.requests).toContain('GetObjectCommand'); // the bytes are checked again before publishing
+    expect(stored).toMatchObject({ name: handle.name, size: 1000, contentType: 'image/png' });
+    expect(sha256(await fx.storage.read(handle.name))).toBe(sha256(data));
+    expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
+  }, 60_000);
+
+  it('abort after a failed complete deletes the assembled object and a left lock too, nothing else', async () => {
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'failing', maxBytes: 10 * MIB });
+    const parts = await putParts(fx.storage, handle, pngFile(1000), 8 * MIB, 'failing');
+    const other = await fx.storage.createMultipartUpload({ prefix: 'failing', maxBytes: 10 * MIB });
+    const release = failing(fx, 'CopyObjectCommand');
+    try {
+      await expect(fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'failing' })).rejects.toBeInstanceOf(StorageOperationError);
+    } finally {
+      release();
+    }
+    await raw.send(new PutObjectCommand({ Bucket: bucket, Key: `${recordKeyOf(handle)}.lock`, Body: '' }));
+    await fx.storage.abortMultipartUpload(handle.name, handle.uploadId, { prefix: 'failing' });
+    expect(await leftovers(bucket)).toEqual({ pending: [recordKeyOf(other)], uploads: [other.key] });
+    await fx.storage.abortMultipartUpload(other.name, other.uploadId, { prefix: 'failing' });
+    expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
+  }, 60_000);
+
+  it('a complete aborted by its caller mid-way is StorageAbortedError and keeps the upload for a retry', async () => {
     const handle = await fx.storage.createMultipartUpload({ prefix: 'aborted', maxBytes: 10 * MIB });
     const parts = await putParts(fx.storage, handle, pngFile(1000), 8 * MIB, 'aborted');
     const controller = new AbortController();
@@ -238,7 +300,60 @@ describe('failures and races: nothing left behind, nothing published twice', () 
       fx.client.middlewareStack.remove('abortAtComplete');
     }
     expect(await fx.storage.exists(handle.name)).toBe(false);
+    expect(await leftovers(bucket)).toEqual({ pending: [recordKeyOf(handle)], uploads: [handle.key] });
+    expect(await fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'aborted' })).toMatchObject({ name: handle.name, size: 1000 });
     expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
+  }, 60_000);
+
+  itRequires('conditional-writes', 'a lock held by a running complete is conflict "retry shortly" (409); one older than the stale bound is taken over', async () => {
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'locked', maxBytes: 10 * MIB });
+    const parts = await putParts(fx.storage, handle, pngFile(1000), 8 * MIB, 'locked');
+    await raw.send(new PutObjectCommand({ Bucket: bucket, Key: `${recordKeyOf(handle)}.lock`, Body: '' }));
+    const multipart = multipartOf(fx.storage);
+    const { lockWaitMs, lockStaleMs } = multipart;
+    try {
+      multipart.lockWaitMs = 2000;
+      const error = await rejection(fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'locked' }));
+      expect(error.reason).toBe('conflict');
+      expect(error.message).toContain('is in progress');
+      expect(error.message).toContain('retry shortly');
+      expect(error.message).not.toContain('start a new upload');
+      expect(await fx.storage.listParts(handle.name, handle.uploadId, { prefix: 'locked' })).toHaveLength(1); // nothing was aborted
+      multipart.lockStaleMs = 1; // what 15 minutes do to a lock whose process died
+      expect(await fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'locked' })).toMatchObject({ name: handle.name, size: 1000 });
+    } finally {
+      multipart.lockWaitMs = lockWaitMs;
+      multipart.lockStaleMs = lockStaleMs;
+    }
+    expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
+  }, 60_000);
+
+  it('the published object is the one whose bytes were checked: replaced in between (after the sniff GET), nothing is published', async () => {
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'swap', maxBytes: 10 * MIB, allowedTypes: ['image/png'] });
+    const parts = await putParts(fx.storage, handle, pngFile(1000), 8 * MIB, 'swap');
+    fx.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        const out = await next(args);
+        if (context.commandName === 'GetObjectCommand' && (args.input as { Key?: string }).Key === handle.key) {
+          await raw.send(new PutObjectCommand({ Bucket: bucket, Key: handle.key, Body: '<html><script>alert(1)</script>', ContentType: 'image/png' }));
+        }
+        return out;
+      },
+      { step: 'initialize', name: 'swapAfterSniff' },
+    );
+    try {
+      const error = await fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'swap' }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StorageOperationError);
+      expect((error as StorageOperationError).status).toBe(412);
+      expect((error as Error).message).toContain('changed after it was checked');
+    } finally {
+      fx.client.middlewareStack.remove('swapAfterSniff');
+    }
+    expect(await fx.storage.exists(handle.name)).toBe(false);
+    // A retry checks what is there now: not this upload's object (no mark), so no upload.
+    expect((await rejection(fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'swap' }))).reason).toBe('no-such-upload');
+    expect(await fx.storage.exists(handle.name)).toBe(false);
+    await raw.send(new DeleteObjectCommand({ Bucket: bucket, Key: handle.key }));
   }, 60_000);
 
   itRequires('conditional-writes', 'two completes of one upload at the same moment publish one object and both return it', async () => {
@@ -257,6 +372,92 @@ describe('failures and races: nothing left behind, nothing published twice', () 
     expect(names).toEqual([handle.name]);
     expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
   }, 60_000);
+});
+
+describe('the record: written only by this library, and an upload without one is aborted', () => {
+  it('a createUpload() form cannot target the records: names under ".multipart/" are reserved', async () => {
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'forms', maxBytes: 10 });
+    const target = recordName(handle.key, handle.uploadId).slice('.pending/'.length);
+    expect(target.startsWith('.multipart/')).toBe(true);
+    await expect(fx.storage.createUpload({ name: target, maxBytes: 1000 })).rejects.toBeInstanceOf(InvalidKeyError);
+    await expect(fx.storage.createUpload({ name: '.multipart/x', maxBytes: 1000 })).rejects.toThrow('reserved');
+    await fx.storage.abortMultipartUpload(handle.name, handle.uploadId, { prefix: 'forms' });
+  });
+
+  it('a record without a valid MAC (written by someone else, with a larger maxBytes) is no record: no-such-upload, the upload aborted', async () => {
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'forged', maxBytes: 10 });
+    const parts = await putParts(fx.storage, handle, pngFile(1000), 8 * MIB, 'forged');
+    // What the record was before MACs: plain JSON, here with the limit raised.
+    await raw.send(new PutObjectCommand({ Bucket: bucket, Key: recordKeyOf(handle), Body: JSON.stringify({ v: 1, name: handle.name, prefix: 'forged', maxBytes: 10 * MIB }), ContentType: 'application/json' }));
+    expect((await rejection(fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'forged' }))).reason).toBe('no-such-upload');
+    expect(await fx.storage.exists(handle.name)).toBe(false);
+    expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
+  }, 60_000);
+
+  it('an upload whose record is gone (expired before the upload) is aborted at complete, its parts not left billed', async () => {
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'expired', maxBytes: 10 * MIB });
+    const parts = await putParts(fx.storage, handle, pngFile(1000), 8 * MIB, 'expired');
+    await raw.send(new DeleteObjectCommand({ Bucket: bucket, Key: recordKeyOf(handle) }));
+    expect((await rejection(fx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'expired' }))).reason).toBe('no-such-upload');
+    expect(await leftovers(bucket)).toEqual({ pending: [], uploads: [] });
+  }, 60_000);
+
+  it('lifecycle: expirePendingDays below abortIncompleteMultipartUploadDays is a StorageConfigurationError; left out, the abort days fit', () => {
+    const error = (() => {
+      try {
+        resolveStorageOptions({ media: { bucket: 'media', lifecycle: { expirePendingDays: 2, abortIncompleteMultipartUploadDays: 5 } } });
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(error).toBeInstanceOf(StorageConfigurationError);
+    expect((error as Error).message).toContain('expirePendingDays (2) must be at least abortIncompleteMultipartUploadDays (5)');
+    expect(resolveStorageOptions({ media: { bucket: 'media', lifecycle: { expirePendingDays: 5, abortIncompleteMultipartUploadDays: 5 } } }).media.lifecycle).toEqual({ expirePendingDays: 5, abortIncompleteMultipartUploadDays: 5 });
+    expect(resolveStorageOptions({ media: { bucket: 'media', lifecycle: { expirePendingDays: 3 } } }).media.lifecycle).toEqual({ expirePendingDays: 3, abortIncompleteMultipartUploadDays: 3 });
+  });
+});
+
+describe('listing the parts of a large upload (ListParts pages)', () => {
+  it('1,001 parts are all listed (Ceph and AWS page at 1,000)', async () => {
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'many', maxBytes: 10 * MIB });
+    const count = 1001;
+    const signed = await fx.storage.signParts(handle.name, handle.uploadId, Array.from({ length: count }, (_, i) => i + 1), { prefix: 'many' });
+    let next = 0;
+    const worker = async (): Promise<void> => {
+      for (let i = next++; i < count; i = next++) {
+        const response = await fetch(signed[i]!.url, { method: 'PUT', body: Buffer.from([i % 256]) });
+        expect(response.status).toBe(200);
+        await response.arrayBuffer();
+      }
+    };
+    await Promise.all(Array.from({ length: 6 }, worker));
+    fx.requests.length = 0;
+    const listed = await fx.storage.listParts(handle.name, handle.uploadId, { prefix: 'many' });
+    expect(listed).toHaveLength(count);
+    expect(listed.map((p) => p.partNumber)).toEqual(Array.from({ length: count }, (_, i) => i + 1));
+    expect(listed.every((p) => p.size === 1)).toBe(true);
+    if (s3.kind !== 's3rver') expect(fx.requests.filter((r) => r === 'ListPartsCommand')).toHaveLength(2);
+    await fx.storage.abortMultipartUpload(handle.name, handle.uploadId, { prefix: 'many' });
+  }, 180_000);
+
+  it('a truncated page without NextPartNumberMarker is a StorageOperationError, not a short list', async () => {
+    const handle = await fx.storage.createMultipartUpload({ prefix: 'paging', maxBytes: 10 * MIB });
+    fx.client.middlewareStack.add(
+      (next, context) => async (args) => {
+        if (context.commandName !== 'ListPartsCommand') return next(args);
+        return { output: { $metadata: { httpStatusCode: 200 }, IsTruncated: true, Parts: [{ PartNumber: 1, ETag: '"0123456789abcdef0123456789abcdef"', Size: 1 }] }, response: {} } as never;
+      },
+      { step: 'initialize', name: 'brokenPaging' },
+    );
+    try {
+      const error = await fx.storage.listParts(handle.name, handle.uploadId, { prefix: 'paging' }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(StorageOperationError);
+      expect((error as Error).message).toContain('without a usable NextPartNumberMarker');
+    } finally {
+      fx.client.middlewareStack.remove('brokenPaging');
+    }
+    await fx.storage.abortMultipartUpload(handle.name, handle.uploadId, { prefix: 'paging' });
+  });
 });
 
 describe('ownership and bad input: refused before any request, nothing changed', () => {
@@ -293,6 +494,11 @@ describe('ownership and bad input: refused before any request, nothing changed',
     }
     expect((await rejection(fx.storage.signParts(handle.name, handle.uploadId, []))).reason).toBe('bad-request');
     expect((await rejection(fx.storage.signParts(handle.name, '', [1]))).reason).toBe('bad-request');
+    for (const expiresIn of [0, 604_801, 1.5]) {
+      const error = await rejection(fx.storage.signParts(handle.name, handle.uploadId, [1], { expiresIn }));
+      expect(error.reason).toBe('bad-request');
+      expect(error.message).toContain('expiresIn must be a whole number of seconds from 1 to 604800');
+    }
     expect((await rejection(fx.storage.completeMultipartUpload(handle.name, handle.uploadId, []))).reason).toBe('bad-request');
     expect((await rejection(fx.storage.completeMultipartUpload(handle.name, handle.uploadId, [{ partNumber: 1, etag: 'a' }, { partNumber: 1, etag: 'a' }]))).reason).toBe('bad-request');
     expect(fx.requests).toEqual([]);
@@ -321,7 +527,7 @@ describe('part URLs expire', () => {
 describe('publishing above the single-copy limit (UploadPartCopy in parallel ranges)', () => {
   const run = s3.kind === 's3rver' ? (name: string, fn: () => Promise<void>) => skipWithReason(name, `the s3rver server at ${s3.endpoint} does not implement UploadPartCopy (501 NotImplemented)`, fn) : (name: string, fn: () => Promise<void>) => it(name, fn, 120_000);
   if (s3.kind === 's3rver') {
-    it('on the embedded server (UploadPartCopy 501) such an upload fails with StorageOperationError and leaves nothing', async () => {
+    it('on the embedded server (UploadPartCopy 501) such an upload fails with StorageOperationError, keeps the upload for a retry, and an abort leaves nothing', async () => {
       const handle = await copyFx.storage.createMultipartUpload({ prefix: 'videos', maxBytes: 100 * MIB });
       const parts = await putParts(copyFx.storage, handle, pngFile(17 * MIB), 8 * MIB, 'videos');
       const error = await copyFx.storage.completeMultipartUpload(handle.name, handle.uploadId, parts, { prefix: 'videos' }).catch((e: unknown) => e);
@@ -331,6 +537,9 @@ describe('publishing above the single-copy limit (UploadPartCopy in parallel ran
       const names: string[] = [];
       for await (const entry of copyFx.storage.list('videos/')) names.push(entry.name);
       expect(names).toEqual([]);
+      // Not a refusal: the assembled object and the record stay (a server that gains UploadPartCopy, or a retry, can publish it).
+      expect((await leftovers(copyBucket)).pending.sort()).toEqual([handle.key, `media/${recordName(handle.key, handle.uploadId)}`].sort());
+      await copyFx.storage.abortMultipartUpload(handle.name, handle.uploadId, { prefix: 'videos' });
       expect(await leftovers(copyBucket)).toEqual({ pending: [], uploads: [] });
     }, 60_000);
   }
