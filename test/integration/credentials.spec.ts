@@ -136,7 +136,7 @@ describe('temporary credentials (session token)', () => {
 
       const run = await cli(['collectstatic', dir], env);
       expect({ code: run.code, stderr: run.stderr }).toEqual({ code: 0, stderr: '' });
-      expect(run.stdout).toMatch(/^uploaded 2, unchanged 0, deleted 0 in /);
+      expect(run.stdout).toMatch(/^uploaded 4, unchanged 0, deleted 0 in /); // 2 hashed copies + 2 originals
       const ensure = await cli(['ensure-bucket'], env);
       expect(ensure.code).toBe(0);
       expect(ensure.stdout).toContain(`bucket "${bucket}"`);
