@@ -107,4 +107,4 @@ it(`${UPLOADS} concurrent avatar uploads: all 201, every object byte-identical, 
   for (let waited = 0; (proxy.open > 0 || establishedTo(proxy.port) > 0) && waited < 3000; waited += 50) await new Promise((r) => setTimeout(r, 50));
   expect(proxy.open).toBe(0);
   expect(establishedTo(proxy.port)).toBe(0);
-}, 180_000);
+}, 600_000);
