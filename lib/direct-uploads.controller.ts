@@ -35,7 +35,7 @@ export function createDirectUploadsController(path: string): Type<unknown> {
 
     @Post('confirm')
     @HttpCode(200)
-    confirm(@Req() request: DirectUploadRequest, @Body() body: { key?: unknown } | undefined) {
+    confirm(@Req() request: DirectUploadRequest, @Body() body: { key?: unknown; type?: unknown } | undefined) {
       return this.uploads.confirm(request, body);
     }
 

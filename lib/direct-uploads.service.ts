@@ -11,6 +11,7 @@ import type { S3Client } from '@aws-sdk/client-s3';
 import { HttpStatus, Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { SNIFFABLE_TYPES } from './content-sniffing.js';
+import { baseType, matchesType } from './content-type.js';
 import { DIRECT_UPLOADS_MODULE_OPTIONS } from './direct-uploads.module-definition.js';
 import type { DirectUploadRequest, DirectUploadsModuleOptions, PerRequest } from './direct-uploads-module-options.interface.js';
 import { PENDING_PREFIX } from './direct-uploads.js';
@@ -122,11 +123,19 @@ export class DirectUploadsService implements OnModuleInit {
   }
 
   /** `POST <path>/s3/confirm` `{ key }`: publishes a presigned POST upload once the page saw it succeed. */
-  async confirm(request: DirectUploadRequest, body: { key?: unknown } | undefined): Promise<PublishedAnswer> {
+  async confirm(request: DirectUploadRequest, body: { key?: unknown; type?: unknown } | undefined): Promise<PublishedAnswer> {
     const prefix = await this.admit(request);
     const name = this.ownedName(body?.key, prefix, 'body field "key" (the key Uppy\'s upload-success reports)', (key) => this.nameOfPostKey(key));
+    // A POST upload is `<prefix>/<uuid>.<ext>`: exactly the caller's folder, never a folder under it (another prefix's).
+    if (name.slice(prefix.length + 1).includes('/')) {
+      throw directUploadError(HttpStatus.FORBIDDEN, 'not-owner', 'That upload belongs to someone else (its key is not directly in your folder); nothing was changed.');
+    }
+    // The type given to params, for bytes without a known signature (stored as a download either way).
+    const type = declaredType(body?.type);
     const [maxBytes, allowedTypes] = await Promise.all([this.maxBytes(request), resolve(this.options.allowedTypes, request)]);
-    const stored = await this.run(() => this.storage.confirmUpload(name, { maxBytes: Math.min(maxBytes, MAX_POST_BYTES), ...(allowedTypes ? { allowedTypes } : {}) }));
+    const stored = await this.run(() =>
+      this.storage.confirmUpload(name, { maxBytes: Math.min(maxBytes, MAX_POST_BYTES), ...(allowedTypes ? { allowedTypes } : {}), ...(type ? { declaredType: type } : {}) }),
+    );
     return this.published(stored);
   }
 
@@ -154,6 +163,7 @@ export class DirectUploadsService implements OnModuleInit {
         prefix,
         name: filename || 'file',
         contentType: storedType(type),
+        ...(type ? { declaredType: type } : {}),
         maxBytes,
         ...(allowedTypes ? { allowedTypes } : {}),
       }),
@@ -307,14 +317,12 @@ async function resolve<T>(value: PerRequest<T>, request: DirectUploadRequest): P
 /** The type the client declares, or undefined. */
 function declaredType(raw: unknown): string | undefined {
   if (raw === undefined || raw === '') return undefined;
-  if (typeof raw !== 'string' || !/^[\w.+-]+\/[\w.+-]+$/.test(raw) || raw.length > 255) {
+  // Parameters (`video/webm;codecs=vp8`, as MediaRecorder gives) say nothing the bytes check.
+  const base = typeof raw === 'string' && raw.length <= 255 ? baseType(raw) : '';
+  if (!/^[\w.+-]+\/[\w.+-]+$/.test(base)) {
     throw directUploadError(HttpStatus.BAD_REQUEST, 'bad-request', `"type" must be a MIME type such as "video/mp4" (got ${JSON.stringify(raw).slice(0, 80)}).`);
   }
-  return raw.toLowerCase();
-}
-
-function matchesType(type: string, allowed: readonly string[]): boolean {
-  return allowed.some((a) => (a.endsWith('/*') ? type.startsWith(a.slice(0, -1)) : a.toLowerCase() === type));
+  return base;
 }
 
 function checkDeclaredType(type: string | undefined, allowed: readonly string[] | undefined): void {

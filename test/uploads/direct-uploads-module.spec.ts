@@ -45,7 +45,13 @@ function appModule(): DynamicModule {
         prefix: (req) => `users/${req.params.id}`,
         // Per-request limits: "small" users get 8 MiB, "pics" users images only.
         maxBytes: (req) => (req.params.id?.startsWith('small') ? 8 * MIB : 64 * MIB),
-        allowedTypes: (req) => (req.params.id?.startsWith('pics') ? ['image/*'] : undefined),
+        allowedTypes: (req) => {
+          const id = req.params.id ?? '';
+          if (id.startsWith('pics')) return ['image/*'];
+          if (id.startsWith('csv')) return ['text/csv'];
+          if (id.startsWith('mixed')) return ['Image/PNG', 'TEXT/CSV'];
+          return undefined;
+        },
         maxOpenUploads: (req) => (req.params.id?.startsWith('capped') ? 2 : undefined),
       }),
       DirectUploadsModule.register({ path: 'archive', storage: 'archive', authorize: () => true, prefix: () => 'shared', maxBytes: 16 * MIB }),
@@ -302,6 +308,60 @@ describe.each(HTTP_PLATFORMS)('DirectUploadsModule on %s', (platform) => {
   };
   if (listsMultipart) it(capTitle, capTest, 60_000);
   else skipWithReason(capTitle, NO_LISTING, capTest);
+
+  /** Uppy's single request: params, the POST straight to S3, then the page's confirm. */
+  async function postAndConfirm(user: string, query: Record<string, string>, bytes: Buffer, confirmType?: string) {
+    const server = app.getHttpServer();
+    const params = await request(server).get(`/users/${user}/uploads/s3/params`).query(query).set(as(user));
+    expect(params.status).toBe(200);
+    const form = new FormData();
+    for (const [name, value] of Object.entries(params.body.fields as Record<string, string>)) form.set(name, value);
+    form.set('file', new Blob([bytes]));
+    const posted = await fetch(params.body.url, { method: 'POST', body: form });
+    expect(posted.status).toBeLessThan(300);
+    return request(server).post(`/users/${user}/uploads/s3/confirm`).set(as(user)).send({ key: params.body.key, ...(confirmType ? { type: confirmType } : {}) });
+  }
+
+  it('allowedTypes means the same at create and at complete/confirm: image/* wildcards, any case, parameters', async () => {
+    const png = Buffer.concat([PNG_SIGNATURE, randomBytes(2048)]);
+    const pics = `pics-ok-${platform}`;
+    const upload = await create(pics, { filename: 'pic.png', type: 'image/png' });
+    const done = await complete(pics, upload, await uploadParts(pics, upload, [png]));
+    expect(done.status).toBe(200);
+    expect(done.body).toMatchObject({ size: png.length, contentType: 'image/png' });
+    const confirmed = await postAndConfirm(pics, { filename: 'pic.png', type: 'image/png' }, png);
+    expect(confirmed.status).toBe(200);
+    expect(confirmed.body).toMatchObject({ size: png.length, contentType: 'image/png' });
+
+    // A mixed-case list, and a declared type with parameters (as MediaRecorder gives): stripped, not a 400.
+    const mixed = `mixed-${platform}`;
+    const upper = await create(mixed, { filename: 'pic.png', type: 'IMAGE/png; foo=bar' });
+    const mixedDone = await complete(mixed, upper, await uploadParts(mixed, upper, [png]));
+    expect(mixedDone.status).toBe(200);
+    expect(mixedDone.body.contentType).toBe('image/png');
+    // The security rule stays: bytes that contradict the declared type are refused.
+    const liar = await create(mixed, { filename: 'pic.png', type: 'image/png' });
+    const refused = await complete(mixed, liar, await uploadParts(mixed, liar, [Buffer.from('a,b\n1,2\n')]));
+    expect(refused.status).toBe(415);
+    expect(refused.body.reason).toBe('type-not-allowed');
+  }, 90_000);
+
+  it('accepts a type the bytes cannot identify (text/csv) at complete and confirm when allowed: stored as application/octet-stream', async () => {
+    const csv = Buffer.from('name,size\nclip,42\n'.repeat(50));
+    const user = `csv-${platform}`;
+    const upload = await create(user, { filename: 'table.csv', type: 'text/csv' });
+    const done = await complete(user, upload, await uploadParts(user, upload, [csv]));
+    expect(done.status).toBe(200);
+    // storedType(): a type no signature vouches for is served as a download.
+    expect(done.body).toMatchObject({ size: csv.length, contentType: 'application/octet-stream' });
+    const confirmed = await postAndConfirm(user, { filename: 'table.csv', type: 'text/csv' }, csv, 'text/csv');
+    expect(confirmed.status).toBe(200);
+    expect(confirmed.body).toMatchObject({ size: csv.length, contentType: 'application/octet-stream' });
+    // Not declared csv: still refused by the list.
+    const other = await create(user, { filename: 'x.csv', type: 'text/csv' });
+    const zip = await complete(user, other, await uploadParts(user, other, [Buffer.concat([Buffer.from('PK\x03\x04'), randomBytes(512)])]));
+    expect(zip.status).toBe(415);
+  }, 90_000);
 
   it('single request (Uppy ≤ 100 MiB): params gives a presigned POST, confirm publishes it for its owner only', async () => {
     const user = `single-${platform}`;
