@@ -17,9 +17,15 @@
  * One class per registered path (Nest reads a controller's path from its class), so the
  * class is made here; Express and Fastify both serve it (only `@Req()`/`@Body()`/`@Param()`).
  */
-import { Body, Controller, Delete, Get, Header, HttpCode, Param, Post, Req, type Type } from '@nestjs/common';
+import { Body, Controller, Delete, Get, Header, HttpCode, Param, Post, Req, Res, type Type } from '@nestjs/common';
+import { withRetryAfter } from './direct-uploads.http-errors.js';
 import type { DirectUploadRequest } from './direct-uploads-module-options.interface.js';
 import { type CreateMultipartBody, DirectUploadsService } from './direct-uploads.service.js';
+
+/** Express's and Fastify's responses both set a header with `header(name, value)`. */
+interface HeaderSetter {
+  header?: (name: string, value: string) => unknown;
+}
 
 /** A controller class serving the direct-upload routes under `<path>/s3`. */
 export function createDirectUploadsController(path: string): Type<unknown> {
@@ -35,8 +41,8 @@ export function createDirectUploadsController(path: string): Type<unknown> {
 
     @Post('confirm')
     @HttpCode(200)
-    confirm(@Req() request: DirectUploadRequest, @Body() body: { key?: unknown; type?: unknown } | undefined) {
-      return this.uploads.confirm(request, body);
+    confirm(@Req() request: DirectUploadRequest, @Body() body: { key?: unknown; type?: unknown } | undefined, @Res({ passthrough: true }) response: HeaderSetter) {
+      return withRetryAfter(response, this.uploads.confirm(request, body));
     }
 
     @Post('multipart')
@@ -59,8 +65,8 @@ export function createDirectUploadsController(path: string): Type<unknown> {
 
     @Post('multipart/:uploadId/complete')
     @HttpCode(200)
-    complete(@Req() request: DirectUploadRequest, @Param('uploadId') uploadId: string, @Body() body: { parts?: unknown } | undefined) {
-      return this.uploads.complete(request, uploadId, body);
+    complete(@Req() request: DirectUploadRequest, @Param('uploadId') uploadId: string, @Body() body: { parts?: unknown } | undefined, @Res({ passthrough: true }) response: HeaderSetter) {
+      return withRetryAfter(response, this.uploads.complete(request, uploadId, body));
     }
 
     @Delete('multipart/:uploadId')

@@ -4,18 +4,21 @@
  * create → sign each part → PUT the parts straight to S3 → list → complete; the single-request
  * `params` POST and its confirm; per-request limits, ownership, the open-uploads cap, abort.
  */
-import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { type DynamicModule, type INestApplication, Module, UnauthorizedException } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { createHash, randomBytes } from 'node:crypto';
 import request from 'supertest';
 import type { DirectUploadRequest } from '../../lib/direct-uploads-module-options.interface.js';
+import { type DirectMultipart, recordName } from '../../lib/direct-multipart.js';
 import { DirectUploadsModule } from '../../lib/direct-uploads.module.js';
+import type { MediaStorage } from '../../lib/media.storage.js';
+import { getStorageToken } from '../../lib/storage-tokens.js';
 import { StorageConfigurationError } from '../../lib/storage.errors.js';
 import { StorageModule } from '../../lib/storage.module.js';
 import { HTTP_PLATFORMS, createHttpApp, type HttpPlatform } from '../harness/http-platforms.js';
-import { deleteTestBucket, mediaOptions, rawClient, s3, skipWithReason, uniqueBucket } from '../harness/s3-test-env.js';
+import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, skipWithReason, uniqueBucket } from '../harness/s3-test-env.js';
 
 const MIB = 1024 * 1024;
 const bucket = uniqueBucket('uppy-routes');
@@ -308,6 +311,60 @@ describe.each(HTTP_PLATFORMS)('DirectUploadsModule on %s', (platform) => {
   };
   if (listsMultipart) it(capTitle, capTest, 60_000);
   else skipWithReason(capTitle, NO_LISTING, capTest);
+
+  it('a complete whose answer was lost: Uppy\'s retry lists the parts (all done), completes, and gets the same object, once', async () => {
+    const user = `lost-${platform}`;
+    const upload = await create(user);
+    const done = await uploadParts(user, upload, [randomBytes(3000)]);
+    // The complete ran, but its answer never reached the page.
+    const storage = app.get<MediaStorage>(getStorageToken(), { strict: false });
+    const name = storage.nameForKey(upload.key);
+    const first = await storage.completeMultipartUpload(name, upload.uploadId, done.map((p) => ({ partNumber: p.PartNumber, etag: p.ETag })), { prefix: `users/${user}` });
+
+    // Uppy's Retry: list, mark the chunks listed as done, upload none, complete with what the list gave.
+    const listed = await request(app.getHttpServer()).get(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(upload.uploadId)}`).query({ key: upload.key }).set(as(user));
+    expect(listed.status).toBe(200);
+    const list = listed.body as { PartNumber: number; ETag: string }[];
+    expect(list).toHaveLength(10_000);
+    expect(list.slice(0, 2).map((p) => p.PartNumber)).toEqual([1, 2]);
+    const chunks = 1;
+    const again = await complete(user, upload, list.slice(0, chunks).map((p) => ({ PartNumber: p.PartNumber, ETag: p.ETag })));
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ name: first.name, key: first.key, etag: first.etag, size: 3000 });
+    const stored = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `media/users/${user}/` }));
+    expect((stored.Contents ?? []).map((o) => o.Key)).toEqual([first.key]);
+
+    // An upload that was never published still answers 404 "start again".
+    const aborted = await create(user);
+    await request(app.getHttpServer()).delete(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(aborted.uploadId)}`).query({ key: aborted.key }).set(as(user));
+    const gone = await request(app.getHttpServer()).get(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(aborted.uploadId)}`).query({ key: aborted.key }).set(as(user));
+    if (listsMultipart) expect(gone.status).toBe(404);
+  }, 90_000);
+
+  itRequires('conditional-writes', 'a complete while another holds the upload answers 409 conflict with Retry-After and a message saying to retry', async () => {
+    const user = `busy-${platform}`;
+    const upload = await create(user);
+    const done = await uploadParts(user, upload, [randomBytes(2000)]);
+    // What a running complete holds: the lock object beside the upload's record.
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: `media/${recordName(upload.key, upload.uploadId)}.lock`, Body: '' }));
+    const multipart = (app.get<MediaStorage>(getStorageToken(), { strict: false }) as unknown as { directMultipart: DirectMultipart }).directMultipart;
+    const { lockWaitMs } = multipart;
+    multipart.lockWaitMs = 2000;
+    try {
+      const res = await complete(user, upload, done);
+      expect(res.status).toBe(409);
+      expect(res.headers['content-type']).toMatch(/json/);
+      expect(res.headers['retry-after']).toBe('5');
+      expect(res.body.reason).toBe('conflict');
+      expect(res.body.message).toBe('Another complete of this upload is in progress; retry in a few seconds. Nothing was published by this request.');
+      expect(res.body.message).not.toMatch(/\w\(\)/);
+    } finally {
+      multipart.lockWaitMs = lockWaitMs;
+    }
+    // The lock's owner ends; the abort removes the upload, its record and a left lock.
+    const aborted = await request(app.getHttpServer()).delete(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(upload.uploadId)}`).query({ key: upload.key }).set(as(user));
+    expect(aborted.status).toBe(200);
+  }, 90_000);
 
   /** Uppy's single request: params, the POST straight to S3, then the page's confirm. */
   async function postAndConfirm(user: string, query: Record<string, string>, bytes: Buffer, confirmType?: string) {
