@@ -9,7 +9,8 @@
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import { HttpStatus, Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
-import { ModuleRef } from '@nestjs/core';
+import { HttpAdapterHost, ModuleRef } from '@nestjs/core';
+import { installCompleteBodyParser } from './direct-uploads.body-limit.js';
 import { SNIFFABLE_TYPES } from './content-sniffing.js';
 import { baseType, matchesType } from './content-type.js';
 import { DIRECT_UPLOADS_MODULE_OPTIONS } from './direct-uploads.module-definition.js';
@@ -23,6 +24,9 @@ import { countOpenUploads } from './open-uploads.js';
 import { StorageConfigurationError } from './storage.errors.js';
 import type { ResolvedStorageOptions } from './storage-options.validation.js';
 import { getMediaS3ClientToken, getStorageOptionsToken, getStorageToken } from './storage-tokens.js';
+
+/** The module's `path` extra, trimmed. */
+export const DIRECT_UPLOADS_PATH = Symbol.for('nestjs-s3-storage:direct-uploads-path');
 
 /** The module's `storage` extra (null for the unnamed storage). */
 export const DIRECT_UPLOADS_STORAGE_NAME = Symbol.for('nestjs-s3-storage:direct-uploads-storage');
@@ -76,6 +80,7 @@ export class DirectUploadsService implements OnModuleInit {
   constructor(
     @Inject(DIRECT_UPLOADS_MODULE_OPTIONS) private readonly options: DirectUploadsModuleOptions,
     @Inject(DIRECT_UPLOADS_STORAGE_NAME) private readonly storageName: string | null,
+    @Inject(DIRECT_UPLOADS_PATH) private readonly path: string,
     private readonly moduleRef: ModuleRef,
   ) {}
 
@@ -87,11 +92,23 @@ export class DirectUploadsService implements OnModuleInit {
     // Only the open-uploads cap and POST keys need these; a hand-made storage provider may lack them.
     this.client = this.optional<S3Client>(getMediaS3ClientToken(name));
     this.media = this.optional<ResolvedStorageOptions>(getStorageOptionsToken(name))?.media;
+    this.allowLargeCompletes();
   }
 
-  private optional<T>(token: string | symbol): T | undefined {
+  /** Express only: a complete of up to 10,000 parts must not meet the app's 100 kB JSON limit. */
+  private allowLargeCompletes(): void {
+    const adapter = this.optional<HttpAdapterHost>(HttpAdapterHost)?.httpAdapter;
+    if (!adapter || adapter.getType() !== 'express') return;
+    if (!installCompleteBodyParser(adapter.getInstance(), this.path)) {
+      this.logger.warn(
+        `the complete route of "${this.path}" uses the app's own JSON parser: make its limit at least 1mb (app.useBodyParser('json', { limit: '1mb' })), or completes of more than about 1,650 parts answer 413`,
+      );
+    }
+  }
+
+  private optional<T>(token: string | symbol | (abstract new (...args: never[]) => unknown)): T | undefined {
     try {
-      return this.moduleRef.get<T>(token, { strict: false });
+      return this.moduleRef.get<T>(token as string, { strict: false });
     } catch {
       return undefined;
     }

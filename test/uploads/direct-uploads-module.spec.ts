@@ -366,6 +366,28 @@ describe.each(HTTP_PLATFORMS)('DirectUploadsModule on %s', (platform) => {
     expect(aborted.status).toBe(200);
   }, 90_000);
 
+  it('takes a complete of 10,000 parts (a ~600 kB body, over Express\'s 100 kB default) and answers JSON', async () => {
+    const user = `many-${platform}`;
+    const upload = await create(user);
+    await uploadParts(user, upload, [randomBytes(1000)]);
+    // What Uppy sends for a file of ~50 GiB in 5 MiB chunks; the ETags are made up.
+    const parts = Array.from({ length: 10_000 }, (_, i) => ({ PartNumber: i + 1, ETag: `"${createHash('md5').update(String(i)).digest('hex')}"` }));
+    expect(JSON.stringify({ parts }).length).toBeGreaterThan(500_000);
+    const res = await complete(user, upload, parts);
+    expect(res.headers['content-type']).toMatch(/json/);
+    expect(res.status).toBe(400);
+    expect(res.body.reason).toBe('parts-mismatch');
+    // The route still reads small bodies, and answers malformed JSON in JSON.
+    const broken = await request(app.getHttpServer())
+      .post(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(upload.uploadId)}/complete`)
+      .query({ key: upload.key })
+      .set(as(user))
+      .set('Content-Type', 'application/json')
+      .send('{"parts": [');
+    expect(broken.status).toBe(400);
+    expect(broken.headers['content-type']).toMatch(/json/);
+  }, 90_000);
+
   /** Uppy's single request: params, the POST straight to S3, then the page's confirm. */
   async function postAndConfirm(user: string, query: Record<string, string>, bytes: Buffer, confirmType?: string) {
     const server = app.getHttpServer();
