@@ -9,6 +9,7 @@
  * | GET    | `s3/params?filename&type`               | files ≤ 100 MiB: one presigned POST    |
  * | POST   | `s3/confirm` `{ key }`                  | (the page, on `upload-success`)        |
  * | POST   | `s3/multipart` `{ filename, type }`     | create                                 |
+ * | GET    | `s3/multipart`                          | (the page) the caller's open uploads   |
  * | GET    | `s3/multipart/:uploadId/:partNumber?key`| sign one part (`batch?partNumbers=`)   |
  * | GET    | `s3/multipart/:uploadId?key`            | list parts (resume)                    |
  * | POST   | `s3/multipart/:uploadId/complete?key`   | complete                               |
@@ -49,6 +50,12 @@ export function createDirectUploadsController(path: string): Type<unknown> {
     @HttpCode(200)
     create(@Req() request: DirectUploadRequest, @Body() body: CreateMultipartBody | undefined) {
       return this.uploads.createMultipart(request, body);
+    }
+
+    @Get('multipart')
+    @Header('Cache-Control', 'no-store')
+    listOpen(@Req() request: DirectUploadRequest) {
+      return this.uploads.listOpen(request);
     }
 
     @Get('multipart/:uploadId/:partNumber')

@@ -20,7 +20,7 @@ import { directUploadError, toHttpError } from './direct-uploads.http-errors.js'
 import { fromKey, normalizeName, toKey } from './key-normalizer.js';
 import type { MediaStorageApi } from './media-storage.api.js';
 import type { StoredObject } from './media-storage.types.js';
-import { countOpenUploads } from './open-uploads.js';
+import { countOpenUploads, listOpenUploads, type OpenUpload } from './open-uploads.js';
 import { StorageConfigurationError } from './storage.errors.js';
 import type { ResolvedStorageOptions } from './storage-options.validation.js';
 import { getMediaS3ClientToken, getStorageOptionsToken, getStorageToken } from './storage-tokens.js';
@@ -36,6 +36,8 @@ const MAX_MULTIPART_BYTES = 5 * 1024 ** 4;
 const MAX_POST_BYTES = 5 * 1024 ** 3;
 const MAX_PARTS = 10_000;
 const MAX_FILENAME_BYTES = 1024;
+/** The most open uploads `GET <path>/s3/multipart` lists. */
+const MAX_LISTED = 1000;
 
 /** `params`: a presigned POST. Uppy sends `fields` and then the file to `url`. */
 export interface PostParamsAnswer {
@@ -186,6 +188,35 @@ export class DirectUploadsService implements OnModuleInit {
       }),
     );
     return { key: handle.key, uploadId: handle.uploadId, partSize: handle.partSize };
+  }
+
+  /**
+   * `GET <path>/s3/multipart`: the caller's open uploads (at most 1000, oldest first), so that a
+   * page can abort those it gave up on: Uppy never aborts after an error, and each counts
+   * against `maxOpenUploads` until aborted or expired.
+   */
+  async listOpen(request: DirectUploadRequest): Promise<OpenUpload[]> {
+    const prefix = await this.admit(request);
+    if (!this.client || !this.media) {
+      throw new StorageConfigurationError(['listing open uploads needs the storage\'s S3 client, which this app does not provide'], 'DirectUploadsModule cannot list open uploads');
+    }
+    const { client, media } = this;
+    const keyPrefix = toKey(media.location, `${PENDING_PREFIX}/${prefix}/`);
+    const open = await this.run(() =>
+      listOpenUploads(client, media.bucket, keyPrefix, MAX_LISTED).catch((error: unknown) => {
+        if ((error as { name?: string }).name !== 'NotImplemented') throw error;
+        throw directUploadError(HttpStatus.NOT_IMPLEMENTED, 'not-supported', 'This storage server cannot list open uploads (no ListMultipartUploads).');
+      }),
+    );
+    // Exactly this prefix's uploads: not those of a prefix nested under it.
+    return open.filter((upload) => {
+      try {
+        const name = this.storage.nameForKey(upload.key);
+        return name.split('/').slice(0, -2).join('/') === prefix;
+      } catch {
+        return false;
+      }
+    });
   }
 
   /** `GET <path>/s3/multipart/:uploadId/:partNumber?key=`: one part URL (`batch?partNumbers=1,2` for several). */

@@ -312,6 +312,32 @@ describe.each(HTTP_PLATFORMS)('DirectUploadsModule on %s', (platform) => {
   if (listsMultipart) it(capTitle, capTest, 60_000);
   else skipWithReason(capTitle, NO_LISTING, capTest);
 
+  const listTitle = 'lists the caller\'s open uploads (GET s3/multipart) so a locked-out page can abort them and start again';
+  const listTest = async (): Promise<void> => {
+    const user = `capped-list-${platform}`;
+    const server = app.getHttpServer();
+    // Two uploads Uppy gave up on (it never aborts after an error): the cap of 2 is reached.
+    const first = await create(user);
+    const second = await create(user);
+    await create(`${user}x`); // a prefix that merely starts the same: not listed
+    expect((await request(server).post(`/users/${user}/uploads/s3/multipart`).set(as(user)).send({ filename: 'c' })).status).toBe(429);
+    const listed = await request(server).get(`/users/${user}/uploads/s3/multipart`).set(as(user));
+    expect(listed.status).toBe(200);
+    expect(listed.headers['cache-control']).toBe('no-store');
+    const open = listed.body as { key: string; uploadId: string; initiated: string }[];
+    expect(open.map((u) => u.uploadId).sort()).toEqual([first.uploadId, second.uploadId].sort());
+    expect(open.map((u) => u.key).sort()).toEqual([first.key, second.key].sort());
+    for (const u of open) expect(Number.isNaN(Date.parse(u.initiated))).toBe(false);
+    // Nobody else's: another user gets 403 before any listing.
+    expect((await request(server).get(`/users/${user}/uploads/s3/multipart`).set(as('mallory'))).status).toBe(403);
+    for (const u of open) await request(server).delete(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(u.uploadId)}`).query({ key: u.key }).set(as(user)).expect(200);
+    expect((await request(server).get(`/users/${user}/uploads/s3/multipart`).set(as(user))).body).toEqual([]);
+    const again = await create(user);
+    await request(server).delete(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(again.uploadId)}`).query({ key: again.key }).set(as(user)).expect(200);
+  };
+  if (listsMultipart) it(listTitle, listTest, 60_000);
+  else skipWithReason(listTitle, NO_LISTING, listTest);
+
   it('a complete whose answer was lost: Uppy\'s retry lists the parts (all done), completes, and gets the same object, once', async () => {
     const user = `lost-${platform}`;
     const upload = await create(user);
