@@ -149,15 +149,6 @@ const LOCK_POLL_MS = 250;
 /** Upload ids are opaque; AWS's are ~150 characters. Anything far longer is not one. */
 const MAX_UPLOAD_ID = 1024;
 
-/**
- * `listParts()` of an upload that was published: every part number, so that a client resuming
- * from the list (Uppy marks the chunks listed as done) has nothing left to send and completes.
- * The ETag is no part's: a complete of a published upload answers the object without them.
- */
-function publishedParts(): UploadedPart[] {
-  return Array.from({ length: MAX_PART_NUMBER }, (_, i) => ({ partNumber: i + 1, etag: 'published', size: 0 }));
-}
-
 /** What the record of an open upload keeps (JSON). */
 interface MultipartRecord {
   v: 1;
@@ -261,12 +252,8 @@ export class DirectMultipart {
     try {
       return await this.allParts('listParts', key, uploadId, options.signal);
     } catch (error) {
-      if (!isNoSuchUpload(error)) throw error;
-      // Completed already, and the answer was lost: Uppy's retry lists the parts, uploads those
-      // missing, then completes. Every part number "held" lets it go straight on to complete,
-      // which answers the published object (the parts it sends are not checked then).
-      if (await this.publishedFrom(final, options.signal)) return publishedParts();
-      throw this.noSuchUpload(key, final);
+      if (isNoSuchUpload(error)) throw this.noSuchUpload(key, final);
+      throw error;
     }
   }
 

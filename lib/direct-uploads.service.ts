@@ -10,6 +10,8 @@
 import type { S3Client } from '@aws-sdk/client-s3';
 import { HttpStatus, Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
 import { HttpAdapterHost, ModuleRef } from '@nestjs/core';
+import { randomUUID } from 'node:crypto';
+import { safeFileName } from './direct-multipart.js';
 import { installCompleteBodyParser } from './direct-uploads.body-limit.js';
 import { SNIFFABLE_TYPES } from './content-sniffing.js';
 import { baseType, matchesType } from './content-type.js';
@@ -21,7 +23,7 @@ import { fromKey, normalizeName, toKey } from './key-normalizer.js';
 import type { MediaStorageApi } from './media-storage.api.js';
 import type { StoredObject } from './media-storage.types.js';
 import { countOpenUploads, listOpenUploads, type OpenUpload } from './open-uploads.js';
-import { StorageConfigurationError } from './storage.errors.js';
+import { StorageConfigurationError, UploadRejectedError } from './storage.errors.js';
 import type { ResolvedStorageOptions } from './storage-options.validation.js';
 import { getMediaS3ClientToken, getStorageOptionsToken, getStorageToken } from './storage-tokens.js';
 
@@ -130,9 +132,14 @@ export class DirectUploadsService implements OnModuleInit {
     const type = declaredType(request.query.type);
     const [maxBytes, allowedTypes] = await Promise.all([this.maxBytes(request), resolve(this.options.allowedTypes, request)]);
     checkDeclaredType(type, allowedTypes);
+    const filename = request.query.filename;
+    if (filename !== undefined && (typeof filename !== 'string' || Buffer.byteLength(filename) > MAX_FILENAME_BYTES)) {
+      throw directUploadError(HttpStatus.BAD_REQUEST, 'bad-request', `"filename" must be the file's name, a string of at most ${MAX_FILENAME_BYTES} bytes.`);
+    }
     const post = await this.run(() =>
       this.storage.createUpload({
-        prefix,
+        // As multipart names keep it: the client's file name, made safe, after an unguessable id.
+        ...(filename ? { name: `${prefix}/${randomUUID()}-${safeFileName(filename)}` } : { prefix }),
         maxBytes: Math.min(maxBytes, MAX_POST_BYTES),
         contentType: storedType(type),
         ...(this.options.postExpiresIn === undefined ? {} : { expiresIn: this.options.postExpiresIn }),
@@ -237,7 +244,18 @@ export class DirectUploadsService implements OnModuleInit {
   async listParts(request: DirectUploadRequest, uploadId: string): Promise<{ PartNumber: number; ETag: string; Size: number }[]> {
     const prefix = await this.admit(request);
     const name = this.ownedName(request.query.key, prefix, 'query parameter "key"');
-    const parts = await this.run(() => this.storage.listParts(name, checkUploadId(uploadId), { prefix }));
+    const parts = await this.run(async () => {
+      try {
+        return await this.storage.listParts(name, checkUploadId(uploadId), { prefix });
+      } catch (error) {
+        // Completed already, and the answer was lost: Uppy's Retry lists the parts, uploads those
+        // missing, then completes. Every part number "held" sends it straight on to complete,
+        // which answers the published object (recognised by the mark only a complete gives it;
+        // the parts it sends are not used then).
+        if (error instanceof UploadRejectedError && error.reason === 'no-such-upload' && (await this.storage.exists(name))) return publishedParts();
+        throw error;
+      }
+    });
     return parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag, Size: p.size }));
   }
 
@@ -402,6 +420,14 @@ function announcedSize(body: CreateMultipartBody | undefined): number | undefine
     throw directUploadError(HttpStatus.BAD_REQUEST, 'bad-request', `"size" must be the file's size in bytes, a whole number (got ${JSON.stringify(raw).slice(0, 40)}).`);
   }
   return size;
+}
+
+/**
+ * The list parts answer of an upload already published: every part number (Uppy marks the
+ * chunks listed as done, so it has nothing left to send and completes). No part has that ETag.
+ */
+function publishedParts(): { partNumber: number; etag: string; size: number }[] {
+  return Array.from({ length: MAX_PARTS }, (_, i) => ({ partNumber: i + 1, etag: 'published', size: 0 }));
 }
 
 function checkUploadId(uploadId: string): string {

@@ -315,12 +315,7 @@ export class MediaStorage implements MediaStorageApi {
     return this.directMultipart.signParts(name, uploadId, partNumbers, options);
   }
 
-  /**
-   * The parts S3 holds for an open upload, in order (what a client resumes from). For an upload
-   * already published (a complete whose answer was lost), every part number 1 to 10,000 with the
-   * ETag `published`, so a resuming client completes at once and gets the published object.
-   * @throws UploadRejectedError
-   */
+  /** The parts S3 holds for an open upload, in order (what a client resumes from). @throws UploadRejectedError */
   listParts(name: string, uploadId: string, options: MultipartCallOptions = {}): Promise<UploadedPart[]> {
     return this.directMultipart.listParts(name, uploadId, options);
   }
