@@ -65,3 +65,22 @@ export function extensionFor(contentType: string): string | undefined {
   if (base === 'image/jpeg') return 'jpg';
   return Object.keys(TYPES).find((ext) => TYPES[ext]!.split(';')[0] === base);
 }
+
+/** A MIME type without its parameters, lower-cased: `Video/WebM; codecs=vp8` → `video/webm`. */
+export function baseType(type: string): string {
+  return type.split(';')[0]!.trim().toLowerCase();
+}
+
+/**
+ * Whether `type` is one of `allowed`: exact types, `type/*` wildcards and `*\/*`, all without
+ * regard to case or parameters. The one rule create, confirm and complete all apply.
+ */
+export function matchesType(type: string, allowed: readonly string[]): boolean {
+  const base = baseType(type);
+  if (!base) return false;
+  return allowed.some((entry) => {
+    const a = baseType(entry);
+    if (a === '*/*' || a === '*') return true;
+    return a.endsWith('/*') ? base.startsWith(a.slice(0, -1)) : a === base;
+  });
+}

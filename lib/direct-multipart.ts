@@ -59,8 +59,14 @@ export interface CreateMultipartUploadOptions {
   contentType?: string;
   /** Required: the largest total size accepted at complete (1 byte to 5 TiB). */
   maxBytes: number;
-  /** MIME types the first bytes must sniff as (an unknown signature counts as `contentType`). @default undefined (any) */
+  /** MIME types the first bytes must sniff as (an unknown signature counts as `declaredType`, else `contentType`); `type/*` wildcards, any case. @default undefined (any) */
   allowedTypes?: readonly string[];
+  /**
+   * The type the client declared, when `contentType` is something else (a type the bytes cannot
+   * prove is stored as a download): checked against `allowedTypes` when the bytes have no known
+   * signature. @default contentType
+   */
+  declaredType?: string;
   /** Cancels the request. */
   signal?: AbortSignal;
 }
@@ -152,6 +158,8 @@ interface MultipartRecord {
   allowedTypes?: readonly string[];
   /** The type given at create, which the bytes must not contradict; none when the default (a download) applies. */
   contentType?: string;
+  /** The type the client declared, kept apart from the stored Content-Type. */
+  declaredType?: string;
 }
 
 /** What presigned multipart uploads need from the storage that owns them. */
@@ -203,7 +211,7 @@ export class DirectMultipart {
       ),
     );
     const uploadId = created.UploadId!;
-    const record: MultipartRecord = { v: 1, name, prefix, maxBytes: options.maxBytes, allowedTypes: options.allowedTypes, contentType: options.contentType };
+    const record: MultipartRecord = { v: 1, name, prefix, maxBytes: options.maxBytes, allowedTypes: options.allowedTypes, contentType: options.contentType, declaredType: options.declaredType };
     try {
       const sealed = await this.sealRecord(key, uploadId, record);
       await this.context.call('createMultipartUpload', this.recordKey(key, uploadId), options.signal, (abortSignal) =>
@@ -328,7 +336,7 @@ export class DirectMultipart {
       const etag = unquote(head.ETag);
       const checked = await inspectUpload(
         { size: head.ContentLength ?? 0 },
-        { maxBytes: record.maxBytes, allowedTypes: record.allowedTypes, contentType: record.contentType },
+        { maxBytes: record.maxBytes, allowedTypes: record.allowedTypes, contentType: record.contentType, declaredType: record.declaredType },
         () => this.firstBytes(key, etag, options.signal),
       );
       if ('reason' in checked) {

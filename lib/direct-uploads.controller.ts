@@ -9,6 +9,7 @@
  * | GET    | `s3/params?filename&type`               | files ≤ 100 MiB: one presigned POST    |
  * | POST   | `s3/confirm` `{ key }`                  | (the page, on `upload-success`)        |
  * | POST   | `s3/multipart` `{ filename, type }`     | create                                 |
+ * | GET    | `s3/multipart`                          | (the page) the caller's open uploads   |
  * | GET    | `s3/multipart/:uploadId/:partNumber?key`| sign one part (`batch?partNumbers=`)   |
  * | GET    | `s3/multipart/:uploadId?key`            | list parts (resume)                    |
  * | POST   | `s3/multipart/:uploadId/complete?key`   | complete                               |
@@ -17,9 +18,15 @@
  * One class per registered path (Nest reads a controller's path from its class), so the
  * class is made here; Express and Fastify both serve it (only `@Req()`/`@Body()`/`@Param()`).
  */
-import { Body, Controller, Delete, Get, Header, HttpCode, Param, Post, Req, type Type } from '@nestjs/common';
+import { Body, Controller, Delete, Get, Header, HttpCode, Param, Post, Req, Res, type Type } from '@nestjs/common';
+import { withRetryAfter } from './direct-uploads.http-errors.js';
 import type { DirectUploadRequest } from './direct-uploads-module-options.interface.js';
 import { type CreateMultipartBody, DirectUploadsService } from './direct-uploads.service.js';
+
+/** Express's and Fastify's responses both set a header with `header(name, value)`. */
+interface HeaderSetter {
+  header?: (name: string, value: string) => unknown;
+}
 
 /** A controller class serving the direct-upload routes under `<path>/s3`. */
 export function createDirectUploadsController(path: string): Type<unknown> {
@@ -35,14 +42,20 @@ export function createDirectUploadsController(path: string): Type<unknown> {
 
     @Post('confirm')
     @HttpCode(200)
-    confirm(@Req() request: DirectUploadRequest, @Body() body: { key?: unknown } | undefined) {
-      return this.uploads.confirm(request, body);
+    confirm(@Req() request: DirectUploadRequest, @Body() body: { key?: unknown; type?: unknown } | undefined, @Res({ passthrough: true }) response: HeaderSetter) {
+      return withRetryAfter(response, this.uploads.confirm(request, body));
     }
 
     @Post('multipart')
     @HttpCode(200)
     create(@Req() request: DirectUploadRequest, @Body() body: CreateMultipartBody | undefined) {
       return this.uploads.createMultipart(request, body);
+    }
+
+    @Get('multipart')
+    @Header('Cache-Control', 'no-store')
+    listOpen(@Req() request: DirectUploadRequest) {
+      return this.uploads.listOpen(request);
     }
 
     @Get('multipart/:uploadId/:partNumber')
@@ -59,8 +72,8 @@ export function createDirectUploadsController(path: string): Type<unknown> {
 
     @Post('multipart/:uploadId/complete')
     @HttpCode(200)
-    complete(@Req() request: DirectUploadRequest, @Param('uploadId') uploadId: string, @Body() body: { parts?: unknown } | undefined) {
-      return this.uploads.complete(request, uploadId, body);
+    complete(@Req() request: DirectUploadRequest, @Param('uploadId') uploadId: string, @Body() body: { parts?: unknown } | undefined, @Res({ passthrough: true }) response: HeaderSetter) {
+      return withRetryAfter(response, this.uploads.complete(request, uploadId, body));
     }
 
     @Delete('multipart/:uploadId')

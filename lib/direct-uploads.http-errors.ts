@@ -18,7 +18,7 @@ export interface DirectUploadErrorBody {
 
 const PHRASES: Record<number, string> = {
   400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large',
-  415: 'Unsupported Media Type', 429: 'Too Many Requests', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
+  415: 'Unsupported Media Type', 429: 'Too Many Requests', 501: 'Not Implemented', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout',
 };
 
 /** An HttpException with the JSON body above. */
@@ -35,7 +35,7 @@ const REJECTED: Record<UploadRejectedError['reason'], { status: number; hint: st
   empty: { status: HttpStatus.BAD_REQUEST, hint: 'the file is empty; nothing was kept.' },
   'bad-request': { status: HttpStatus.BAD_REQUEST, hint: 'the request is not valid.' },
   'not-direct-upload': { status: HttpStatus.BAD_REQUEST, hint: 'that object was not uploaded with a form from this server; it was left alone.' },
-  conflict: { status: HttpStatus.CONFLICT, hint: 'another request is publishing that file right now; try again in a moment.' },
+  conflict: { status: HttpStatus.CONFLICT, hint: 'another complete of this upload is in progress; retry in a few seconds. Nothing was published by this request.' },
   'not-owner': { status: HttpStatus.FORBIDDEN, hint: 'that upload belongs to someone else; nothing was changed.' },
   'parts-mismatch': { status: HttpStatus.BAD_REQUEST, hint: 'the parts listed are not those uploaded; the upload was aborted. Upload the file again.' },
   'no-such-upload': { status: HttpStatus.NOT_FOUND, hint: 'there is no such open upload (it was completed, aborted or has expired). Start the upload again.' },
@@ -49,6 +49,10 @@ export function toHttpError(error: unknown): unknown {
   if (error instanceof HttpException) return error;
   if (error instanceof UploadRejectedError) {
     const known = REJECTED[error.reason] ?? { status: HttpStatus.BAD_REQUEST, hint: 'the upload was refused.' };
+    if (error.reason === 'conflict') {
+      // Not a refusal: the same request succeeds once the other one ended (see RETRY_AFTER_SECONDS).
+      return directUploadError(known.status, error.reason, `${known.hint[0]!.toUpperCase()}${known.hint.slice(1)}`, error);
+    }
     // The storage's message says exactly which limit (it names sizes and types, not the bucket).
     return directUploadError(known.status, error.reason, `Upload refused: ${withoutEndpoint(error.message) || known.hint}`, error);
   }
@@ -73,6 +77,23 @@ export function toHttpError(error: unknown): unknown {
 }
 
 // Storage messages may end with " at <endpoint>" or name the bucket; keep what a person acts on.
+// Nor the library's function names, which mean nothing to the person uploading.
 function withoutEndpoint(message: string): string {
-  return message.replace(/ at https?:\/\/\S+/g, '').replace(/ in bucket "[^"]*"/g, '');
+  return message
+    .replace(/ at https?:\/\/\S+/g, '')
+    .replace(/ in bucket "[^"]*"/g, '')
+    .replace(/\b[a-z]\w*\(\): /g, '')
+    .replace(/\b(?:createMultipartUpload|createUpload)\(\)/g, 'this server')
+    .replace(/\b[a-z]\w*\(\)/g, 'the request');
+}
+
+/** Seconds a 409 `conflict` asks the client to wait (`Retry-After`): a complete takes about that. */
+export const RETRY_AFTER_SECONDS = 5;
+
+/** Sets `Retry-After` on a 409 `conflict` answer (Express and Fastify responses both have `header()`). */
+export function withRetryAfter<T>(response: { header?: (name: string, value: string) => unknown }, answer: Promise<T>): Promise<T> {
+  return answer.catch((error: unknown) => {
+    if (error instanceof HttpException && (error.getResponse() as Partial<DirectUploadErrorBody>).reason === 'conflict') response.header?.('Retry-After', String(RETRY_AFTER_SECONDS));
+    throw error;
+  });
 }

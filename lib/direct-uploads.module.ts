@@ -17,7 +17,7 @@ import {
   DIRECT_UPLOADS_OPTIONS_TYPE,
 } from './direct-uploads.module-definition.js';
 import type { DirectUploadsModuleExtras } from './direct-uploads-module-options.interface.js';
-import { DIRECT_UPLOADS_STORAGE_NAME, DirectUploadsService } from './direct-uploads.service.js';
+import { DIRECT_UPLOADS_PATH, DIRECT_UPLOADS_STORAGE_NAME, DirectUploadsService } from './direct-uploads.service.js';
 import { StorageConfigurationError } from './storage.errors.js';
 import { checkStorageName } from './storage-name.js';
 
@@ -41,6 +41,7 @@ function withRoutes(definition: DynamicModule, extras: Partial<DirectUploadsModu
     providers: [
       ...(definition.providers ?? []),
       { provide: DIRECT_UPLOADS_STORAGE_NAME, useValue: extras.storage ?? null },
+      { provide: DIRECT_UPLOADS_PATH, useValue: path },
       DirectUploadsService,
     ],
   };

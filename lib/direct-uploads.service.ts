@@ -9,8 +9,12 @@
  */
 import type { S3Client } from '@aws-sdk/client-s3';
 import { HttpStatus, Inject, Injectable, Logger, type OnModuleInit } from '@nestjs/common';
-import { ModuleRef } from '@nestjs/core';
+import { HttpAdapterHost, ModuleRef } from '@nestjs/core';
+import { randomUUID } from 'node:crypto';
+import { safeFileName } from './direct-multipart.js';
+import { installCompleteBodyParser } from './direct-uploads.body-limit.js';
 import { SNIFFABLE_TYPES } from './content-sniffing.js';
+import { baseType, matchesType } from './content-type.js';
 import { DIRECT_UPLOADS_MODULE_OPTIONS } from './direct-uploads.module-definition.js';
 import type { DirectUploadRequest, DirectUploadsModuleOptions, PerRequest } from './direct-uploads-module-options.interface.js';
 import { PENDING_PREFIX } from './direct-uploads.js';
@@ -18,10 +22,13 @@ import { directUploadError, toHttpError } from './direct-uploads.http-errors.js'
 import { fromKey, normalizeName, toKey } from './key-normalizer.js';
 import type { MediaStorageApi } from './media-storage.api.js';
 import type { StoredObject } from './media-storage.types.js';
-import { countOpenUploads } from './open-uploads.js';
-import { StorageConfigurationError } from './storage.errors.js';
+import { countOpenUploads, listOpenUploads, type OpenUpload } from './open-uploads.js';
+import { StorageConfigurationError, UploadRejectedError } from './storage.errors.js';
 import type { ResolvedStorageOptions } from './storage-options.validation.js';
 import { getMediaS3ClientToken, getStorageOptionsToken, getStorageToken } from './storage-tokens.js';
+
+/** The module's `path` extra, trimmed. */
+export const DIRECT_UPLOADS_PATH = Symbol.for('nestjs-s3-storage:direct-uploads-path');
 
 /** The module's `storage` extra (null for the unnamed storage). */
 export const DIRECT_UPLOADS_STORAGE_NAME = Symbol.for('nestjs-s3-storage:direct-uploads-storage');
@@ -31,6 +38,8 @@ const MAX_MULTIPART_BYTES = 5 * 1024 ** 4;
 const MAX_POST_BYTES = 5 * 1024 ** 3;
 const MAX_PARTS = 10_000;
 const MAX_FILENAME_BYTES = 1024;
+/** The most open uploads `GET <path>/s3/multipart` lists. */
+const MAX_LISTED = 1000;
 
 /** `params`: a presigned POST. Uppy sends `fields` and then the file to `url`. */
 export interface PostParamsAnswer {
@@ -75,6 +84,7 @@ export class DirectUploadsService implements OnModuleInit {
   constructor(
     @Inject(DIRECT_UPLOADS_MODULE_OPTIONS) private readonly options: DirectUploadsModuleOptions,
     @Inject(DIRECT_UPLOADS_STORAGE_NAME) private readonly storageName: string | null,
+    @Inject(DIRECT_UPLOADS_PATH) private readonly path: string,
     private readonly moduleRef: ModuleRef,
   ) {}
 
@@ -86,11 +96,23 @@ export class DirectUploadsService implements OnModuleInit {
     // Only the open-uploads cap and POST keys need these; a hand-made storage provider may lack them.
     this.client = this.optional<S3Client>(getMediaS3ClientToken(name));
     this.media = this.optional<ResolvedStorageOptions>(getStorageOptionsToken(name))?.media;
+    this.allowLargeCompletes();
   }
 
-  private optional<T>(token: string | symbol): T | undefined {
+  /** Express only: a complete of up to 10,000 parts must not meet the app's 100 kB JSON limit. */
+  private allowLargeCompletes(): void {
+    const adapter = this.optional<HttpAdapterHost>(HttpAdapterHost)?.httpAdapter;
+    if (!adapter || adapter.getType() !== 'express') return;
+    if (!installCompleteBodyParser(adapter.getInstance(), this.path)) {
+      this.logger.warn(
+        `the complete route of "${this.path}" uses the app's own JSON parser: make its limit at least 1mb (app.useBodyParser('json', { limit: '1mb' })), or completes of more than about 1,650 parts answer 413`,
+      );
+    }
+  }
+
+  private optional<T>(token: string | symbol | (abstract new (...args: never[]) => unknown)): T | undefined {
     try {
-      return this.moduleRef.get<T>(token, { strict: false });
+      return this.moduleRef.get<T>(token as string, { strict: false });
     } catch {
       return undefined;
     }
@@ -110,9 +132,14 @@ export class DirectUploadsService implements OnModuleInit {
     const type = declaredType(request.query.type);
     const [maxBytes, allowedTypes] = await Promise.all([this.maxBytes(request), resolve(this.options.allowedTypes, request)]);
     checkDeclaredType(type, allowedTypes);
+    const filename = request.query.filename;
+    if (filename !== undefined && (typeof filename !== 'string' || Buffer.byteLength(filename) > MAX_FILENAME_BYTES)) {
+      throw directUploadError(HttpStatus.BAD_REQUEST, 'bad-request', `"filename" must be the file's name, a string of at most ${MAX_FILENAME_BYTES} bytes.`);
+    }
     const post = await this.run(() =>
       this.storage.createUpload({
-        prefix,
+        // As multipart names keep it: the client's file name, made safe, after an unguessable id.
+        ...(filename ? { name: `${prefix}/${randomUUID()}-${safeFileName(filename)}` } : { prefix }),
         maxBytes: Math.min(maxBytes, MAX_POST_BYTES),
         contentType: storedType(type),
         ...(this.options.postExpiresIn === undefined ? {} : { expiresIn: this.options.postExpiresIn }),
@@ -122,11 +149,19 @@ export class DirectUploadsService implements OnModuleInit {
   }
 
   /** `POST <path>/s3/confirm` `{ key }`: publishes a presigned POST upload once the page saw it succeed. */
-  async confirm(request: DirectUploadRequest, body: { key?: unknown } | undefined): Promise<PublishedAnswer> {
+  async confirm(request: DirectUploadRequest, body: { key?: unknown; type?: unknown } | undefined): Promise<PublishedAnswer> {
     const prefix = await this.admit(request);
     const name = this.ownedName(body?.key, prefix, 'body field "key" (the key Uppy\'s upload-success reports)', (key) => this.nameOfPostKey(key));
+    // A POST upload is `<prefix>/<uuid>.<ext>`: exactly the caller's folder, never a folder under it (another prefix's).
+    if (name.slice(prefix.length + 1).includes('/')) {
+      throw directUploadError(HttpStatus.FORBIDDEN, 'not-owner', 'That upload belongs to someone else (its key is not directly in your folder); nothing was changed.');
+    }
+    // The type given to params, for bytes without a known signature (stored as a download either way).
+    const type = declaredType(body?.type);
     const [maxBytes, allowedTypes] = await Promise.all([this.maxBytes(request), resolve(this.options.allowedTypes, request)]);
-    const stored = await this.run(() => this.storage.confirmUpload(name, { maxBytes: Math.min(maxBytes, MAX_POST_BYTES), ...(allowedTypes ? { allowedTypes } : {}) }));
+    const stored = await this.run(() =>
+      this.storage.confirmUpload(name, { maxBytes: Math.min(maxBytes, MAX_POST_BYTES), ...(allowedTypes ? { allowedTypes } : {}), ...(type ? { declaredType: type } : {}) }),
+    );
     return this.published(stored);
   }
 
@@ -154,11 +189,41 @@ export class DirectUploadsService implements OnModuleInit {
         prefix,
         name: filename || 'file',
         contentType: storedType(type),
+        ...(type ? { declaredType: type } : {}),
         maxBytes,
         ...(allowedTypes ? { allowedTypes } : {}),
       }),
     );
     return { key: handle.key, uploadId: handle.uploadId, partSize: handle.partSize };
+  }
+
+  /**
+   * `GET <path>/s3/multipart`: the caller's open uploads (at most 1000, oldest first), so that a
+   * page can abort those it gave up on: Uppy never aborts after an error, and each counts
+   * against `maxOpenUploads` until aborted or expired.
+   */
+  async listOpen(request: DirectUploadRequest): Promise<OpenUpload[]> {
+    const prefix = await this.admit(request);
+    if (!this.client || !this.media) {
+      throw new StorageConfigurationError(['listing open uploads needs the storage\'s S3 client, which this app does not provide'], 'DirectUploadsModule cannot list open uploads');
+    }
+    const { client, media } = this;
+    const keyPrefix = toKey(media.location, `${PENDING_PREFIX}/${prefix}/`);
+    const open = await this.run(() =>
+      listOpenUploads(client, media.bucket, keyPrefix, MAX_LISTED).catch((error: unknown) => {
+        if ((error as { name?: string }).name !== 'NotImplemented') throw error;
+        throw directUploadError(HttpStatus.NOT_IMPLEMENTED, 'not-supported', 'This storage server cannot list open uploads (no ListMultipartUploads).');
+      }),
+    );
+    // Exactly this prefix's uploads: not those of a prefix nested under it.
+    return open.filter((upload) => {
+      try {
+        const name = this.storage.nameForKey(upload.key);
+        return name.split('/').slice(0, -2).join('/') === prefix;
+      } catch {
+        return false;
+      }
+    });
   }
 
   /** `GET <path>/s3/multipart/:uploadId/:partNumber?key=`: one part URL (`batch?partNumbers=1,2` for several). */
@@ -179,7 +244,18 @@ export class DirectUploadsService implements OnModuleInit {
   async listParts(request: DirectUploadRequest, uploadId: string): Promise<{ PartNumber: number; ETag: string; Size: number }[]> {
     const prefix = await this.admit(request);
     const name = this.ownedName(request.query.key, prefix, 'query parameter "key"');
-    const parts = await this.run(() => this.storage.listParts(name, checkUploadId(uploadId), { prefix }));
+    const parts = await this.run(async () => {
+      try {
+        return await this.storage.listParts(name, checkUploadId(uploadId), { prefix });
+      } catch (error) {
+        // Completed already, and the answer was lost: Uppy's Retry lists the parts, uploads those
+        // missing, then completes. Every part number "held" sends it straight on to complete,
+        // which answers the published object (recognised by the mark only a complete gives it;
+        // the parts it sends are not used then).
+        if (error instanceof UploadRejectedError && error.reason === 'no-such-upload' && (await this.storage.exists(name))) return publishedParts();
+        throw error;
+      }
+    });
     return parts.map((p) => ({ PartNumber: p.partNumber, ETag: p.etag, Size: p.size }));
   }
 
@@ -307,14 +383,12 @@ async function resolve<T>(value: PerRequest<T>, request: DirectUploadRequest): P
 /** The type the client declares, or undefined. */
 function declaredType(raw: unknown): string | undefined {
   if (raw === undefined || raw === '') return undefined;
-  if (typeof raw !== 'string' || !/^[\w.+-]+\/[\w.+-]+$/.test(raw) || raw.length > 255) {
+  // Parameters (`video/webm;codecs=vp8`, as MediaRecorder gives) say nothing the bytes check.
+  const base = typeof raw === 'string' && raw.length <= 255 ? baseType(raw) : '';
+  if (!/^[\w.+-]+\/[\w.+-]+$/.test(base)) {
     throw directUploadError(HttpStatus.BAD_REQUEST, 'bad-request', `"type" must be a MIME type such as "video/mp4" (got ${JSON.stringify(raw).slice(0, 80)}).`);
   }
-  return raw.toLowerCase();
-}
-
-function matchesType(type: string, allowed: readonly string[]): boolean {
-  return allowed.some((a) => (a.endsWith('/*') ? type.startsWith(a.slice(0, -1)) : a.toLowerCase() === type));
+  return base;
 }
 
 function checkDeclaredType(type: string | undefined, allowed: readonly string[] | undefined): void {
@@ -346,6 +420,14 @@ function announcedSize(body: CreateMultipartBody | undefined): number | undefine
     throw directUploadError(HttpStatus.BAD_REQUEST, 'bad-request', `"size" must be the file's size in bytes, a whole number (got ${JSON.stringify(raw).slice(0, 40)}).`);
   }
   return size;
+}
+
+/**
+ * The list parts answer of an upload already published: every part number (Uppy marks the
+ * chunks listed as done, so it has nothing left to send and completes). No part has that ETag.
+ */
+function publishedParts(): { partNumber: number; etag: string; size: number }[] {
+  return Array.from({ length: MAX_PARTS }, (_, i) => ({ partNumber: i + 1, etag: 'published', size: 0 }));
 }
 
 function checkUploadId(uploadId: string): string {

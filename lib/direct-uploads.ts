@@ -16,7 +16,7 @@
 import { CopyObjectCommand, DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { createHmac, randomBytes, randomUUID, timingSafeEqual } from 'node:crypto';
 import { unquote } from './abortable.js';
-import { extensionFor } from './content-type.js';
+import { baseType, extensionFor, matchesType } from './content-type.js';
 import { SNIFF_BYTES, SNIFFABLE_TYPES, sniffContentType } from './content-sniffing.js';
 import { normalizeName, toKey } from './key-normalizer.js';
 import { isPreconditionFailure } from './media-writes.js';
@@ -62,8 +62,14 @@ export interface UploadExpectations {
   maxBytes?: number;
   /** The type the bytes must be (checked against their signature when it is one we know). */
   contentType?: string;
-  /** Types the bytes may be, as sniffed. */
+  /** Types the bytes may be, as sniffed (`type/*` wildcards, any case; see `matchesType()`). */
   allowedTypes?: readonly string[];
+  /**
+   * The type the client declared, when it is stored as something else (a type the bytes cannot
+   * prove, e.g. `text/csv`, is stored as `application/octet-stream`): what `allowedTypes` is
+   * checked against when the bytes have no known signature.
+   */
+  declaredType?: string;
 }
 
 /** What `confirmUpload()` published (the shape of `upload()`'s result). */
@@ -351,12 +357,13 @@ export async function inspectUpload(
     return { reason: 'too-large', message: `the file has ${head.size} bytes, more than the ${expectations.maxBytes} allowed` };
   }
   const sniffed = sniffContentType(await first());
-  const declared = (expectations.contentType ?? head.contentType ?? '').split(';')[0]!.trim().toLowerCase();
+  const declared = baseType(expectations.contentType ?? head.contentType ?? '');
   if (declared && (sniffed ? sniffed !== declared : SNIFFABLE_TYPES.has(declared))) {
     return { reason: 'type-not-allowed', message: `the file was declared ${declared} but its bytes are ${sniffed ?? 'not that type'}` };
   }
-  if (expectations.allowedTypes && !expectations.allowedTypes.includes(sniffed ?? declared)) {
-    return { reason: 'type-not-allowed', message: `the file is ${sniffed ?? (declared || 'of an unknown type')}; allowed: ${expectations.allowedTypes.join(', ')}` };
+  const claimed = sniffed ?? (baseType(expectations.declaredType ?? '') || declared);
+  if (expectations.allowedTypes && !matchesType(claimed, expectations.allowedTypes)) {
+    return { reason: 'type-not-allowed', message: `the file is ${claimed || 'of an unknown type'}; allowed: ${expectations.allowedTypes.join(', ')}` };
   }
   return { contentType: sniffed ?? (declared || 'application/octet-stream') };
 }

@@ -19,3 +19,28 @@ export async function countOpenUploads(client: S3Client, bucket: string, keyPref
     if (!KeyMarker && !UploadIdMarker) return count;
   }
 }
+
+/** An open multipart upload, as `GET <path>/s3/multipart` lists it. */
+export interface OpenUpload {
+  key: string;
+  uploadId: string;
+  /** When it was created (ISO 8601). */
+  initiated: string;
+}
+
+/** The multipart uploads open under a key prefix, oldest first, at most `limit`. */
+export async function listOpenUploads(client: S3Client, bucket: string, keyPrefix: string, limit: number, signal?: AbortSignal): Promise<OpenUpload[]> {
+  const uploads: OpenUpload[] = [];
+  let KeyMarker: string | undefined;
+  let UploadIdMarker: string | undefined;
+  for (;;) {
+    const page = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: keyPrefix, KeyMarker, UploadIdMarker }), { abortSignal: signal });
+    for (const upload of page.Uploads ?? []) {
+      if (upload.Key && upload.UploadId) uploads.push({ key: upload.Key, uploadId: upload.UploadId, initiated: upload.Initiated?.toISOString() ?? '' });
+    }
+    KeyMarker = page.NextKeyMarker;
+    UploadIdMarker = page.NextUploadIdMarker;
+    if (uploads.length >= limit || !page.IsTruncated || (!KeyMarker && !UploadIdMarker)) break;
+  }
+  return uploads.sort((a, b) => a.initiated.localeCompare(b.initiated)).slice(0, limit);
+}

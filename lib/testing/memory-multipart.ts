@@ -62,6 +62,7 @@ interface OpenUpload {
   key: string;
   maxBytes: number;
   allowedTypes?: readonly string[];
+  declaredType?: string;
   contentType?: string;
   parts: Map<number, { data: Buffer; etag: string }>;
 }
@@ -78,7 +79,7 @@ export class MemoryMultipart {
     const key = this.key(pendingName(name));
     this.throwIfAborted('createMultipartUpload', key, options.signal);
     const uploadId = randomBytes(24).toString('base64url');
-    this.uploads.set(uploadId, { name, key, maxBytes: options.maxBytes, allowedTypes: options.allowedTypes, contentType: options.contentType, parts: new Map() });
+    this.uploads.set(uploadId, { name, key, maxBytes: options.maxBytes, allowedTypes: options.allowedTypes, contentType: options.contentType, declaredType: options.declaredType, parts: new Map() });
     return { uploadId, name, key, partSize: advisedPartSize(options.maxBytes, this.host.options.partSize) };
   }
 
@@ -143,7 +144,7 @@ export class MemoryMultipart {
     const problem = checkParts(given, listed(upload), upload.maxBytes);
     if (problem) throw this.rejected(key, problem.reason, `${problem.message}; the upload "${final}" was aborted`);
     const data = Buffer.concat([...upload.parts.entries()].sort(([a], [b]) => a - b).map(([, part]) => part.data));
-    const checked = await inspectUpload({ size: data.length }, { maxBytes: upload.maxBytes, allowedTypes: upload.allowedTypes, contentType: upload.contentType }, async () =>
+    const checked = await inspectUpload({ size: data.length }, { maxBytes: upload.maxBytes, allowedTypes: upload.allowedTypes, contentType: upload.contentType, declaredType: upload.declaredType }, async () =>
       data.subarray(0, SNIFF_BYTES),
     );
     if ('reason' in checked) throw this.rejected(key, checked.reason, `${checked.message}; the upload "${final}" was deleted`);

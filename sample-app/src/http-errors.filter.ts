@@ -1,5 +1,5 @@
 /**
- * Every error answer is JSON `{ statusCode, error, message }` with a message a person can
+ * Every error answer is JSON `{ statusCode, error, reason?, message }` with a message a person can
  * act on. Multer's terse texts ("File too large") are reworded from its error codes, storage
  * errors become 404/400/503 instead of 500, and only a genuine bug answers 500, with a
  * message that reveals nothing of the server.
@@ -22,6 +22,8 @@ export class HttpErrorsFilter implements ExceptionFilter {
     const res = http.getResponse<HttpResponse>();
     const req = http.getRequest<HttpRequest>();
     const { status, message } = this.describe(exception);
+    // A stable word for programs (DirectUploadsModule's `too-large`, `conflict`, …), kept as it is.
+    const reason = reasonOf(exception);
     if (status >= 500) {
       // Logged for the operator; storage errors name bucket, key and endpoint, never a secret.
       // An HttpException from the library's upload interceptor carries the storage error as its cause.
@@ -29,7 +31,7 @@ export class HttpErrorsFilter implements ExceptionFilter {
       this.logger.error(`${req.method} ${req.originalUrl} -> ${status}: ${exception instanceof Error ? exception.message : String(exception)}${cause}`);
     }
     if (res.headersSent) return;
-    res.status(status).json({ statusCode: status, error: reasonPhrase(status), message: sentence(message) });
+    res.status(status).json({ statusCode: status, error: reasonPhrase(status), ...(reason ? { reason } : {}), message: sentence(message) });
   }
 
   private describe(exception: unknown): { status: number; message: string } {
@@ -73,6 +75,14 @@ export class HttpErrorsFilter implements ExceptionFilter {
 function multerCode(cause: unknown): string | undefined {
   if (cause instanceof Error && cause.name === 'MulterError') return (cause as Error & { code: string }).code;
   return undefined;
+}
+
+function reasonOf(exception: unknown): string | undefined {
+  if (exception instanceof UploadRejectedError) return exception.reason;
+  if (!(exception instanceof HttpException)) return undefined;
+  const body = exception.getResponse();
+  const reason = typeof body === 'object' && body !== null ? (body as { reason?: unknown }).reason : undefined;
+  return typeof reason === 'string' ? reason : undefined;
 }
 
 function messageOf(exception: HttpException): string {

@@ -64,6 +64,8 @@ describe('the Files section\'s direct uploads', () => {
     const big = await http().post('/users/dora/uploads/s3/multipart').send({ filename: 'big.bin', size: 17 * MIB });
     expect(big.status).toBe(413);
     expect(big.body.message).toContain(String(16 * MIB));
+    // The module's stable word for programs survives the app's error filter.
+    expect(big.body.reason).toBe('too-large');
     const bad = await http().post('/users/..%2Fevil/uploads/s3/multipart').send({ filename: 'x' });
     expect(bad.status).toBe(400);
     expect(bad.body.message).toMatch(/Invalid user id/);

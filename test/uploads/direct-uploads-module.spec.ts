@@ -4,18 +4,21 @@
  * create → sign each part → PUT the parts straight to S3 → list → complete; the single-request
  * `params` POST and its confirm; per-request limits, ownership, the open-uploads cap, abort.
  */
-import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
+import { GetObjectCommand, HeadObjectCommand, ListMultipartUploadsCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { type DynamicModule, type INestApplication, Module, UnauthorizedException } from '@nestjs/common';
 import { Test } from '@nestjs/testing';
 import { createHash, randomBytes } from 'node:crypto';
 import request from 'supertest';
 import type { DirectUploadRequest } from '../../lib/direct-uploads-module-options.interface.js';
+import { type DirectMultipart, recordName } from '../../lib/direct-multipart.js';
 import { DirectUploadsModule } from '../../lib/direct-uploads.module.js';
+import type { MediaStorage } from '../../lib/media.storage.js';
+import { getStorageToken } from '../../lib/storage-tokens.js';
 import { StorageConfigurationError } from '../../lib/storage.errors.js';
 import { StorageModule } from '../../lib/storage.module.js';
 import { HTTP_PLATFORMS, createHttpApp, type HttpPlatform } from '../harness/http-platforms.js';
-import { deleteTestBucket, mediaOptions, rawClient, s3, skipWithReason, uniqueBucket } from '../harness/s3-test-env.js';
+import { deleteTestBucket, itRequires, mediaOptions, rawClient, s3, skipWithReason, uniqueBucket } from '../harness/s3-test-env.js';
 
 const MIB = 1024 * 1024;
 const bucket = uniqueBucket('uppy-routes');
@@ -45,7 +48,13 @@ function appModule(): DynamicModule {
         prefix: (req) => `users/${req.params.id}`,
         // Per-request limits: "small" users get 8 MiB, "pics" users images only.
         maxBytes: (req) => (req.params.id?.startsWith('small') ? 8 * MIB : 64 * MIB),
-        allowedTypes: (req) => (req.params.id?.startsWith('pics') ? ['image/*'] : undefined),
+        allowedTypes: (req) => {
+          const id = req.params.id ?? '';
+          if (id.startsWith('pics')) return ['image/*'];
+          if (id.startsWith('csv')) return ['text/csv'];
+          if (id.startsWith('mixed')) return ['Image/PNG', 'TEXT/CSV'];
+          return undefined;
+        },
         maxOpenUploads: (req) => (req.params.id?.startsWith('capped') ? 2 : undefined),
       }),
       DirectUploadsModule.register({ path: 'archive', storage: 'archive', authorize: () => true, prefix: () => 'shared', maxBytes: 16 * MIB }),
@@ -303,6 +312,162 @@ describe.each(HTTP_PLATFORMS)('DirectUploadsModule on %s', (platform) => {
   if (listsMultipart) it(capTitle, capTest, 60_000);
   else skipWithReason(capTitle, NO_LISTING, capTest);
 
+  const listTitle = 'lists the caller\'s open uploads (GET s3/multipart) so a locked-out page can abort them and start again';
+  const listTest = async (): Promise<void> => {
+    const user = `capped-list-${platform}`;
+    const server = app.getHttpServer();
+    // Two uploads Uppy gave up on (it never aborts after an error): the cap of 2 is reached.
+    const first = await create(user);
+    const second = await create(user);
+    await create(`${user}x`); // a prefix that merely starts the same: not listed
+    expect((await request(server).post(`/users/${user}/uploads/s3/multipart`).set(as(user)).send({ filename: 'c' })).status).toBe(429);
+    const listed = await request(server).get(`/users/${user}/uploads/s3/multipart`).set(as(user));
+    expect(listed.status).toBe(200);
+    expect(listed.headers['cache-control']).toBe('no-store');
+    const open = listed.body as { key: string; uploadId: string; initiated: string }[];
+    expect(open.map((u) => u.uploadId).sort()).toEqual([first.uploadId, second.uploadId].sort());
+    expect(open.map((u) => u.key).sort()).toEqual([first.key, second.key].sort());
+    for (const u of open) expect(Number.isNaN(Date.parse(u.initiated))).toBe(false);
+    // Nobody else's: another user gets 403 before any listing.
+    expect((await request(server).get(`/users/${user}/uploads/s3/multipart`).set(as('mallory'))).status).toBe(403);
+    for (const u of open) await request(server).delete(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(u.uploadId)}`).query({ key: u.key }).set(as(user)).expect(200);
+    expect((await request(server).get(`/users/${user}/uploads/s3/multipart`).set(as(user))).body).toEqual([]);
+    const again = await create(user);
+    await request(server).delete(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(again.uploadId)}`).query({ key: again.key }).set(as(user)).expect(200);
+  };
+  if (listsMultipart) it(listTitle, listTest, 60_000);
+  else skipWithReason(listTitle, NO_LISTING, listTest);
+
+  it('a complete whose answer was lost: Uppy\'s retry lists the parts (all done), completes, and gets the same object, once', async () => {
+    const user = `lost-${platform}`;
+    const upload = await create(user);
+    const done = await uploadParts(user, upload, [randomBytes(3000)]);
+    // The complete ran, but its answer never reached the page.
+    const storage = app.get<MediaStorage>(getStorageToken(), { strict: false });
+    const name = storage.nameForKey(upload.key);
+    const first = await storage.completeMultipartUpload(name, upload.uploadId, done.map((p) => ({ partNumber: p.PartNumber, etag: p.ETag })), { prefix: `users/${user}` });
+
+    // Uppy's Retry: list, mark the chunks listed as done, upload none, complete with what the list gave.
+    const listed = await request(app.getHttpServer()).get(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(upload.uploadId)}`).query({ key: upload.key }).set(as(user));
+    expect(listed.status).toBe(200);
+    const list = listed.body as { PartNumber: number; ETag: string }[];
+    expect(list).toHaveLength(10_000);
+    expect(list.slice(0, 2).map((p) => p.PartNumber)).toEqual([1, 2]);
+    const chunks = 1;
+    const again = await complete(user, upload, list.slice(0, chunks).map((p) => ({ PartNumber: p.PartNumber, ETag: p.ETag })));
+    expect(again.status).toBe(200);
+    expect(again.body).toMatchObject({ name: first.name, key: first.key, etag: first.etag, size: 3000 });
+    const stored = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: `media/users/${user}/` }));
+    expect((stored.Contents ?? []).map((o) => o.Key)).toEqual([first.key]);
+
+    // An upload that was never published still answers 404 "start again".
+    const aborted = await create(user);
+    await request(app.getHttpServer()).delete(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(aborted.uploadId)}`).query({ key: aborted.key }).set(as(user));
+    const gone = await request(app.getHttpServer()).get(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(aborted.uploadId)}`).query({ key: aborted.key }).set(as(user));
+    if (listsMultipart) expect(gone.status).toBe(404);
+  }, 90_000);
+
+  itRequires('conditional-writes', 'a complete while another holds the upload answers 409 conflict with Retry-After and a message saying to retry', async () => {
+    const user = `busy-${platform}`;
+    const upload = await create(user);
+    const done = await uploadParts(user, upload, [randomBytes(2000)]);
+    // What a running complete holds: the lock object beside the upload's record.
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: `media/${recordName(upload.key, upload.uploadId)}.lock`, Body: '' }));
+    const multipart = (app.get<MediaStorage>(getStorageToken(), { strict: false }) as unknown as { directMultipart: DirectMultipart }).directMultipart;
+    const { lockWaitMs } = multipart;
+    multipart.lockWaitMs = 2000;
+    try {
+      const res = await complete(user, upload, done);
+      expect(res.status).toBe(409);
+      expect(res.headers['content-type']).toMatch(/json/);
+      expect(res.headers['retry-after']).toBe('5');
+      expect(res.body.reason).toBe('conflict');
+      expect(res.body.message).toBe('Another complete of this upload is in progress; retry in a few seconds. Nothing was published by this request.');
+      expect(res.body.message).not.toMatch(/\w\(\)/);
+    } finally {
+      multipart.lockWaitMs = lockWaitMs;
+    }
+    // The lock's owner ends; the abort removes the upload, its record and a left lock.
+    const aborted = await request(app.getHttpServer()).delete(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(upload.uploadId)}`).query({ key: upload.key }).set(as(user));
+    expect(aborted.status).toBe(200);
+  }, 90_000);
+
+  it('takes a complete of 10,000 parts (a ~600 kB body, over Express\'s 100 kB default) and answers JSON', async () => {
+    const user = `many-${platform}`;
+    const upload = await create(user);
+    await uploadParts(user, upload, [randomBytes(1000)]);
+    // What Uppy sends for a file of ~50 GiB in 5 MiB chunks; the ETags are made up.
+    const parts = Array.from({ length: 10_000 }, (_, i) => ({ PartNumber: i + 1, ETag: `"${createHash('md5').update(String(i)).digest('hex')}"` }));
+    expect(JSON.stringify({ parts }).length).toBeGreaterThan(500_000);
+    const res = await complete(user, upload, parts);
+    expect(res.headers['content-type']).toMatch(/json/);
+    expect(res.status).toBe(400);
+    expect(res.body.reason).toBe('parts-mismatch');
+    // The route still reads small bodies, and answers malformed JSON in JSON.
+    const broken = await request(app.getHttpServer())
+      .post(`/users/${user}/uploads/s3/multipart/${encodeURIComponent(upload.uploadId)}/complete`)
+      .query({ key: upload.key })
+      .set(as(user))
+      .set('Content-Type', 'application/json')
+      .send('{"parts": [');
+    expect(broken.status).toBe(400);
+    expect(broken.headers['content-type']).toMatch(/json/);
+  }, 90_000);
+
+  /** Uppy's single request: params, the POST straight to S3, then the page's confirm. */
+  async function postAndConfirm(user: string, query: Record<string, string>, bytes: Buffer, confirmType?: string) {
+    const server = app.getHttpServer();
+    const params = await request(server).get(`/users/${user}/uploads/s3/params`).query(query).set(as(user));
+    expect(params.status).toBe(200);
+    const form = new FormData();
+    for (const [name, value] of Object.entries(params.body.fields as Record<string, string>)) form.set(name, value);
+    form.set('file', new Blob([bytes]));
+    const posted = await fetch(params.body.url, { method: 'POST', body: form });
+    expect(posted.status).toBeLessThan(300);
+    return request(server).post(`/users/${user}/uploads/s3/confirm`).set(as(user)).send({ key: params.body.key, ...(confirmType ? { type: confirmType } : {}) });
+  }
+
+  it('allowedTypes means the same at create and at complete/confirm: image/* wildcards, any case, parameters', async () => {
+    const png = Buffer.concat([PNG_SIGNATURE, randomBytes(2048)]);
+    const pics = `pics-ok-${platform}`;
+    const upload = await create(pics, { filename: 'pic.png', type: 'image/png' });
+    const done = await complete(pics, upload, await uploadParts(pics, upload, [png]));
+    expect(done.status).toBe(200);
+    expect(done.body).toMatchObject({ size: png.length, contentType: 'image/png' });
+    const confirmed = await postAndConfirm(pics, { filename: 'pic.png', type: 'image/png' }, png);
+    expect(confirmed.status).toBe(200);
+    expect(confirmed.body).toMatchObject({ size: png.length, contentType: 'image/png' });
+
+    // A mixed-case list, and a declared type with parameters (as MediaRecorder gives): stripped, not a 400.
+    const mixed = `mixed-${platform}`;
+    const upper = await create(mixed, { filename: 'pic.png', type: 'IMAGE/png; foo=bar' });
+    const mixedDone = await complete(mixed, upper, await uploadParts(mixed, upper, [png]));
+    expect(mixedDone.status).toBe(200);
+    expect(mixedDone.body.contentType).toBe('image/png');
+    // The security rule stays: bytes that contradict the declared type are refused.
+    const liar = await create(mixed, { filename: 'pic.png', type: 'image/png' });
+    const refused = await complete(mixed, liar, await uploadParts(mixed, liar, [Buffer.from('a,b\n1,2\n')]));
+    expect(refused.status).toBe(415);
+    expect(refused.body.reason).toBe('type-not-allowed');
+  }, 90_000);
+
+  it('accepts a type the bytes cannot identify (text/csv) at complete and confirm when allowed: stored as application/octet-stream', async () => {
+    const csv = Buffer.from('name,size\nclip,42\n'.repeat(50));
+    const user = `csv-${platform}`;
+    const upload = await create(user, { filename: 'table.csv', type: 'text/csv' });
+    const done = await complete(user, upload, await uploadParts(user, upload, [csv]));
+    expect(done.status).toBe(200);
+    // storedType(): a type no signature vouches for is served as a download.
+    expect(done.body).toMatchObject({ size: csv.length, contentType: 'application/octet-stream' });
+    const confirmed = await postAndConfirm(user, { filename: 'table.csv', type: 'text/csv' }, csv, 'text/csv');
+    expect(confirmed.status).toBe(200);
+    expect(confirmed.body).toMatchObject({ size: csv.length, contentType: 'application/octet-stream' });
+    // Not declared csv: still refused by the list.
+    const other = await create(user, { filename: 'x.csv', type: 'text/csv' });
+    const zip = await complete(user, other, await uploadParts(user, other, [Buffer.concat([Buffer.from('PK\x03\x04'), randomBytes(512)])]));
+    expect(zip.status).toBe(415);
+  }, 90_000);
+
   it('single request (Uppy ≤ 100 MiB): params gives a presigned POST, confirm publishes it for its owner only', async () => {
     const user = `single-${platform}`;
     const server = app.getHttpServer();
@@ -323,7 +488,8 @@ describe.each(HTTP_PLATFORMS)('DirectUploadsModule on %s', (platform) => {
     const confirmed = await request(server).post(`/users/${user}/uploads/s3/confirm`).set(as(user)).send({ key: params.body.key });
     expect(confirmed.status).toBe(200);
     expect(confirmed.body).toMatchObject({ size: bytes.length, contentType: 'image/png' });
-    expect(confirmed.body.name).toMatch(new RegExp(`^users/${user}/.+\\.png$`));
+    // The client's file name stays in the name, after an unguessable id, as multipart names keep it.
+    expect(confirmed.body.name).toMatch(new RegExp(`^users/${user}/[0-9a-f-]{36}-pic\\.png$`));
     expect(await sha256Of(confirmed.body.key)).toBe(createHash('sha256').update(bytes).digest('hex'));
 
     const never = await request(server).get(`/users/${user}/uploads/s3/params`).query({ filename: 'x', type: 'text/html' }).set(as(user));
