@@ -449,8 +449,11 @@ describe('review fixes', () => {
     expect(await keys('race')).toContain(`race/a.${h12('1')}.txt`);
   });
 
-  it('warns about keepNames globs that match no file', async () => {
+  it('warns about keepNames globs and a bundler manifest that match no file', async () => {
     const { result } = await collect('nomatch', tree({ 'a.txt': 'a' }), { keepNames: ['asset/**', 'a.txt'] });
     expect(result.warnings).toEqual(['keepNames: the glob "asset/**" matches no file']);
+    const dir = tree({ 'a.txt': 'a', '.vite/manifest.json': JSON.stringify({ 'main.js': { file: 'assets/main-B4c9Xk2a.js' } }) });
+    const stale = await collect('nomatch', dir, { bundlerManifest: join(dir, '.vite/manifest.json') });
+    expect(stale.result.warnings).toEqual([`bundlerManifest: "${join(dir, '.vite/manifest.json')}" lists no file in the directory`]);
   });
 });
