@@ -4,7 +4,7 @@
  * `storageConfig` (the seed's `AWS_*` / `MEDIA_S3_*`):
  *
  *   nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune] [--verify] [--no-originals] [--allow-missing]
- *       [--static-url URL] [--keep-names GLOB]... [--bundler-manifest FILE] [--no-cache]
+ *       [--static-url URL] [--keep-names GLOB]... [--bundler-manifest FILE] [--no-cache] [--js-modules]
  *   nestjs-s3-storage ensure-bucket [--media|--static]   (then merges in the bucket settings, see bucket-settings.ts)
  *   nestjs-s3-storage doctor [--media|--static|--name N] [--origin URL] [--json]   (see doctor.ts)
  *
@@ -28,6 +28,7 @@ import { resolveStorageOptions, type ResolvedConnectionOptions, type ResolvedSto
 const USAGE = `Usage:
   nestjs-s3-storage collectstatic <dir> [--dry-run] [--prune] [--verify] [--no-originals]
       [--allow-missing] [--static-url URL] [--keep-names GLOB]... [--bundler-manifest FILE] [--no-cache]
+      [--js-modules]
       Upload the files under <dir> as Django's collectstatic does: hashed copies (cached for a
       year), the originals beside them (cached 60 s), and the staticfiles.json manifest last.
       A run with nothing changed sends one request (it reads the previous manifest).
@@ -44,6 +45,7 @@ const USAGE = `Usage:
       --bundler-manifest FILE  keep the files a Vite manifest lists (dist/.vite/manifest.json)
       --no-cache         read and hash every file (by default md5s of unchanged files are
                          remembered in node_modules/.cache/nestjs-s3-storage/)
+      --js-modules       also rewrite relative JS imports (import './b.js') to hashed names
   nestjs-s3-storage ensure-bucket [--media|--static]
       Create the bucket(s) when missing (both configured buckets by default), then merge in
       the bucket settings: MEDIA_S3_CORS_ORIGINS and MEDIA_S3_LIFECYCLE (media), AWS_S3_PUBLIC_READ
@@ -92,7 +94,7 @@ export async function main(argv: readonly string[], io: CliIo = { env: process.e
     if (command === 'collectstatic') {
       const { positional, flags, values } = parseArgs(
         rest,
-        ['--dry-run', '--prune', '--no-cache', '--verify', '--no-originals', '--allow-missing'],
+        ['--dry-run', '--prune', '--no-cache', '--verify', '--no-originals', '--allow-missing', '--js-modules'],
         ['--static-url', '--keep-names', '--bundler-manifest'],
       );
       if (positional.length !== 1) throw new UsageError('collectstatic takes exactly one directory: collectstatic <dir>');
@@ -116,6 +118,7 @@ export async function main(argv: readonly string[], io: CliIo = { env: process.e
           allowMissing: flags.has('--allow-missing'),
           keepNames: values.get('--keep-names') ?? [],
           bundlerManifest: values.get('--bundler-manifest')?.[0],
+          jsModules: flags.has('--js-modules'),
           onProgress: progress && ((p) => progress.update(p)),
         });
       } finally {
@@ -348,6 +351,8 @@ function report(result: CollectResult, io: CliIo, bucket: string, manifestKey: s
   for (const m of result.missingReferences) {
     io.stderr.write(`warning: ${m.file}:${m.line} references "${m.reference}" (${m.target}), which is not in the directory; left unchanged (--allow-missing)\n`);
   }
+  for (const c of result.cycles) io.stderr.write(`warning: reference cycle ${c.join(' -> ')}; named anyway (Django's collectstatic fails on it)\n`);
+  for (const w of result.warnings) io.stderr.write(`warning: ${w}\n`);
   if (result.dryRun) {
     for (const key of result.uploaded) io.stdout.write(`would upload ${key}\n`);
     for (const key of result.deleted) io.stdout.write(`would delete ${key}\n`);

@@ -112,6 +112,13 @@ export interface CollectOptions {
    * @default undefined (every file is read and hashed on every run)
    */
   hashCache?: string;
+  /**
+   * Also rewrite relative JS module specifiers (`import './b.js'`, `export … from`, `import()`)
+   * to hashed names, as Django's `support_js_module_import_aggregation`.
+   * CLI: `--js-modules`.
+   * @default false
+   */
+  jsModules?: boolean;
 }
 
 /** What `collect()` did (or, with `dryRun`, would do). */
@@ -137,6 +144,10 @@ export interface CollectResult {
   dryRun: boolean;
   /** Wall-clock milliseconds. */
   durationMs: number;
+  /** Reference cycles (each a list of names), which got names anyway; Django fails the run on them. */
+  cycles: string[][];
+  /** Things worth a look that did not fail the run: globs matching nothing, a prune skipped. */
+  warnings: string[];
 }
 
 /** What `collectStatic` needs from the storage it runs for. */
@@ -171,11 +182,15 @@ interface Upload {
   /** The body's size; for a body still to render, its original's (the rewrite changes it by a few bytes). */
   size: number;
   cacheControl: string;
+  /** The md5 hashed from the file on disk, sent as Content-MD5: bytes edited since are refused. */
+  md5?: string;
 }
 
 interface Stored {
   size: number;
   etag: string;
+  /** Only from a HEAD. */
+  cacheControl?: string;
 }
 
 /** Runs `collectstatic` for `target`; returns what it did and the new manifest's paths. */
@@ -208,11 +223,12 @@ export async function collectStatic(target: CollectTarget, dir: string, options:
   const pool = new BufferPool(POOLED_BUFFER);
   const reader = trackingReader(byName, md5s, cache, nextCache, startedAt - 1000, pool, onProgress);
   // Rewritten bodies are not held for the whole run: each is rendered again when uploaded.
-  const { files, missing, render } = await hashTree(
+  const { files, missing, render, cycles } = await hashTree(
     local.map((f) => f.name),
     reader,
-    { staticUrl: target.options.url, keep, concurrency: HASH_CONCURRENCY, keepBodies: false },
+    { staticUrl: target.options.url, keep, concurrency: HASH_CONCURRENCY, keepBodies: false, jsModules: options.jsModules ?? false },
   );
+  const warnings = keep.unmatched(local.map((f) => f.name));
   if (missing.length > 0 && !allowMissing) throw missingReferences(missing, dir);
 
   const paths: Record<string, string> = {};
@@ -239,7 +255,12 @@ export async function collectStatic(target: CollectTarget, dir: string, options:
     await s3.uploadAll(plan.uploads, target.options.concurrency, pool, render, () => onProgress?.({ phase: 'upload', done: ++done, total: plan.uploads.length }));
     if (manifestWritten) await s3.putManifest(manifestBody);
     if (options.hashCache !== undefined) await writeHashCache(options.hashCache, nextCache);
-    if (deleted.length > 0) await s3.deleteKeys(deleted, onProgress);
+    // Another deploy may have written its manifest since: its files are not ours to delete.
+    const now = deleted.length > 0 ? await target.readManifest() : undefined;
+    if (deleted.length > 0 && now !== manifestBody.toString('utf8')) {
+      warnings.push(`prune skipped: "${target.manifestKey}" changed while this run was writing it (another deploy?); nothing was deleted, run again with --prune`);
+      deleted = [];
+    } else if (deleted.length > 0) await s3.deleteKeys(deleted, onProgress);
   }
 
   const result: CollectResult = {
@@ -254,6 +275,8 @@ export async function collectStatic(target: CollectTarget, dir: string, options:
     listed: stored !== undefined,
     dryRun,
     durationMs: performance.now() - started,
+    cycles,
+    warnings,
   };
   return { result, paths: manifest.paths };
 }
@@ -302,10 +325,13 @@ async function planUploads(input: {
       const key = toKey(location, f.name);
       const recorded = prev?.paths[f.name] === f.name ? prev.record?.md5[f.name] : undefined;
       const there = stored?.get(key);
+      // Hashed before: its original is stored with max-age=60, so it is written again as immutable.
+      const wasHashed = prev?.paths[f.name] !== undefined && prev.paths[f.name] !== f.name;
       if (recorded !== undefined && recorded !== md5) conflicts.push(f.name);
       else if (there !== undefined && !isMultipartEtag(there.etag) && there.etag !== md5) conflicts.push(f.name);
-      else if (stored ? sameBytes(there, file.size, md5) : recorded === md5) unchanged++;
-      else if (stored) uploads.push({ key, source: file.path, size: file.size, cacheControl: IMMUTABLE_CACHE_CONTROL });
+      else if (there !== undefined && isMultipartEtag(there.etag) && recorded === undefined && there.size !== file.size) conflicts.push(f.name);
+      else if (stored ? sameBytes(there, file.size, md5) && !wasHashed : recorded === md5) unchanged++;
+      else if (stored) uploads.push({ key, source: file.path, size: file.size, cacheControl: IMMUTABLE_CACHE_CONTROL, md5 });
       else unverifiedKept.push(f); // not in the previous record: look before writing
       continue;
     }
@@ -315,24 +341,27 @@ async function planUploads(input: {
     // The content hash is in the name: present (with the same size, when known) means up to date.
     const present = stored ? stored.has(key) && (f.body !== undefined || rewritten ? true : stored.get(key)!.size === size) : prevStored.has(f.storedName);
     if (present) unchanged++;
-    else uploads.push({ key, source: f.body ?? (rewritten ? { render: f.name } : file.path), size, cacheControl: IMMUTABLE_CACHE_CONTROL });
+    else uploads.push({ key, source: f.body ?? (rewritten ? { render: f.name } : file.path), size, cacheControl: IMMUTABLE_CACHE_CONTROL, ...(f.body ?? rewritten ? {} : { md5 }) });
 
     if (!record.originals) continue;
     const originalKey = toKey(location, f.name);
     // A recorded md5 decides; otherwise an unrewritten file's hashed name is its original's md5.
     const recorded = prev?.record?.originals === true ? prev.record.md5[f.name] : undefined;
-    const prevSame = prev?.record?.originals === true && (recorded !== undefined ? recorded === md5 : !isRewritten(f, md5s) && prev.paths[f.name] === f.storedName);
+    const prevSame = prev?.record?.originals === true && prev.paths[f.name] !== f.name && (recorded !== undefined ? recorded === md5 : !isRewritten(f, md5s) && prev.paths[f.name] === f.storedName);
     const same = stored ? sameBytes(stored.get(originalKey), file.size, md5) && (!isMultipartEtag(stored.get(originalKey)!.etag) || prevSame) : prevSame;
     if (same) unchanged++;
-    else uploads.push({ key: originalKey, source: file.path, size: file.size, cacheControl: ORIGINAL_CACHE_CONTROL });
+    else uploads.push({ key: originalKey, source: file.path, size: file.size, cacheControl: ORIGINAL_CACHE_CONTROL, md5 });
   }
 
   await forEachLimit(unverifiedKept, 16, async (f) => {
     const file = byName.get(f.name)!;
     const key = toKey(location, f.name);
     const there = await s3.head(key);
-    if (there === undefined) uploads.push({ key, source: file.path, size: file.size, cacheControl: IMMUTABLE_CACHE_CONTROL });
-    else if (!isMultipartEtag(there.etag) && there.etag !== md5s.get(f.name)) conflicts.push(f.name);
+    const md5 = md5s.get(f.name)!;
+    if (there === undefined) uploads.push({ key, source: file.path, size: file.size, cacheControl: IMMUTABLE_CACHE_CONTROL, md5 });
+    else if (isMultipartEtag(there.etag) ? there.size !== file.size : there.etag !== md5) conflicts.push(f.name);
+    // The same bytes stored as an original (max-age=60) become immutable.
+    else if (there.cacheControl !== IMMUTABLE_CACHE_CONTROL) uploads.push({ key, source: file.path, size: file.size, cacheControl: IMMUTABLE_CACHE_CONTROL, md5 });
     else unchanged++;
   });
 
@@ -393,10 +422,16 @@ function sortedRecord(record: ManifestRecord): ManifestRecord {
 }
 
 /** The predicate of names kept unhashed: `keepNames` globs and the bundler manifest's files. */
-async function keptNames(dir: string, options: CollectOptions): Promise<(name: string) => boolean> {
+async function keptNames(dir: string, options: CollectOptions): Promise<((name: string) => boolean) & { unmatched(names: string[]): string[] }> {
   const globs = (options.keepNames ?? []).map(globToRegExp);
   const bundled = options.bundlerManifest === undefined ? new Set<string>() : await bundlerNames(options.bundlerManifest, dir);
-  return (name) => bundled.has(name) || globs.some((g) => g.test(name));
+  const keep = (name: string) => bundled.has(name) || globs.some((g) => g.test(name));
+  // A typo in a glob or a stale bundler manifest silently hashes what should be kept.
+  const unmatched = (names: string[]) => [
+    ...(options.keepNames ?? []).filter((_, i) => !names.some((n) => globs[i]!.test(n))).map((g) => `keepNames: the glob "${g}" matches no file`),
+    ...(options.bundlerManifest !== undefined && ![...bundled].some((n) => names.includes(n)) ? [`bundlerManifest: "${options.bundlerManifest}" lists no file in the directory`] : []),
+  ];
+  return Object.assign(keep, { unmatched });
 }
 
 /**
@@ -497,7 +532,7 @@ class BucketIo {
   async head(key: string): Promise<Stored | undefined> {
     try {
       const out = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
-      return { size: out.ContentLength ?? -1, etag: unquote(out.ETag) };
+      return { size: out.ContentLength ?? -1, etag: unquote(out.ETag), cacheControl: out.CacheControl };
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw toStorageError('collectstatic check', error, this.context(key));
@@ -544,13 +579,22 @@ class BucketIo {
     });
   }
 
-  private async upload({ key, cacheControl }: Upload, source: Buffer | string): Promise<void> {
+  private async upload({ key, cacheControl, md5 }: Upload, source: Buffer | string): Promise<void> {
     const params = { Bucket: this.bucket, Key: key, ContentType: guessContentType(key), CacheControl: cacheControl };
     try {
-      if (Buffer.isBuffer(source)) await this.client.send(new PutObjectCommand({ ...params, Body: source }));
+      const ContentMD5 = md5 === undefined ? undefined : Buffer.from(md5, 'hex').toString('base64');
+      if (Buffer.isBuffer(source)) await this.client.send(new PutObjectCommand({ ...params, Body: source, ContentMD5 }));
       else await multipartUpload(this.client, params, createReadStream(source), { partSize: 8 * 1024 * 1024, queueSize: 4 });
     } catch (error) {
       if (error instanceof StorageError) throw error;
+      if ((error as { name?: string }).name === 'BadDigest') {
+        throw new CollectStaticError(
+          'file-changed',
+          `collectstatic: "${key}" changed on disk while collectstatic ran (its bytes no longer match the md5 it was hashed with), so bucket "${this.bucket}" refused it; the manifest was not written. Run collectstatic again once the build has finished`,
+          [{ file: key }],
+          this.context(key),
+        );
+      }
       throw toStorageError('collectstatic upload', error, this.context(key));
     }
   }

@@ -150,9 +150,12 @@ export async function walk(dir: string, reserved: string | undefined): Promise<L
 /**
  * A glob as a RegExp over `/`-separated names: `**` spans directories (`assets/**`,
  * `**\/*.woff2`), `*` and `?` stay within one segment, `[abc]`/`[!abc]` are character
- * classes and `{a,b}` alternatives. Everything else is literal.
+ * classes (never matching "/") and `{a,b}` alternatives; `\x` is a literal x, and a leading
+ * `./` or `/` is ignored. Everything else is literal.
  */
-export function globToRegExp(glob: string): RegExp {
+export function globToRegExp(pattern: string): RegExp {
+  // Names have no leading "./" or "/", but globs are often written with one.
+  const glob = pattern.replace(/^(?:\.\/|\/)+/, '');
   let re = '';
   let braces = 0;
   for (let i = 0; i < glob.length; i++) {
@@ -167,14 +170,13 @@ export function globToRegExp(glob: string): RegExp {
         } else re += '.*';
       } else re += '[^/]*';
     } else if (c === '?') re += '[^/]';
+    else if (c === '\\' && i + 1 < glob.length) re += escapeLiteral(glob[++i]!);
     else if (c === '[') {
-      const close = glob.indexOf(']', i + 2);
-      if (close < 0) re += '\\[';
+      const parsed = globClass(glob, i);
+      if (parsed === undefined) re += '\\[';
       else {
-        let body = glob.slice(i + 1, close);
-        if (body.startsWith('!')) body = `^${body.slice(1)}`;
-        re += `[${body.replace(/\\/g, '\\\\')}]`;
-        i = close;
+        re += parsed.re;
+        i = parsed.end;
       }
     } else if (c === '{') {
       braces++;
@@ -185,8 +187,34 @@ export function globToRegExp(glob: string): RegExp {
     } else if (c === ',' && braces > 0) re += '|';
     else re += c.replace(/[.+^$()|\\\]{}]/g, '\\$&');
   }
-  if (braces > 0) throw new StorageConfigurationError([`keepNames: the glob "${glob}" has an unclosed "{"`]);
-  return new RegExp(`^${re}$`);
+  if (braces > 0) throw new StorageConfigurationError([`keepNames: the glob "${pattern}" has an unclosed "{"`]);
+  return new RegExp(`^${re}$`, 'u');
+}
+
+function escapeLiteral(c: string): string {
+  return c.replace(/[.*+?^$()|[\]\\{}]/gu, '\\$&');
+}
+
+/**
+ * The class opening at `start`: `[!…]` (or `[^…]`) never matches "/", a `]` right after the
+ * opening (or `!`) is literal, and `\x` is x. Undefined when it is never closed.
+ */
+function globClass(glob: string, start: number): { re: string; end: number } | undefined {
+  let i = start + 1;
+  const negated = glob[i] === '!' || glob[i] === '^';
+  if (negated) i++;
+  let body = '';
+  for (let first = true; i < glob.length; i++, first = false) {
+    const c = glob[i]!;
+    if (c === ']' && !first) return { re: negated ? `[^/${body}]` : `[${body}]`, end: i };
+    if (c === '\\' && i + 1 < glob.length) body += classChar(glob[++i]!);
+    else body += c === '-' ? c : classChar(c);
+  }
+  return undefined;
+}
+
+function classChar(c: string): string {
+  return /[\\\]\[^-]/u.test(c) ? `\\${c}` : c;
 }
 
 /**

@@ -214,10 +214,11 @@ export interface CollectStaticFault {
  */
 export class CollectStaticError extends StorageError {
   override readonly code = 'STORAGE_COLLECT' as const;
-  readonly reason: 'missing-reference' | 'kept-name-changed';
+  readonly reason: 'missing-reference' | 'kept-name-changed' | 'file-changed';
   /**
    * The files at fault: for a missing reference `{ file, line, reference, target }` (the URL as
-   * written and the name looked for), for a kept name `{ file }`.
+   * written and the name looked for), for a kept name `{ file }`, for a file changed during the
+   * run (`'file-changed'`) `{ file }` holding the key it was refused under.
    */
   readonly files: readonly CollectStaticFault[];
 

@@ -2,7 +2,7 @@
  * The CLI end to end: the built `bin` (dist/cjs/cli.js) spawned with the seed's env
  * variables against the test server. Needs `npm run build` first (`npm test` does it).
  */
-import { GetObjectCommand, HeadBucketCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadBucketCommand, HeadObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync } from 'node:fs';
 import { CJS_CLI, ESM_CLI, runCli as cli } from '../harness/cli.js';
@@ -146,6 +146,21 @@ describe('collectstatic flags (built CommonJS bin)', () => {
     }
   });
 
+  it('--js-modules rewrites relative imports; a --keep-names glob matching nothing and a reference cycle are warned about', async () => {
+    const site = writeTree({ 'a.js': "import './b.js';\n", 'b.js': 'export {};\n', 'c.css': '@import url("d.css");', 'd.css': '@import url("c.css");' });
+    try {
+      const out = await run([site, '--js-modules', '--keep-names', 'nothing/**'], { AWS_LOCATION: 'flags-js' });
+      expect(out.code).toBe(0);
+      expect(out.stderr).toContain('warning: keepNames: the glob "nothing/**" matches no file');
+      expect(out.stderr).toContain('warning: reference cycle c.css -> d.css');
+      const a = (await listed('flags-js')).find((k) => /^a\.[0-9a-f]{12}\.js$/.test(k))!;
+      const body = await (await raw.send(new GetObjectCommand({ Bucket: bucket, Key: `flags-js/${a}` }))).Body!.transformToString();
+      expect(body).toMatch(/\.\/b\.[0-9a-f]{12}\.js/);
+    } finally {
+      removeTree(site);
+    }
+  });
+
   it('--no-originals, --keep-names (repeatable, --opt=value too) and --static-url', async () => {
     const site = writeTree({ 'assets/x-B4c9Xk2a.js': 'x', 'vendor/y.js': 'y', 'img/a.png': 'A', 'css/a.css': '.a{background:url(/cdn/img/a.png)}' });
     try {
@@ -166,9 +181,13 @@ describe('collectstatic flags (built CommonJS bin)', () => {
   });
 
   it('--verify re-uploads what was deleted by hand; usage errors exit 2', async () => {
+    const manifest = JSON.parse(await (await raw.send(new GetObjectCommand({ Bucket: bucket, Key: 'static/staticfiles.json' }))).Body!.transformToString());
+    const gone = ['static/img/a.png', `static/${manifest.paths['img/a.png']}`];
+    for (const Key of gone) await raw.send(new DeleteObjectCommand({ Bucket: bucket, Key }));
     const again = await run([dir, '--verify'], { AWS_LOCATION: 'static' });
     expect(again.code).toBe(0);
-    expect(SUMMARY.exec(again.stdout)?.slice(1)).toEqual(['0', '6', '0']);
+    expect(SUMMARY.exec(again.stdout)?.slice(1)).toEqual(['2', '4', '0']);
+    for (const Key of gone) expect((await raw.send(new HeadObjectCommand({ Bucket: bucket, Key }))).ContentLength).toBe(3);
     const bad = await run([dir, '--static-url', 'static']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain('--static-url (static.url): must be a path or absolute URL ending in "/"');

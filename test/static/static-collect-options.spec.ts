@@ -31,6 +31,24 @@ describe('keepNames globs', () => {
     expect(matches('a.js', 'aXjs')).toBe(false);
   });
 
+  it('[!a] never matches "/", a leading ] is literal in a class, \\x escapes, a leading ./ or / is ignored, names are matched as Unicode', () => {
+    expect(matches('a[!x]b', 'a/b')).toBe(false);
+    expect(matches('a[!x]b', 'acb')).toBe(true);
+    expect(matches('[]x]', ']')).toBe(true);
+    expect(matches('[]x]', 'x')).toBe(true);
+    expect(matches('[!]]', ']')).toBe(false);
+    expect(matches('[!]]', 'a')).toBe(true);
+    expect(matches('a\\*.js', 'a*.js')).toBe(true);
+    expect(matches('a\\*.js', 'ab.js')).toBe(false);
+    expect(matches('[\\]]', ']')).toBe(true);
+    expect(matches('v[\\-1]', 'v-')).toBe(true);
+    expect(matches('v[\\-1]', 'v0')).toBe(false);
+    expect(matches('./assets/**', 'assets/a.js')).toBe(true);
+    expect(matches('/assets/*.js', 'assets/a.js')).toBe(true);
+    expect(matches('img/?.png', 'img/😀.png')).toBe(true);
+    expect(matches('[a-c].txt', 'b.txt')).toBe(true);
+  });
+
   it('refuses an unclosed brace with a configuration error naming the glob', () => {
     expect(() => globToRegExp('{a,b')).toThrow(StorageConfigurationError);
     expect(() => globToRegExp('{a,b')).toThrow('keepNames: the glob "{a,b" has an unclosed "{"');
