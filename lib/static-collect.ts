@@ -12,8 +12,10 @@
  * `version`, `paths` and `hash`).
  */
 import { DeleteObjectsCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
+import { resolve } from 'node:path';
 import { unquote } from './abortable.js';
 import { guessContentType } from './content-type.js';
 import { toKey } from './key-normalizer.js';
@@ -203,6 +205,33 @@ export async function collectStatic(target: CollectTarget, dir: string, options:
   const byName = new Map(local.map((f) => [f.name, f]));
   const keep = await keptNames(dir, options);
   const cache = options.hashCache === undefined ? undefined : await readHashCache(options.hashCache);
+  const fingerprint = options.hashCache === undefined ? undefined : await runFingerprint(target, dir, options, originals, allowMissing);
+
+  // The no-change fast path: every file carries the stamp the last run cached, the options
+  // are the same, and the bucket's manifest is the one that run wrote. Then the new manifest
+  // would be byte-identical and everything it names is stored: nothing to hash or send.
+  if (fingerprint !== undefined && cache?.last !== undefined && !verify && !prune) {
+    const filesDigest = cachedFilesDigest(local, cache);
+    const prev = filesDigest === undefined ? undefined : await previous;
+    if (prev !== undefined && cache.last.key === lastRunKey(fingerprint, filesDigest!, md5Hex(prev.text))) {
+      onProgress?.({ phase: 'hash', done: local.length, total: local.length });
+      const hashed = local.reduce((n, f) => n + (keep(f.name) ? 0 : 1), 0);
+      const result: CollectResult = {
+        files: local.length,
+        uploaded: [],
+        unchanged: local.length + (originals ? hashed : 0),
+        deleted: [],
+        bytesUploaded: 0,
+        manifestWritten: false,
+        manifestHash: String((JSON.parse(prev.text) as { hash?: unknown }).hash),
+        missingReferences: cache.last.missing,
+        listed: false,
+        dryRun,
+        durationMs: performance.now() - started,
+      };
+      return { result, paths: buildManifest(prev.paths).manifest.paths };
+    }
+  }
   const nextCache: HashCache = { version: 1, files: {} };
   const md5s = new Map<string, string>();
   const pool = new BufferPool(POOLED_BUFFER);
@@ -238,7 +267,11 @@ export async function collectStatic(target: CollectTarget, dir: string, options:
     let done = 0;
     await s3.uploadAll(plan.uploads, target.options.concurrency, pool, render, () => onProgress?.({ phase: 'upload', done: ++done, total: plan.uploads.length }));
     if (manifestWritten) await s3.putManifest(manifestBody);
-    if (options.hashCache !== undefined) await writeHashCache(options.hashCache, nextCache);
+    if (options.hashCache !== undefined) {
+      const filesDigest = cachedFilesDigest(local, nextCache);
+      if (filesDigest !== undefined) nextCache.last = { key: lastRunKey(fingerprint!, filesDigest, md5Hex(manifestBody)), missing };
+      await writeHashCache(options.hashCache, nextCache);
+    }
     if (deleted.length > 0) await s3.deleteKeys(deleted, onProgress);
   }
 
@@ -256,6 +289,32 @@ export async function collectStatic(target: CollectTarget, dir: string, options:
     durationMs: performance.now() - started,
   };
   return { result, paths: manifest.paths };
+}
+
+/** Bump when a change to hashing or rewriting would give the same files another manifest. */
+const FAST_PATH_VERSION = 1;
+
+/** Everything besides the files that decides what a run stores, as one string. */
+async function runFingerprint(target: CollectTarget, dir: string, options: CollectOptions, originals: boolean, allowMissing: boolean): Promise<string> {
+  const { bucket, location, manifestName, url } = target.options;
+  let bundler: string | undefined;
+  if (options.bundlerManifest !== undefined) bundler = await readFile(options.bundlerManifest).then(md5Hex, () => 'unreadable');
+  return JSON.stringify([FAST_PATH_VERSION, target.endpoint, bucket, location, manifestName, url, resolve(dir), originals, allowMissing, options.keepNames ?? [], options.bundlerManifest ?? null, bundler ?? null]);
+}
+
+/** A digest of the cached entries of `local`, or undefined when one is missing or stale. */
+function cachedFilesDigest(local: readonly LocalFile[], cache: HashCache): string | undefined {
+  const hash = createHash('md5');
+  for (const f of local) {
+    const entry = cache.files[f.name];
+    if (entry === undefined || entry[0] !== f.stamp) return undefined;
+    hash.update(`${f.name}\0${entry[0]}\0${entry[1]}\n`);
+  }
+  return hash.digest('hex');
+}
+
+function lastRunKey(fingerprint: string, filesDigest: string, manifestMd5: string): string {
+  return md5Hex(`${fingerprint}\0${filesDigest}\0${manifestMd5}`);
 }
 
 /**

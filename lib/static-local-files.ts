@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { normalizeName } from './key-normalizer.js';
+import type { MissingReference } from './static-hashing.js';
 import { StorageConfigurationError, StorageError } from './storage.errors.js';
 
 /** One file found under the collected directory. */
@@ -24,6 +25,12 @@ export interface LocalFile {
 export interface HashCache {
   version: 1;
   files: Record<string, [string, string]>;
+  /**
+   * What the last successful run left in the bucket: a digest of these entries, the run's
+   * options and the manifest it wrote (or found identical), and the references it reported
+   * missing. When all of that still holds, the next run needs nothing but the manifest.
+   */
+  last?: { key: string; missing: MissingReference[] };
 }
 
 /**
@@ -95,7 +102,9 @@ export async function readPooled(path: string, size: number, pool: BufferPool): 
 export async function readHashCache(path: string): Promise<HashCache | undefined> {
   try {
     const data = JSON.parse(await readFile(path, 'utf8')) as HashCache;
-    return data.version === 1 && typeof data.files === 'object' && data.files !== null ? data : undefined;
+    if (data.version !== 1 || typeof data.files !== 'object' || data.files === null) return undefined;
+    if (data.last !== undefined && (typeof data.last?.key !== 'string' || !Array.isArray(data.last.missing))) delete data.last;
+    return data;
   } catch {
     return undefined; // missing or unreadable: hash everything
   }
