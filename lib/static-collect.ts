@@ -489,7 +489,7 @@ function trackingReader(
     md5: async (name) => {
       const file = byName.get(name)!;
       const cached = cache?.files[name];
-      const digest = md5s.get(name) ?? (cached?.[0] === file.stamp ? cached[1] : await md5File(file.path, pool));
+      const digest = md5s.get(name) ?? (cached?.[0] === file.stamp ? cached[1] : await md5File(file.path, pool, file.size));
       seen(name, digest);
       return digest;
     },

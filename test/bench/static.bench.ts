@@ -15,7 +15,7 @@
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, request as httpRequest, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
@@ -38,6 +38,8 @@ interface Sample {
   requests: Counts;
   rssMiB: number;
   summary: string;
+  /** collectstatic only: the hash cache as the run found it (the CLI's own, under <cwd>/node_modules/.cache). */
+  cache?: string;
 }
 
 /** Prints, for each tree size, first-run and no-change figures of the three tools side by side. */
@@ -85,8 +87,11 @@ async function benchSize(files: number, server: Server3, cli: string, proxy: Pro
             tool === 'aws s3 sync'
               ? measure(proxy, AWS, ['s3', 'sync', dir, `s3://${bucket}/static/`, '--endpoint-url', proxy.url, '--only-show-errors', '--no-progress'], awsEnv(server), cwd)
               : measure(proxy, process.execPath, [cli, 'collectstatic', dir, ...KEEP, ...(tool === 'collectstatic' ? [] : ['--no-originals'])], collectEnv(server, bucket, proxy.url), cwd);
-          add(tool, 'first', await once());
-          add(tool, 'again', await once());
+          const cacheBefore = () => (tool === 'aws s3 sync' ? undefined : cacheState(cwd, files));
+          const first = cacheBefore();
+          add(tool, 'first', { ...(await once()), cache: first });
+          const again = cacheBefore();
+          add(tool, 'again', { ...(await once()), cache: again });
         } finally {
           await dropBucket(server, bucket).catch(() => undefined);
         }
@@ -132,7 +137,13 @@ async function benchSize(files: number, server: Server3, cli: string, proxy: Pro
   }
   console.log(table(rows));
   console.log(`collectstatic: first run "${fig('collectstatic', 'first')!.summary}"; no-change "${fig('collectstatic', 'again')!.summary}"`);
-  console.log('(collectstatic keeps file md5s in node_modules/.cache/nestjs-s3-storage, trusting size+mtime as aws s3 sync does; each first run starts without it)');
+  console.log('(collectstatic runs as `nestjs-s3-storage collectstatic <dir> --keep-names assets/**`, default flags otherwise, keeping file md5s in node_modules/.cache/nestjs-s3-storage as the CLI does; each first run starts without it)');
+  for (const tool of tools.filter((t) => t !== 'aws s3 sync')) {
+    for (const phase of ['first', 'again'] as const) {
+      const states = (samples.get(`${tool}|${phase}`) ?? []).map((x) => x.cache ?? '?');
+      console.log(`  hash cache before ${phase === 'first' ? 'first run' : 'no-change'} (${tool}), each repetition: ${states.join('; ')}`);
+    }
+  }
 
   const ours = fig('collectstatic', 'first')!;
   const noOriginals = fig('collectstatic --no-originals', 'first')!;
@@ -148,6 +159,23 @@ async function benchSize(files: number, server: Server3, cli: string, proxy: Pro
   ];
   const target = files >= 20_000 ? 'target' : 'target at 20,000 files; here for reference';
   for (const [label, ok] of checks) console.log(`  ${ok === undefined ? 'n/a ' : ok ? 'PASS' : 'MISS'}  ${label} (${target})`);
+}
+
+/**
+ * The CLI's hash cache in `cwd` as a run will find it: cold (none), or warm with how many of
+ * the tree's files it holds and whether it recorded the last run (what the no-change fast
+ * path needs; files written within a second of a run are never cached).
+ */
+function cacheState(cwd: string, files: number): string {
+  const dir = join(cwd, 'node_modules', '.cache', 'nestjs-s3-storage');
+  const file = existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith('.json')) : undefined;
+  if (file === undefined) return 'cold';
+  try {
+    const data = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { files?: object; last?: object };
+    return `warm (${Object.keys(data.files ?? {}).length.toLocaleString('en-US')} of ${files.toLocaleString('en-US')} files${data.last ? ', last run recorded' : ''})`;
+  } catch {
+    return 'unreadable';
+  }
 }
 
 /** Runs one command through `/usr/bin/time`, counting its requests at the proxy. */

@@ -1,0 +1,104 @@
+/**
+ * The no-change fast path of a collect with a hash cache: when every file's stamp, the
+ * options and the bucket's manifest are those of the last run, the run sends one GET and
+ * reads no file, and reports exactly what a full run would.
+ */
+import { GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { readFileSync, utimesSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { createS3Client } from '../../lib/s3-client.factory.js';
+import { StaticManifestStorage } from '../../lib/static-manifest.storage.js';
+import { createTestBucket, deleteTestBucket, rawClient } from '../harness/s3-test-env.js';
+import { countRequests, removeTree, staticOptions, writeTree } from './static-fixtures.js';
+
+let bucket: string;
+let raw: S3Client;
+const clients: S3Client[] = [];
+const dirs: string[] = [];
+
+beforeAll(async () => {
+  bucket = await createTestBucket('static-fast');
+  raw = rawClient();
+});
+afterAll(async () => {
+  for (const c of clients) c.destroy();
+  raw?.destroy();
+  for (const d of dirs) removeTree(d);
+  await deleteTestBucket(bucket);
+});
+
+function storage(location: string) {
+  const options = staticOptions(bucket, { location });
+  const client = createS3Client(options);
+  clients.push(client);
+  return { storage: new StaticManifestStorage(client, options), requests: countRequests(client) };
+}
+
+const SITE = {
+  'img/logo.png': 'PNG-logo',
+  'css/app.css': '@import "base.css";\n.logo{background:url("../img/logo.png")}\n.x{background:url(missing.png)}\n',
+  'css/base.css': 'body{margin:0}\n',
+  'assets/index-B4c9Xk2a.js': 'console.log(1)\n',
+};
+
+/** A tree whose files are older than the cache's one-second rule. */
+function agedTree(): string {
+  const dir = writeTree(SITE);
+  dirs.push(dir, `${dir}-cache`);
+  const old = new Date(Date.now() - 60_000);
+  for (const name of Object.keys(SITE)) utimesSync(join(dir, name), old, old);
+  return dir;
+}
+
+const comparable = (r: { durationMs: number }) => ({ ...r, durationMs: 0 });
+
+describe('collect with a warm hash cache and nothing changed', () => {
+  it('sends one GET and reports what a full run reports', async () => {
+    const dir = agedTree();
+    const cacheFile = `${dir}-cache/hashes.json`;
+    const opts = { hashCache: cacheFile, keepNames: ['assets/**'], allowMissing: true };
+    const first = await storage('fast').storage.collect(dir, opts);
+    expect(first.uploaded.length).toBeGreaterThan(0);
+    expect(JSON.parse(readFileSync(cacheFile, 'utf8')).last).toBeDefined();
+
+    const full = storage('fast');
+    const slow = await full.storage.collect(dir, { ...opts, hashCache: undefined });
+    expect(slow.uploaded).toEqual([]);
+
+    const { storage: s, requests } = storage('fast');
+    const fast = await s.collect(dir, opts);
+    expect(requests.counts).toEqual({ GetObjectCommand: 1 });
+    expect(comparable(fast)).toEqual(comparable(slow));
+    expect(fast.missingReferences).toEqual(first.missingReferences);
+    expect(fast.missingReferences.length).toBe(1);
+    expect(s.hashedName('css/base.css')).toBe(full.storage.hashedName('css/base.css'));
+  });
+
+  it('falls back to a full run when the bucket holds another manifest than the cache recorded', async () => {
+    const dir = agedTree();
+    const cacheFile = `${dir}-cache/hashes.json`;
+    const opts = { hashCache: cacheFile, keepNames: ['assets/**'], allowMissing: true };
+    await storage('fast2').storage.collect(dir, opts);
+    // Someone else deployed over it: same content, other bytes (a reordered object).
+    const manifest = JSON.parse(await (await raw.send(new GetObjectCommand({ Bucket: bucket, Key: 'fast2/staticfiles.json' }))).Body!.transformToString());
+    await raw.send(new PutObjectCommand({ Bucket: bucket, Key: 'fast2/staticfiles.json', Body: JSON.stringify({ hash: manifest.hash, version: manifest.version, paths: manifest.paths }) }));
+    const { storage: s, requests } = storage('fast2');
+    const again = await s.collect(dir, opts);
+    expect(again.manifestWritten).toBe(true); // a full run noticed its record is gone
+    expect(requests.counts.GetObjectCommand).toBe(1);
+    expect(requests.counts.PutObjectCommand).toBe(1);
+  });
+
+  it('falls back to a full run when a file changed or the options did', async () => {
+    const dir = agedTree();
+    const cacheFile = `${dir}-cache/hashes.json`;
+    const opts = { hashCache: cacheFile, keepNames: ['assets/**'], allowMissing: true };
+    await storage('fast3').storage.collect(dir, opts);
+    const noOriginals = await storage('fast3').storage.collect(dir, { ...opts, originals: false, dryRun: true });
+    expect(noOriginals.unchanged).toBe(4); // 3 hashed copies and the kept name, no originals
+    writeFileSync(join(dir, 'css/base.css'), 'body{margin:1}\n');
+    const changed = await storage('fast3').storage.collect(dir, { ...opts, dryRun: true });
+    expect(changed.uploaded.length).toBeGreaterThan(0);
+  });
+});
