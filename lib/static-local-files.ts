@@ -4,9 +4,11 @@
  * No S3 here.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, open, readdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { closeSync, openSync, readdirSync, readSync, statSync } from 'node:fs';
+import { mkdir, open, readFile, rename, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, resolve, sep } from 'node:path';
 import { normalizeName } from './key-normalizer.js';
+import type { MissingReference } from './static-hashing.js';
 import { StorageConfigurationError, StorageError } from './storage.errors.js';
 
 /** One file found under the collected directory. */
@@ -24,6 +26,12 @@ export interface LocalFile {
 export interface HashCache {
   version: 1;
   files: Record<string, [string, string]>;
+  /**
+   * What the last successful run left in the bucket: a digest of these entries, the run's
+   * options and the manifest it wrote (or found identical), and the references it reported
+   * missing. When all of that still holds, the next run needs nothing but the manifest.
+   */
+  last?: { key: string; missing: MissingReference[]; cycles?: string[][] };
 }
 
 /**
@@ -45,19 +53,40 @@ export class BufferPool {
   }
 }
 
-/** The md5 (hex) of a file, read through a pooled buffer a chunk at a time. */
-export async function md5File(path: string, pool: BufferPool): Promise<string> {
+/**
+ * The md5 (hex) of a file, read through a pooled buffer a chunk at a time. A file that fits
+ * the buffer (most of a static tree) is read with blocking calls: three system calls on a
+ * page-cached file cost far less than three promise round trips through the threadpool,
+ * which dominated a 20,000-file run.
+ */
+export async function md5File(path: string, pool: BufferPool, size?: number): Promise<string> {
   const hash = createHash('md5');
   const buffer = pool.take();
-  const file = await open(path, 'r');
   try {
-    for (;;) {
-      const { bytesRead } = await file.read(buffer, 0, buffer.length, null);
-      if (bytesRead === 0) break;
-      hash.update(buffer.subarray(0, bytesRead));
+    if (size !== undefined && size < buffer.length) {
+      const fd = openSync(path, 'r');
+      try {
+        for (;;) {
+          const bytesRead = readSync(fd, buffer, 0, buffer.length, null);
+          if (bytesRead === 0) break;
+          hash.update(buffer.subarray(0, bytesRead));
+        }
+      } finally {
+        closeSync(fd);
+      }
+      return hash.digest('hex');
+    }
+    const file = await open(path, 'r');
+    try {
+      for (;;) {
+        const { bytesRead } = await file.read(buffer, 0, buffer.length, null);
+        if (bytesRead === 0) break;
+        hash.update(buffer.subarray(0, bytesRead));
+      }
+    } finally {
+      await file.close();
     }
   } finally {
-    await file.close();
     pool.give(buffer);
   }
   return hash.digest('hex');
@@ -65,21 +94,22 @@ export async function md5File(path: string, pool: BufferPool): Promise<string> {
 
 /**
  * Reads a whole file of `size` bytes (at most `pool.size`) into a pooled buffer; the caller
- * gives the buffer back once it is done with the returned view.
+ * gives the buffer back once it is done with the returned view. Blocking reads, as in
+ * {@link md5File}: the file was just hashed, so it is in the page cache.
  */
 export async function readPooled(path: string, size: number, pool: BufferPool): Promise<{ bytes: Buffer; buffer: Buffer }> {
   const buffer = pool.take();
   let filled = 0;
   try {
-    const file = await open(path, 'r');
+    const fd = openSync(path, 'r');
     try {
       while (filled < size) {
-        const { bytesRead } = await file.read(buffer, filled, size - filled, filled);
+        const bytesRead = readSync(fd, buffer, filled, size - filled, filled);
         if (bytesRead === 0) break;
         filled += bytesRead;
       }
     } finally {
-      await file.close();
+      closeSync(fd);
     }
   } catch (error) {
     pool.give(buffer);
@@ -95,7 +125,9 @@ export async function readPooled(path: string, size: number, pool: BufferPool): 
 export async function readHashCache(path: string): Promise<HashCache | undefined> {
   try {
     const data = JSON.parse(await readFile(path, 'utf8')) as HashCache;
-    return data.version === 1 && typeof data.files === 'object' && data.files !== null ? data : undefined;
+    if (data.version !== 1 || typeof data.files !== 'object' || data.files === null) return undefined;
+    if (data.last !== undefined && (typeof data.last?.key !== 'string' || !Array.isArray(data.last.missing))) delete data.last;
+    return data;
   } catch {
     return undefined; // missing or unreadable: hash everything
   }
@@ -119,31 +151,36 @@ export async function writeHashCache(path: string, cache: HashCache): Promise<vo
  * the bucket root (it would overwrite ours). Symbolic links to files are followed.
  */
 export async function walk(dir: string, reserved: string | undefined): Promise<LocalFile[]> {
+  // Synchronous on purpose: 20,000 promise-based stats cost more in promises, threadpool
+  // hand-offs and garbage than the stats themselves (a directory's entries are in the page
+  // cache after the first read; a deploy waits for the walk anyway).
   const out: LocalFile[] = [];
-  const visit = async (abs: string, rel: string): Promise<void> => {
+  const pending: [string, string][] = [[dir, '']];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [abs, rel] = next;
     let entries;
     try {
-      entries = await readdir(abs, { withFileTypes: true });
+      entries = readdirSync(abs, { withFileTypes: true });
     } catch (error) {
       throw new StorageError(`collectstatic: cannot read directory "${abs}" (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
     }
-    await Promise.all(
-      entries.map(async (entry) => {
-        if (entry.name.startsWith('.') || entry.name.endsWith('~')) return;
-        const path = join(abs, entry.name);
-        const name = rel ? `${rel}/${entry.name}` : entry.name;
-        const isDir = entry.isSymbolicLink() ? (await stat(path)).isDirectory() : entry.isDirectory();
-        if (isDir) return visit(path, name);
-        if (name === reserved) return;
-        const info = await stat(path);
-        if (info.isFile()) {
-          const stamp = `${info.size}:${info.mtimeMs}:${info.ctimeMs}:${info.ino}`;
-          out.push({ name: normalizeName(name), path, size: info.size, stamp, mtimeMs: info.mtimeMs });
-        }
-      }),
-    );
-  };
-  await visit(dir, '');
+    for (const entry of entries) {
+      if (entry.name.startsWith('.') || entry.name.endsWith('~')) continue;
+      const path = join(abs, entry.name);
+      const name = rel ? `${rel}/${entry.name}` : entry.name;
+      const isDir = entry.isSymbolicLink() ? statSync(path).isDirectory() : entry.isDirectory();
+      if (isDir) {
+        pending.push([path, name]);
+        continue;
+      }
+      if (name === reserved) continue;
+      const info = statSync(path);
+      if (info.isFile()) {
+        const stamp = `${info.size}:${info.mtimeMs}:${info.ctimeMs}:${info.ino}`;
+        out.push({ name: normalizeName(name), path, size: info.size, stamp, mtimeMs: info.mtimeMs });
+      }
+    }
+  }
   return out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 

@@ -15,9 +15,8 @@
 import { CreateBucketCommand } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request as httpRequest, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { benchServer, dropBucket, rawS3Client, table } from './bench-util.js';
@@ -38,6 +37,8 @@ interface Sample {
   requests: Counts;
   rssMiB: number;
   summary: string;
+  /** collectstatic only: the hash cache as the run found it (the CLI's own, under <cwd>/node_modules/.cache). */
+  cache?: string;
 }
 
 /** Prints, for each tree size, first-run and no-change figures of the three tools side by side. */
@@ -74,6 +75,9 @@ async function benchSize(files: number, server: Server3, cli: string, proxy: Pro
   const add = (tool: Tool, phase: 'first' | 'again', s: Sample) => samples.set(`${tool}|${phase}`, [...(samples.get(`${tool}|${phase}`) ?? []), s]);
   try {
     const bytes = generateTree(dir, files);
+    // The hash cache never trusts a file modified within a second of a run (coarse
+    // file-system clocks): start as a deploy after a build does, a moment later.
+    await new Promise((ok) => setTimeout(ok, 1500));
     console.log(`\n${files.toLocaleString('en-US')} files, ${(bytes / 1024 / 1024).toFixed(1)} MiB, ${server.endpoint}`);
     for (let rep = 0; rep < REPEAT; rep++) {
       for (const tool of tools) {
@@ -85,8 +89,11 @@ async function benchSize(files: number, server: Server3, cli: string, proxy: Pro
             tool === 'aws s3 sync'
               ? measure(proxy, AWS, ['s3', 'sync', dir, `s3://${bucket}/static/`, '--endpoint-url', proxy.url, '--only-show-errors', '--no-progress'], awsEnv(server), cwd)
               : measure(proxy, process.execPath, [cli, 'collectstatic', dir, ...KEEP, ...(tool === 'collectstatic' ? [] : ['--no-originals'])], collectEnv(server, bucket, proxy.url), cwd);
-          add(tool, 'first', await once());
-          add(tool, 'again', await once());
+          const cacheBefore = () => (tool === 'aws s3 sync' ? undefined : cacheState(cwd, files));
+          const first = cacheBefore();
+          add(tool, 'first', { ...(await once()), cache: first });
+          const again = cacheBefore();
+          add(tool, 'again', { ...(await once()), cache: again });
         } finally {
           await dropBucket(server, bucket).catch(() => undefined);
         }
@@ -132,7 +139,13 @@ async function benchSize(files: number, server: Server3, cli: string, proxy: Pro
   }
   console.log(table(rows));
   console.log(`collectstatic: first run "${fig('collectstatic', 'first')!.summary}"; no-change "${fig('collectstatic', 'again')!.summary}"`);
-  console.log('(collectstatic keeps file md5s in node_modules/.cache/nestjs-s3-storage, trusting size+mtime as aws s3 sync does; each first run starts without it)');
+  console.log('(collectstatic runs as `nestjs-s3-storage collectstatic <dir> --keep-names assets/**`, default flags otherwise, keeping file md5s in node_modules/.cache/nestjs-s3-storage as the CLI does; each first run starts without it)');
+  for (const tool of tools.filter((t) => t !== 'aws s3 sync')) {
+    for (const phase of ['first', 'again'] as const) {
+      const states = (samples.get(`${tool}|${phase}`) ?? []).map((x) => x.cache ?? '?');
+      console.log(`  hash cache before ${phase === 'first' ? 'first run' : 'no-change'} (${tool}), each repetition: ${states.join('; ')}`);
+    }
+  }
 
   const ours = fig('collectstatic', 'first')!;
   const noOriginals = fig('collectstatic --no-originals', 'first')!;
@@ -148,6 +161,23 @@ async function benchSize(files: number, server: Server3, cli: string, proxy: Pro
   ];
   const target = files >= 20_000 ? 'target' : 'target at 20,000 files; here for reference';
   for (const [label, ok] of checks) console.log(`  ${ok === undefined ? 'n/a ' : ok ? 'PASS' : 'MISS'}  ${label} (${target})`);
+}
+
+/**
+ * The CLI's hash cache in `cwd` as a run will find it: cold (none), or warm with how many of
+ * the tree's files it holds and whether it recorded the last run (what the no-change fast
+ * path needs; files written within a second of a run are never cached).
+ */
+function cacheState(cwd: string, files: number): string {
+  const dir = join(cwd, 'node_modules', '.cache', 'nestjs-s3-storage');
+  const file = existsSync(dir) ? readdirSync(dir).find((f) => f.endsWith('.json')) : undefined;
+  if (file === undefined) return 'cold';
+  try {
+    const data = JSON.parse(readFileSync(join(dir, file), 'utf8')) as { files?: object; last?: object };
+    return `warm (${Object.keys(data.files ?? {}).length.toLocaleString('en-US')} of ${files.toLocaleString('en-US')} files${data.last ? ', last run recorded' : ''})`;
+  } catch {
+    return 'unreadable';
+  }
 }
 
 /** Runs one command through `/usr/bin/time`, counting its requests at the proxy. */
@@ -259,31 +289,54 @@ interface Counts {
   other: number;
 }
 
-/** An HTTP proxy in front of the S3 server that counts requests by kind. */
+/**
+ * A TCP relay in front of the S3 server that counts HTTP requests by kind. It forwards the
+ * bytes as they are (one upstream connection per client connection, so keep-alive, Host and
+ * SigV4 are untouched) and only frames requests as they pass: request line and headers,
+ * then a Content-Length or chunked body skipped by counting. An HTTP-level proxy parsed and
+ * re-sent every request in the bench's one thread, which added seconds per thousand
+ * requests to every tool; this costs little more than the copy.
+ */
 type Proxy = Awaited<ReturnType<typeof countingProxy>>;
 
 async function countingProxy(target: string): Promise<{ url: string; reset(): void; snapshot(): Counts; close(): Promise<void> }> {
   const upstream = new URL(target);
   let counts: Counts = { total: 0, list: 0, put: 0, head: 0, get: 0, other: 0 };
-  const server: Server = createServer((req, res) => {
+  const count = (requestLine: string) => {
+    const [method = '', url = ''] = requestLine.split(' ');
     counts.total++;
-    const query = req.url?.split('?')[1] ?? '';
-    if (req.method === 'GET' && /(^|&)(list-type=2|prefix=|delimiter=)/.test(query)) counts.list++;
-    else if (req.method === 'PUT') counts.put++;
-    else if (req.method === 'HEAD') counts.head++;
-    else if (req.method === 'GET') counts.get++;
+    const query = url.split('?')[1] ?? '';
+    if (method === 'GET' && /(^|&)(list-type=2|prefix=|delimiter=)/.test(query)) counts.list++;
+    else if (method === 'PUT') counts.put++;
+    else if (method === 'HEAD') counts.head++;
+    else if (method === 'GET') counts.get++;
     else counts.other++;
-    const forward = httpRequest(
-      { host: upstream.hostname, port: upstream.port, method: req.method, path: req.url, headers: req.headers },
-      (up) => {
-        res.writeHead(up.statusCode ?? 502, up.headers);
-        up.pipe(res);
-      },
-    );
-    forward.on('error', () => res.destroy());
-    req.pipe(forward);
+  };
+  const sockets = new Set<Socket>();
+  const server = createNetServer((client) => {
+    const up = connect(Number(upstream.port || 80), upstream.hostname);
+    sockets.add(client).add(up);
+    const frame = framer(count);
+    client.on('data', (chunk: Buffer) => {
+      frame(chunk);
+      if (!up.write(chunk)) client.pause();
+    });
+    up.on('drain', () => client.resume());
+    up.on('data', (chunk: Buffer) => {
+      if (!client.write(chunk)) up.pause();
+    });
+    client.on('drain', () => up.resume());
+    const close = () => {
+      client.destroy();
+      up.destroy();
+      sockets.delete(client);
+      sockets.delete(up);
+    };
+    client.on('end', () => up.end());
+    up.on('end', () => client.end());
+    client.on('close', close).on('error', close);
+    up.on('close', close).on('error', close);
   });
-  server.keepAliveTimeout = 30_000;
   await new Promise<void>((ok) => server.listen(0, '127.0.0.1', ok));
   const { port } = server.address() as AddressInfo;
   return {
@@ -292,9 +345,69 @@ async function countingProxy(target: string): Promise<{ url: string; reset(): vo
     snapshot: () => ({ ...counts }),
     close: () =>
       new Promise((ok) => {
-        server.closeAllConnections();
+        for (const s of sockets) s.destroy();
         server.close(() => ok());
       }),
   };
 }
 
+/**
+ * Splits a client's byte stream into HTTP/1.1 requests, calling `onRequest` with each
+ * request line. Bodies are skipped by their Content-Length, or chunk by chunk.
+ */
+function framer(onRequest: (requestLine: string) => void): (chunk: Buffer) => void {
+  let head = Buffer.alloc(0); // bytes of a head (or chunk-size line) not complete yet
+  let skip = 0; // body bytes still to pass
+  let state: 'head' | 'body' | 'chunk-size' | 'chunk-data' | 'trailer' = 'head';
+  return (chunk) => {
+    let at = 0;
+    while (at < chunk.length) {
+      if (state === 'body' || state === 'chunk-data') {
+        const n = Math.min(skip, chunk.length - at);
+        at += n;
+        skip -= n;
+        if (skip === 0) state = state === 'body' ? 'head' : 'chunk-size';
+        continue;
+      }
+      const joined = head.length > 0 ? Buffer.concat([head, chunk.subarray(at)]) : chunk.subarray(at);
+      const noTrailers = state === 'trailer' && joined.length >= 2 && joined[0] === 13 && joined[1] === 10;
+      const found = noTrailers ? 0 : joined.indexOf(state === 'chunk-size' ? '\r\n' : '\r\n\r\n');
+      if (found === -1 || (state === 'trailer' && joined.length < 2)) {
+        head = Buffer.from(joined);
+        return;
+      }
+      const consumedBefore = head.length;
+      let used: number;
+      if (state === 'trailer') {
+        used = noTrailers ? 2 : found + 4;
+        state = 'head';
+      } else if (state === 'chunk-size') {
+        const line = joined.subarray(0, found).toString('latin1');
+        used = found + 2;
+        if (line === '') {
+          // the CRLF after a chunk's data
+        } else {
+          const size = parseInt(line.split(';')[0]!, 16);
+          if (size === 0) state = 'trailer';
+          else {
+            skip = size;
+            state = 'chunk-data';
+          }
+        }
+      } else {
+        const text = joined.subarray(0, found).toString('latin1');
+        used = found + 4;
+        const lines = text.split('\r\n');
+        onRequest(lines[0]!);
+        const header = (name: string) => lines.find((l) => l.toLowerCase().startsWith(`${name}:`))?.slice(name.length + 1).trim();
+        if (/chunked/i.test(header('transfer-encoding') ?? '')) state = 'chunk-size';
+        else {
+          skip = Number(header('content-length') ?? 0);
+          if (skip > 0) state = 'body';
+        }
+      }
+      at += used - consumedBefore;
+      head = Buffer.alloc(0);
+    }
+  };
+}
