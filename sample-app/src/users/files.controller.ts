@@ -36,7 +36,8 @@ export const FILE_FIELD = 'file';
 /** A stored file's name under `files/<id>/`: the upload route's `<uuid>.<extension>`. */
 const FILE_NAME_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}(\.[A-Za-z0-9]{1,16})?$/;
 /** A multipart upload's generated folder. */
-const FOLDER_PATTERN = /^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$/;
+/** 16 random bytes in base64url: any of its 64 characters may come first. */
+const FOLDER_PATTERN = /^[A-Za-z0-9_-]{1,128}$/;
 
 /** One of the user's files, as `GET /users/:id/files` lists it. */
 export interface ListedFile {
