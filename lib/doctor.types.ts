@@ -3,6 +3,7 @@
  * runner can both use them without importing each other.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
+import type { StorageEnvNames } from './storage-env.js';
 import type { ResolvedMediaOptions, ResolvedStaticOptions } from './storage-options.validation.js';
 
 /** `pass` and `fail` judge the set-up; `info` describes the server; `skip` did not apply or could not run. */
@@ -28,23 +29,7 @@ export interface DoctorReport {
  * The configuration names a fix should tell the user to change: environment variables
  * from the CLI, or option paths for a caller that passes options itself.
  */
-export interface DoctorSettingNames {
-  bucket: string;
-  accessKey: string;
-  secretKey: string;
-  sessionToken: string;
-  endpoint: string;
-  publicEndpoint: string;
-  region: string;
-  location: string;
-  customDomain: string;
-  /** Media only. */
-  cors?: string;
-  /** Media only. */
-  lifecycle?: string;
-  /** Static only. */
-  publicRead?: string;
-}
+export type DoctorSettingNames = StorageEnvNames;
 
 interface TargetBase {
   /** Shown before each check's name: `media`, `static`, or a named storage's name. */
