@@ -224,7 +224,7 @@ describe('the Files section with a small file', () => {
     // params, the POST to the bucket (through publicEndpoint), then the page's confirm; no multipart.
     expect(seen).toEqual([`GET /users/${user}/uploads/s3/params`, 'POST S3', `POST /users/${user}/uploads/s3/confirm`]);
     const link = await page.locator('#file-list a').first().getAttribute('href');
-    expect(link).toMatch(new RegExp(`^/users/${user}/files/[0-9a-f-]{36}\\.png\\?download$`));
+    expect(link).toMatch(new RegExp(`^/users/${user}/files/[0-9a-f-]{36}-tiny\\.png\\?download$`));
     const served = Buffer.from(await (await fetch(`${sample!.baseUrl}${link!}`)).arrayBuffer());
     expect(createHash('sha256').update(served).digest('hex')).toBe(createHash('sha256').update(bytes).digest('hex'));
   });
