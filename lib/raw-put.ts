@@ -72,7 +72,13 @@ export class RawPutter {
     private readonly timeout: number | undefined,
     private readonly attempts: number,
     private readonly signer: HeaderSigner,
-  ) {}
+  ) {
+    const url = new URL(base.origin);
+    this.target = { protocol: url.protocol, hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port || undefined };
+  }
+
+  /** Where requests go, parsed once. */
+  private readonly target: { protocol: string; hostname: string; port: string | undefined };
 
   /** A raw putter sending what `client` would, or undefined where only the SDK can (see the file comment). */
   static async forClient(client: S3Client, bucket: string, concurrency: number): Promise<RawPutter | undefined> {
@@ -123,11 +129,11 @@ export class RawPutter {
     if (params.cacheControl !== undefined) own['cache-control'] = params.cacheControl;
     if (params.contentMd5 !== undefined) own['content-md5'] = params.contentMd5;
     const headers = this.signer.sign({ method: 'PUT', host: this.base.host, path, headers: own }, credentials, Date.now());
-    const url = new URL(this.base.origin);
-    const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
+    const { protocol, hostname, port } = this.target;
+    const send = protocol === 'https:' ? httpsRequest : httpRequest;
     await new Promise<void>((resolve, reject) => {
       const req = send(
-        { agent: this.agent, method: 'PUT', protocol: url.protocol, hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port || undefined, path, headers },
+        { agent: this.agent, method: 'PUT', protocol, hostname, port, path, headers },
         (res) => {
           void readAnswer(res).then(resolve, reject);
         },

@@ -82,12 +82,15 @@ describe('raw PutObject', () => {
     await expect(raw.send(new HeadObjectCommand({ Bucket: bucket, Key: 'raw/denied.txt' }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
   });
 
-  it('a body that does not match its Content-MD5 is refused (BadDigest) and not stored', async () => {
+  const digest = async () => {
     const p = await putter(client());
     const error = await p.put({ key: 'raw/digest.txt', contentType: 'text/plain', contentMd5: md5(Buffer.from('other')) }, Buffer.from('mine')).catch((e: unknown) => e);
     expect((error as RawS3Error).name).toBe('BadDigest');
     await expect(raw.send(new HeadObjectCommand({ Bucket: bucket, Key: 'raw/digest.txt' }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
-  });
+  };
+  const digestName = 'a body that does not match its Content-MD5 is refused (BadDigest) and not stored';
+  if (s3.kind === 's3rver') skipWithReason(digestName, 'the embedded s3rver does not check Content-MD5', digest);
+  else it(digestName, digest);
 
   itSts('signs with a session token (STS GetSessionToken); a wrong token is refused', async () => {
     const temporary = session!;
