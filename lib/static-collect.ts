@@ -19,6 +19,7 @@ import { resolve } from 'node:path';
 import { unquote } from './abortable.js';
 import { guessContentType } from './content-type.js';
 import { toKey } from './key-normalizer.js';
+import { RawPutter } from './raw-put.js';
 import { isNotFound, toStorageError } from './s3-errors.js';
 import { buildManifest, forEachLimit, hashedName, hashTree, md5Hex, type HashedFile, type HashReader, type MissingReference } from './static-hashing.js';
 import { BufferPool, bundlerNames, globToRegExp, md5File, readHashCache, readPooled, walk, writeHashCache, type HashCache, type LocalFile } from './static-local-files.js';
@@ -567,6 +568,7 @@ class BucketIo {
   private readonly client: S3Client;
   private readonly prefix: string;
   private readonly manifestKey: string;
+  private raw?: RawPutter;
 
   constructor(target: CollectTarget) {
     this.client = target.client;
@@ -618,6 +620,8 @@ class BucketIo {
     onEach: () => void,
   ): Promise<void> {
     const budget = new ByteBudget(UPLOAD_BYTES_IN_FLIGHT);
+    // Single PUTs bypass the SDK where that sends the same requests (raw-put.ts says when).
+    this.raw = await RawPutter.forClient(this.client, this.bucket, concurrency);
     // The SDK resolves its middleware stack afresh for every send unless told to reuse it per
     // command class: tens of thousands of PutObjects made that a tenth of a run's CPU. Only
     // for the uploads, and put back after: a caller may still change the stack later.
@@ -670,7 +674,8 @@ class BucketIo {
     const params = { Bucket: this.bucket, Key: key, ContentType: guessContentType(key), CacheControl: cacheControl };
     try {
       const ContentMD5 = md5 === undefined ? undefined : Buffer.from(md5, 'hex').toString('base64');
-      if (Buffer.isBuffer(source)) await this.client.send(new PutObjectCommand({ ...params, Body: source, ContentMD5 }));
+      if (Buffer.isBuffer(source) && this.raw) await this.raw.put({ key, contentType: params.ContentType, cacheControl, contentMd5: ContentMD5 }, source);
+      else if (Buffer.isBuffer(source)) await this.client.send(new PutObjectCommand({ ...params, Body: source, ContentMD5 }));
       else {
         // Loaded only for files over 16 MiB: it brings @nestjs/common, a tenth of a second of every CLI start.
         const { multipartUpload } = await import('./multipart-upload.js');

@@ -259,10 +259,7 @@ export class UrlSigner {
   private keyFor(scope: string, day: string, region: string, secret: string): Buffer {
     const cached = this.signingKey;
     if (cached && cached.scope === scope && cached.secret === secret) return cached.key;
-    const kDate = createHmac('sha256', `AWS4${secret}`).update(day).digest();
-    const kRegion = createHmac('sha256', kDate).update(region).digest();
-    const kService = createHmac('sha256', kRegion).update('s3').digest();
-    const key = createHmac('sha256', kService).update('aws4_request').digest();
+    const key = deriveSigningKey(secret, day, region);
     this.signingKey = { scope, secret, key };
     return key;
   }
@@ -279,6 +276,14 @@ export class UrlSigner {
     });
     return this.basePromise;
   }
+}
+
+/** The SigV4 signing key of one day, region and the `s3` service. */
+export function deriveSigningKey(secret: string, day: string, region: string): Buffer {
+  const kDate = createHmac('sha256', `AWS4${secret}`).update(day).digest();
+  const kRegion = createHmac('sha256', kDate).update(region).digest();
+  const kService = createHmac('sha256', kRegion).update('s3').digest();
+  return createHmac('sha256', kService).update('aws4_request').digest();
 }
 
 /**

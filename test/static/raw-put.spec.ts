@@ -1,0 +1,120 @@
+/**
+ * collectstatic's PutObject without the SDK (lib/raw-put.ts): the server verifies its
+ * header signature (a wrong secret is refused), a session token, the key encoding, the
+ * Content-MD5 check, and the stored metadata; clients it cannot speak for keep the SDK.
+ */
+import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
+import { GetSessionTokenCommand, STSClient } from '@aws-sdk/client-sts';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createHash } from 'node:crypto';
+import { RawPutter, RawS3Error } from '../../lib/raw-put.js';
+import { createS3Client } from '../../lib/s3-client.factory.js';
+import { createTestBucket, deleteTestBucket, itRequires, rawClient, s3, skipWithReason } from '../harness/s3-test-env.js';
+import { countRequests, staticOptions } from './static-fixtures.js';
+
+// Whether the server issues session credentials decides, at load time, whether that test runs.
+let stsProblem: string | undefined;
+const sts = new STSClient({ endpoint: s3.endpoint, region: s3.region, credentials: { accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey }, maxAttempts: 1 });
+const session = await sts
+  .send(new GetSessionTokenCommand({ DurationSeconds: 900 }))
+  .then((out) => out.Credentials)
+  .catch((error: unknown) => {
+    stsProblem = `${(error as Error).name} (HTTP ${(error as RawS3Error).$metadata?.httpStatusCode ?? '?'})`;
+    return undefined;
+  })
+  .finally(() => sts.destroy());
+
+function itSts(name: string, fn: () => Promise<void>): void {
+  if (stsProblem === undefined) it(name, fn);
+  else skipWithReason(name, `the ${s3.kind} server at ${s3.endpoint} issues no session credentials (STS GetSessionToken failed: ${stsProblem}); test/s3-server/ceph.sh enables RGW's STS`, fn);
+}
+
+let bucket: string;
+let raw: S3Client;
+const clients: S3Client[] = [];
+
+beforeAll(async () => {
+  bucket = await createTestBucket('rawput');
+  raw = rawClient();
+});
+
+afterAll(async () => {
+  for (const c of clients) c.destroy();
+  raw.destroy();
+  await deleteTestBucket(bucket);
+});
+
+function client(credentials?: { accessKeyId: string; secretAccessKey: string; sessionToken?: string }): S3Client {
+  const c = createS3Client(staticOptions(bucket, { maxAttempts: 1, ...(credentials ? { credentials } : {}) }));
+  clients.push(c);
+  return c;
+}
+
+const md5 = (body: Buffer) => createHash('md5').update(body).digest('base64');
+
+async function putter(c: S3Client): Promise<RawPutter> {
+  const p = await RawPutter.forClient(c, bucket, 4);
+  if (!p) throw new Error('expected the raw path for a client built by createS3Client');
+  return p;
+}
+
+describe('raw PutObject', () => {
+  it('stores the bytes with Content-Type and Cache-Control, for keys needing percent-encoding', async () => {
+    const p = await putter(client());
+    for (const key of ['raw/plain.css', 'raw/a b+c=d&e/ü ñ~(x)!*\'.js', 'raw/%2F/semi;colon,comma@at$.txt']) {
+      const body = Buffer.from(`body of ${key}`);
+      await p.put({ key, contentType: 'text/css; charset=utf-8', cacheControl: 'public, max-age=60', contentMd5: md5(body) }, body);
+      const out = await raw.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      expect(await out.Body!.transformToString()).toBe(`body of ${key}`);
+      expect(out.ContentType).toBe('text/css; charset=utf-8');
+      expect(out.CacheControl).toBe('public, max-age=60');
+    }
+  });
+
+  itRequires('signatures', 'a wrong secret is refused with 403 (the server verifies the signature)', async () => {
+    const p = await putter(client({ accessKeyId: s3.accessKeyId, secretAccessKey: `${s3.secretAccessKey}-wrong` }));
+    const body = Buffer.from('x');
+    const error = await p.put({ key: 'raw/denied.txt', contentType: 'text/plain' }, body).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RawS3Error);
+    expect((error as RawS3Error).$metadata.httpStatusCode).toBe(403);
+    // AWS and MinIO say SignatureDoesNotMatch, Ceph RGW AccessDenied.
+    expect(['SignatureDoesNotMatch', 'AccessDenied']).toContain((error as RawS3Error).name);
+    await expect(raw.send(new HeadObjectCommand({ Bucket: bucket, Key: 'raw/denied.txt' }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+  });
+
+  const digest = async () => {
+    const p = await putter(client());
+    const error = await p.put({ key: 'raw/digest.txt', contentType: 'text/plain', contentMd5: md5(Buffer.from('other')) }, Buffer.from('mine')).catch((e: unknown) => e);
+    expect((error as RawS3Error).name).toBe('BadDigest');
+    await expect(raw.send(new HeadObjectCommand({ Bucket: bucket, Key: 'raw/digest.txt' }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+  };
+  const digestName = 'a body that does not match its Content-MD5 is refused (BadDigest) and not stored';
+  if (s3.kind === 's3rver') skipWithReason(digestName, 'the embedded s3rver does not check Content-MD5', digest);
+  else it(digestName, digest);
+
+  itSts('signs with a session token (STS GetSessionToken); a wrong token is refused', async () => {
+    const temporary = session!;
+    const credentials = { accessKeyId: temporary.AccessKeyId!, secretAccessKey: temporary.SecretAccessKey!, sessionToken: temporary.SessionToken! };
+    const body = Buffer.from('with a token');
+    await (await putter(client(credentials))).put({ key: 'raw/token.txt', contentType: 'text/plain', contentMd5: md5(body) }, body);
+    const out = await raw.send(new GetObjectCommand({ Bucket: bucket, Key: 'raw/token.txt' }));
+    expect(await out.Body!.transformToString()).toBe('with a token');
+    if (s3.capabilities.has('signatures')) {
+      const error = await (await putter(client({ ...credentials, sessionToken: `${credentials.sessionToken}x` })))
+        .put({ key: 'raw/badtoken.txt', contentType: 'text/plain' }, body)
+        .catch((e: unknown) => e);
+      // A token the server cannot read: 400 (RGW) or 403 (AWS InvalidToken / ExpiredToken).
+      expect([400, 403]).toContain((error as RawS3Error).$metadata.httpStatusCode);
+    }
+  });
+
+  it('keeps the SDK for clients with middleware added, or a custom request handler', async () => {
+    const counted = client();
+    countRequests(counted);
+    expect(await RawPutter.forClient(counted, bucket, 4)).toBeUndefined();
+    const custom = new S3Client({ endpoint: s3.endpoint, region: s3.region, forcePathStyle: true, credentials: s3, requestHandler: { handle: async () => ({ response: undefined as never }) } });
+    clients.push(custom);
+    expect(await RawPutter.forClient(custom, bucket, 4)).toBeUndefined();
+    expect(await RawPutter.forClient(client(), bucket, 4)).toBeInstanceOf(RawPutter);
+  });
+});
