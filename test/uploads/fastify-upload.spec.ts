@@ -92,7 +92,7 @@ let app: INestApplication | undefined;
 afterEach(async () => {
   await app?.close();
   app = undefined;
-});
+}, 180_000);
 afterAll(() => deleteTestBucket(bucket));
 
 async function fastifyApp(controllers: (new () => object)[], beforeInit?: (app: NestFastifyApplication) => Promise<unknown>): Promise<INestApplication> {
@@ -223,5 +223,7 @@ describe.each(HTTP_PLATFORMS)('MediaUploadInterceptor on %s, memory', (platform)
     // would keep 64 MiB live in heap or buffers, and add as much to RSS.
     expect(grown('heapUsed') + grown('arrayBuffers')).toBeLessThan(32);
     expect(grown('rss')).toBeLessThan(48);
-  }, 120_000);
+    // A bound on memory, not time: with a GC every 250 ms and the other jest worker loading the
+    // same 2 cores and server (CI once took over 120 s here where 1.2 s is usual), time is generous.
+  }, 600_000);
 });
