@@ -10,10 +10,12 @@
  * resolve through `config.credentials`. The endpoint, addressing style and signing region
  * are the client's (url-signer.ts `computeBase`), the sockets its handler's agents, the
  * credentials its memoized provider (refreshed before they expire), the attempts its
- * `maxAttempts` (5xx, throttling and connection resets are retried, as the SDK does).
+ * `maxAttempts` (5xx, throttling and connection resets are retried, as the SDK does), the
+ * clock its `systemClockOffset` (corrected from the server's `Date` after `RequestTimeTooSkewed`).
  */
 import { S3Client } from '@aws-sdk/client-s3';
-import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { createReadStream } from 'node:fs';
+import { Agent as HttpAgent, request as httpRequest, type ClientRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { HeaderSigner } from './sigv4-headers.js';
 import { computeBase, encodeKeyPath, type SigningCredentials } from './url-signer.js';
@@ -27,15 +29,27 @@ export interface RawPutParams {
   contentMd5?: string;
 }
 
+/**
+ * A body streamed from a file of `size` bytes, a chunk at a time (re-read on each attempt),
+ * so a file of several MiB costs the upload 64 KiB of memory instead of its size.
+ */
+export interface RawFileBody {
+  path: string;
+  size: number;
+}
+
 /** An S3 error answer, shaped like the SDK's service exceptions (s3-errors.ts reads it the same way). */
 export class RawS3Error extends Error {
   readonly $metadata: { httpStatusCode: number };
   readonly $fault: 'client' | 'server';
-  constructor(code: string, status: number, message: string | undefined) {
+  /** The answer's `Date` header (ms), for clock-skew correction. */
+  readonly serverTime?: number;
+  constructor(code: string, status: number, message: string | undefined, serverTime?: number) {
     super(message ?? code);
     this.name = code;
     this.$metadata = { httpStatusCode: status };
     this.$fault = status >= 500 ? 'server' : 'client';
+    if (serverTime !== undefined && !Number.isNaN(serverTime)) this.serverTime = serverTime;
   }
 }
 
@@ -58,6 +72,8 @@ interface ClientConfig {
   useDualstackEndpoint?: () => Promise<boolean>;
   useAccelerateEndpoint?: () => Promise<boolean>;
   requestHandler?: { constructor: { name: string }; configProvider?: Promise<HandlerConfig> };
+  /** The SDK's correction of this machine's clock (ms), shared with every request of the client. */
+  systemClockOffset?: number;
 }
 
 const RETRYABLE_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED', 'ECONNABORTED', 'EAI_AGAIN']);
@@ -109,12 +125,14 @@ export class RawPutter {
   }
 
   /** PUTs `body` to `key`, retrying 5xx, throttling and connection resets. */
-  async put(params: RawPutParams, body: Buffer): Promise<void> {
+  async put(params: RawPutParams, body: Buffer | RawFileBody): Promise<void> {
     for (let attempt = 1; ; attempt++) {
       try {
         await this.once(params, body);
         return;
       } catch (error) {
+        // A clock off by minutes: sign again with the server's time, as the SDK does (and tell the SDK).
+        if (attempt < this.attempts && this.correctClock(error)) continue;
         if (attempt >= this.attempts || !retryable(error)) throw error;
         // The SDK's standard strategy: full-jitter exponential backoff from 100 ms, at most 20 s.
         await new Promise((ok) => setTimeout(ok, Math.random() * Math.min(20_000, 100 * 2 ** attempt)));
@@ -122,13 +140,23 @@ export class RawPutter {
     }
   }
 
-  private async once(params: RawPutParams, body: Buffer): Promise<void> {
+  /** Whether `error` says the request was signed with a skewed clock, and the client's offset was corrected. */
+  private correctClock(error: unknown): boolean {
+    if (!(error instanceof RawS3Error) || error.name !== 'RequestTimeTooSkewed' || error.serverTime === undefined) return false;
+    const offset = error.serverTime - Date.now();
+    if (Math.abs(offset - (this.config.systemClockOffset ?? 0)) < 60_000) return false;
+    this.config.systemClockOffset = offset;
+    return true;
+  }
+
+  private async once(params: RawPutParams, body: Buffer | RawFileBody): Promise<void> {
     const credentials = await this.config.credentials!();
     const path = this.base.pathPrefix + encodeKeyPath(params.key);
-    const own: Record<string, string> = { 'content-length': String(body.length), 'content-type': params.contentType };
+    const length = Buffer.isBuffer(body) ? body.length : body.size;
+    const own: Record<string, string> = { 'content-length': String(length), 'content-type': params.contentType };
     if (params.cacheControl !== undefined) own['cache-control'] = params.cacheControl;
     if (params.contentMd5 !== undefined) own['content-md5'] = params.contentMd5;
-    const headers = this.signer.sign({ method: 'PUT', host: this.base.host, path, headers: own }, credentials, Date.now());
+    const headers = this.signer.sign({ method: 'PUT', host: this.base.host, path, headers: own }, credentials, Date.now() + (this.config.systemClockOffset ?? 0));
     const { protocol, hostname, port } = this.target;
     const send = protocol === 'https:' ? httpsRequest : httpRequest;
     await new Promise<void>((resolve, reject) => {
@@ -145,9 +173,37 @@ export class RawPutter {
         });
       }
       req.on('error', reject);
-      req.end(body);
+      if (Buffer.isBuffer(body)) req.end(body);
+      else sendFile(req, body);
     });
   }
+}
+
+/**
+ * Streams exactly `size` bytes of the file into `req`. A file that has shrunk since it was
+ * hashed fails the request (the server would wait for the missing bytes); one whose bytes
+ * changed is refused by the server through Content-MD5.
+ */
+function sendFile(req: ClientRequest, { path, size }: RawFileBody): void {
+  if (size === 0) {
+    req.end();
+    return;
+  }
+  const stream = createReadStream(path, { start: 0, end: size - 1, highWaterMark: 64 * 1024 });
+  let sent = 0;
+  stream.on('data', (chunk) => {
+    sent += chunk.length;
+    if (!req.write(chunk)) {
+      stream.pause();
+      req.once('drain', () => stream.resume());
+    }
+  });
+  stream.on('end', () => {
+    if (sent === size) req.end();
+    else req.destroy(Object.assign(new Error(`"${path}" has ${sent} bytes, not the ${size} it had when it was hashed; run again`), { name: 'FileChanged' }));
+  });
+  stream.on('error', (error) => req.destroy(error));
+  req.on('close', () => stream.destroy());
 }
 
 async function readAnswer(res: IncomingMessage): Promise<void> {
@@ -158,7 +214,7 @@ async function readAnswer(res: IncomingMessage): Promise<void> {
   const text = Buffer.concat(chunks).toString('utf8');
   const code = /<Code>([^<]*)<\/Code>/.exec(text)?.[1] ?? (status >= 500 ? 'InternalError' : `Http${status}`);
   const message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1];
-  throw new RawS3Error(code, status, message);
+  throw new RawS3Error(code, status, message, res.headers.date === undefined ? undefined : Date.parse(res.headers.date));
 }
 
 function retryable(error: unknown): boolean {

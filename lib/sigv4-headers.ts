@@ -2,9 +2,9 @@
  * SigV4 signing of request headers (the `Authorization` header), for requests sent without
  * the AWS SDK. The body is not hashed (`UNSIGNED-PAYLOAD`): S3 accepts it for PutObject, and
  * `Content-MD5`, which the server checks, still protects the bytes. Key derivation is
- * url-signer.ts's; the day's key is cached.
+ * url-signer.ts's; the day's key is cached, and signatures use hmac.ts's one-shot digests.
  */
-import { createHash, createHmac } from 'node:crypto';
+import { HmacSha256, sha256Hex } from './hmac.js';
 import type { SigningCredentials } from './url-signer.js';
 import { deriveSigningKey } from './url-signer.js';
 
@@ -22,7 +22,7 @@ export interface HeaderSigningRequest {
 
 /** Signs requests for one region as whoever the credentials name. */
 export class HeaderSigner {
-  private cached?: { day: string; secret: string; key: Buffer };
+  private cached?: { day: string; secret: string; key: HmacSha256 };
 
   constructor(private readonly region: string) {}
 
@@ -42,16 +42,16 @@ export class HeaderSigner {
     const signedHeaders = names.join(';');
     const scope = `${day}/${this.region}/s3/aws4_request`;
     const canonicalRequest = `${request.method}\n${request.path}\n\n${canonicalHeaders}\n${signedHeaders}\n${UNSIGNED_PAYLOAD}`;
-    const stringToSign = `${ALGORITHM}\n${amzDate}\n${scope}\n${createHash('sha256').update(canonicalRequest).digest('hex')}`;
-    const signature = createHmac('sha256', this.keyFor(day, credentials.secretAccessKey)).update(stringToSign).digest('hex');
+    const stringToSign = `${ALGORITHM}\n${amzDate}\n${scope}\n${sha256Hex(canonicalRequest)}`;
+    const signature = this.keyFor(day, credentials.secretAccessKey).hex(stringToSign);
     headers.authorization = `${ALGORITHM} Credential=${credentials.accessKeyId}/${scope}, SignedHeaders=${signedHeaders}, Signature=${signature}`;
     return headers;
   }
 
-  private keyFor(day: string, secret: string): Buffer {
+  private keyFor(day: string, secret: string): HmacSha256 {
     const c = this.cached;
     if (c && c.day === day && c.secret === secret) return c.key;
-    const key = deriveSigningKey(secret, day, this.region);
+    const key = new HmacSha256(deriveSigningKey(secret, day, this.region));
     this.cached = { day, secret, key };
     return key;
   }

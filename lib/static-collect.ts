@@ -19,7 +19,7 @@ import { resolve } from 'node:path';
 import { unquote } from './abortable.js';
 import { guessContentType } from './content-type.js';
 import { toKey } from './key-normalizer.js';
-import { RawPutter } from './raw-put.js';
+import { RawPutter, type RawFileBody } from './raw-put.js';
 import { isNotFound, toStorageError } from './s3-errors.js';
 import { buildManifest, forEachLimit, hashedName, hashTree, md5Hex, type HashedFile, type HashReader, type MissingReference } from './static-hashing.js';
 import { BufferPool, bundlerNames, globToRegExp, md5File, readHashCache, readPooled, walk, writeHashCache, type HashCache, type LocalFile } from './static-local-files.js';
@@ -40,7 +40,7 @@ const SINGLE_PUT_MAX = 16 * 1024 * 1024;
 /** Size of the pooled read buffers: files up to this size are uploaded from one without a fresh allocation. */
 const POOLED_BUFFER = 256 * 1024;
 /** Bytes of single-PUT bodies held in memory at once, whatever the upload concurrency. */
-const UPLOAD_BYTES_IN_FLIGHT = 16 * 1024 * 1024;
+const UPLOAD_BYTES_IN_FLIGHT = 8 * 1024 * 1024;
 /** Concurrent file reads while hashing: local I/O, independent of the upload concurrency. */
 const HASH_CONCURRENCY = 16;
 
@@ -657,6 +657,9 @@ class BucketIo {
           // The request has been answered: its body is fully sent, and the buffer is free again.
           pool.give(buffer);
         }
+      } else if (this.raw) {
+        // Streamed from the file with its length known (no aws-chunked encoding): 64 KiB in flight, not the file.
+        await this.upload(item, { path: item.source, size: item.size });
       } else {
         await budget.acquire(item.size);
         try {
@@ -670,11 +673,12 @@ class BucketIo {
     });
   }
 
-  private async upload({ key, cacheControl, md5 }: Upload, source: Buffer | string): Promise<void> {
+  private async upload({ key, cacheControl, md5 }: Upload, source: Buffer | string | RawFileBody): Promise<void> {
     const params = { Bucket: this.bucket, Key: key, ContentType: guessContentType(key), CacheControl: cacheControl };
     try {
       const ContentMD5 = md5 === undefined ? undefined : Buffer.from(md5, 'hex').toString('base64');
-      if (Buffer.isBuffer(source) && this.raw) await this.raw.put({ key, contentType: params.ContentType, cacheControl, contentMd5: ContentMD5 }, source);
+      if (typeof source !== 'string' && this.raw) await this.raw.put({ key, contentType: params.ContentType, cacheControl, contentMd5: ContentMD5 }, source);
+      else if (typeof source !== 'string' && !Buffer.isBuffer(source)) throw new StorageError(`collectstatic: no raw uploader for "${key}"`, this.context(key));
       else if (Buffer.isBuffer(source)) await this.client.send(new PutObjectCommand({ ...params, Body: source, ContentMD5 }));
       else {
         // Loaded only for files over 16 MiB: it brings @nestjs/common, a tenth of a second of every CLI start.
@@ -683,7 +687,7 @@ class BucketIo {
       }
     } catch (error) {
       if (error instanceof StorageError) throw error;
-      if ((error as { name?: string }).name === 'BadDigest') {
+      if ((error as { name?: string }).name === 'BadDigest' || (error as { name?: string }).name === 'FileChanged') {
         throw new CollectStaticError(
           'file-changed',
           `collectstatic: "${key}" changed on disk while collectstatic ran (its bytes no longer match the md5 it was hashed with), so bucket "${this.bucket}" refused it; the manifest was not written. Run collectstatic again once the build has finished`,

@@ -16,7 +16,7 @@
  * keep their names and bytes, reference cycles get names instead of failing the run, and a
  * missing target is reported to the caller instead of failing it.
  */
-import { createHash } from 'node:crypto';
+import { md5Hex } from './hmac.js';
 import { djangoHashedName, isAdjustable, rewriteReferences, type TreeLookup } from './static-references.js';
 
 /** The manifest format version written (Django 3.2+ writes and reads "1.1"). */
@@ -72,10 +72,8 @@ export interface HashReader {
   md5(name: string): Promise<string>;
 }
 
-/** The full md5 of `data` in hex. */
-export function md5Hex(data: Buffer | string): string {
-  return createHash('md5').update(data).digest('hex');
-}
+/** The full md5 of `data` in hex (hmac.ts: a one-shot digest). */
+export { md5Hex };
 
 /**
  * `dir/name.ext` → `dir/name.<hash>.ext`, splitting the extension like Python's

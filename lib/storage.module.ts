@@ -9,7 +9,7 @@
  * shared within an application where their settings are equal, and destroyed on shutdown.
  */
 import type { S3Client } from '@aws-sdk/client-s3';
-import { Module, type DynamicModule, type Provider } from '@nestjs/common';
+import { Logger, Module, type DynamicModule, type Provider } from '@nestjs/common';
 import { StorageBootstrap } from './bucket-bootstrap.js';
 import { MediaStorage } from './media.storage.js';
 import { S3ClientRegistry, StorageClientsModule } from './s3-client-registry.js';
@@ -156,5 +156,6 @@ export function createMediaSigner(options: ResolvedMediaOptions, client: S3Clien
     forcePathStyle: options.forcePathStyle,
     region: options.region ?? (() => client.config.region()),
     credentials: typeof options.credentials === 'object' ? options.credentials : () => client.config.credentials(),
+    warn: (message) => new Logger('nestjs-s3-storage').warn(message),
   });
 }

@@ -8,8 +8,8 @@
  * of the signature. The output is byte-for-byte what `@aws-sdk/s3-request-presigner`'s
  * `getSignedUrl` returns for a client with `responseChecksumValidation: 'WHEN_REQUIRED'`.
  */
-import { createHash, createHmac } from 'node:crypto';
-import { Logger } from '@nestjs/common';
+import { createHmac } from 'node:crypto';
+import { HmacSha256, sha256Hex } from './hmac.js';
 import { StorageConfigurationError } from './storage.errors.js';
 import { MAX_URL_EXPIRES_IN } from './storage-options.validation.js';
 
@@ -37,6 +37,12 @@ export interface UrlSignerOptions {
   credentials: CredentialSource;
   /** Current time in ms; tests pin it. @default Date.now */
   clock?: () => number;
+  /**
+   * Where the one warning about URL lifetimes clamped to expiring credentials goes (the
+   * module passes its Nest `Logger`; this file stays free of Nest for the CLI).
+   * @default process.emitWarning
+   */
+  warn?: (message: string) => void;
 }
 
 /** Per-URL options of a signed GET URL. */
@@ -90,12 +96,11 @@ export function contentDisposition(filename: string, type: 'attachment' | 'inlin
 
 /** Signs GET (and UploadPart) URLs for one bucket. Cheap to call: a few microseconds, no I/O. */
 export class UrlSigner {
-  private readonly logger = new Logger('nestjs-s3-storage');
   /** The time source (ms); stable URLs floor it to their cache window. */
   readonly clock: () => number;
   private base?: Base;
   private basePromise?: Promise<Base>;
-  private signingKey?: { scope: string; secret: string; key: Buffer };
+  private signingKey?: { scope: string; secret: string; key: HmacSha256 };
   private clampWarned = false;
 
   constructor(private readonly options: UrlSignerOptions) {
@@ -163,7 +168,7 @@ export class UrlSigner {
     const path = base.pathPrefix + encodeKeyPath(key);
     const canonicalRequest = `${method}\n${path}\n${query}\nhost:${base.host}\n\nhost\n${UNSIGNED_PAYLOAD}`;
     const stringToSign = `${ALGORITHM}\n${amzDate}\n${scope}\n${sha256Hex(canonicalRequest)}`;
-    const signature = createHmac('sha256', signingKey).update(stringToSign).digest('hex');
+    const signature = signingKey.hex(stringToSign);
 
     // X-Amz-Signature sorts between X-Amz-Security-Token/X-Amz-Expires and X-Amz-SignedHeaders.
     const at = params.findIndex(([k]) => k === 'X-Amz-SignedHeaders');
@@ -197,7 +202,7 @@ export class UrlSigner {
     ];
     const policy = Buffer.from(JSON.stringify({ expiration: expiresAt.toISOString(), conditions })).toString('base64');
     fields.Policy = policy;
-    fields['X-Amz-Signature'] = createHmac('sha256', signingKey).update(policy).digest('hex');
+    fields['X-Amz-Signature'] = signingKey.hex(policy);
     // POST goes to the bucket: path-style `host/bucket`, virtual-hosted `bucket.host/`.
     return { url: `${base.origin}${base.pathPrefix.replace(/\/$/, '') || '/'}`, fields, expiresAt };
   }
@@ -248,7 +253,7 @@ export class UrlSigner {
     if (left >= requested) return requested;
     if (!this.clampWarned) {
       this.clampWarned = true;
-      this.logger.warn(
+      (this.options.warn ?? ((message: string) => process.emitWarning(message, 'StorageWarning')))(
         `Signed URLs for bucket "${this.options.bucket}" are limited to ${Math.max(left, 1)} s instead of ${requested} s: ` +
           'the credentials they are signed with expire sooner (temporary credentials from the provider chain).',
       );
@@ -256,10 +261,10 @@ export class UrlSigner {
     return Math.max(left, 1);
   }
 
-  private keyFor(scope: string, day: string, region: string, secret: string): Buffer {
+  private keyFor(scope: string, day: string, region: string, secret: string): HmacSha256 {
     const cached = this.signingKey;
     if (cached && cached.scope === scope && cached.secret === secret) return cached.key;
-    const key = deriveSigningKey(secret, day, region);
+    const key = new HmacSha256(deriveSigningKey(secret, day, region));
     this.signingKey = { scope, secret, key };
     return key;
   }
@@ -362,6 +367,3 @@ const PARTITION_SUFFIXES: readonly [RegExp, string][] = [
   [/^(aws-iso-f-global|us-isof-\w+-\d+)$/, 'csp.hci.ic.gov'],
 ];
 
-function sha256Hex(value: string): string {
-  return createHash('sha256').update(value).digest('hex');
-}

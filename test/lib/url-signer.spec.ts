@@ -6,6 +6,9 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { contentDisposition, UrlSigner, type SigningCredentials } from '../../lib/url-signer.js';
+import { createS3Client } from '../../lib/s3-client.factory.js';
+import { createMediaSigner } from '../../lib/storage.module.js';
+import { resolveStorageOptions } from '../../lib/storage-options.validation.js';
 
 const NOW = Date.parse('2026-03-04T05:06:07.890Z');
 const TRICKY_KEYS = [
@@ -170,9 +173,9 @@ describe('UrlSigner matches getSignedUrl byte for byte at a pinned clock', () =>
 
 describe('expiry', () => {
   it('clamps to the expiry of temporary credentials and warns once', async () => {
-    const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    const warn = jest.fn<(message: string) => void>();
     const credentials = { accessKeyId: 'ASIA', secretAccessKey: 'secret-never-logged', sessionToken: 't', expiration: new Date(NOW + 120_500) };
-    const signer = new UrlSigner({ bucket: 'media', endpoint: 'http://h:1', forcePathStyle: true, region: 'us-east-1', credentials, clock: () => NOW });
+    const signer = new UrlSigner({ bucket: 'media', endpoint: 'http://h:1', forcePathStyle: true, region: 'us-east-1', credentials, clock: () => NOW, warn });
     const first = new URL(await signer.sign('a.png', { expiresIn: 3600 }));
     const second = new URL(await signer.sign('b.png', { expiresIn: 3600 }));
     const short = new URL(await signer.sign('c.png', { expiresIn: 60 }));
@@ -182,7 +185,22 @@ describe('expiry', () => {
     expect(warn).toHaveBeenCalledTimes(1);
     expect(String(warn.mock.calls[0]![0])).toContain('limited to 120 s instead of 3600 s');
     expect(String(warn.mock.calls[0]![0])).not.toContain('secret-never-logged');
-    warn.mockRestore();
+  });
+
+  it("warns through the module's Nest Logger when built by createMediaSigner", async () => {
+    const warn = jest.spyOn(Logger.prototype, 'warn').mockImplementation(() => undefined);
+    const credentials = { accessKeyId: 'ASIA', secretAccessKey: 'secret-never-logged', sessionToken: 't', expiration: new Date(Date.now() + 120_500) };
+    const media = resolveStorageOptions({ media: { bucket: 'media', region: 'us-east-1', credentials } }).media;
+    const client = createS3Client(media);
+    try {
+      const url = new URL(await createMediaSigner(media, client).sign('a.png', { expiresIn: 3600 }));
+      expect(Number(url.searchParams.get('X-Amz-Expires'))).toBeLessThanOrEqual(121);
+      expect(warn).toHaveBeenCalledTimes(1);
+      expect(String(warn.mock.calls[0]![0])).toContain('instead of 3600 s');
+    } finally {
+      warn.mockRestore();
+      client.destroy();
+    }
   });
 
   it.each([0, -1, 1.5, 604801])('rejects expiresIn %p with a typed error', async (expiresIn) => {

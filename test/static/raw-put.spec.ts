@@ -6,7 +6,10 @@
 import { GetObjectCommand, HeadObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { GetSessionTokenCommand, STSClient } from '@aws-sdk/client-sts';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { RawPutter, RawS3Error } from '../../lib/raw-put.js';
 import { createS3Client } from '../../lib/s3-client.factory.js';
 import { createTestBucket, deleteTestBucket, itRequires, rawClient, s3, skipWithReason } from '../harness/s3-test-env.js';
@@ -107,6 +110,51 @@ describe('raw PutObject', () => {
       expect([400, 403]).toContain((error as RawS3Error).$metadata.httpStatusCode);
     }
   });
+
+  it('streams a file body of its stated size (several MiB, and empty); a file that shrank fails and stores nothing', async () => {
+    const p = await putter(client());
+    const dir = mkdtempSync(join(tmpdir(), 'nss3-rawput-'));
+    try {
+      const big = randomBytes(3 * 1024 * 1024 + 123);
+      writeFileSync(join(dir, 'big.bin'), big);
+      await p.put({ key: 'raw/big.bin', contentType: 'application/octet-stream', contentMd5: md5(big) }, { path: join(dir, 'big.bin'), size: big.length });
+      const out = await raw.send(new GetObjectCommand({ Bucket: bucket, Key: 'raw/big.bin' }));
+      expect(Buffer.from(await out.Body!.transformToByteArray()).equals(big)).toBe(true);
+
+      writeFileSync(join(dir, 'empty.txt'), '');
+      await p.put({ key: 'raw/empty.txt', contentType: 'text/plain', contentMd5: md5(Buffer.alloc(0)) }, { path: join(dir, 'empty.txt'), size: 0 });
+      expect((await raw.send(new HeadObjectCommand({ Bucket: bucket, Key: 'raw/empty.txt' }))).ContentLength).toBe(0);
+
+      // Hashed at 300,000 bytes, 1,000 by the time it is sent.
+      writeFileSync(join(dir, 'shrank.bin'), randomBytes(1000));
+      const error = await p.put({ key: 'raw/shrank.bin', contentType: 'application/octet-stream' }, { path: join(dir, 'shrank.bin'), size: 300_000 }).catch((e: unknown) => e);
+      expect(error).toMatchObject({ name: 'FileChanged' });
+      expect(String((error as Error).message)).toContain('1000 bytes, not the 300000');
+      await expect(raw.send(new HeadObjectCommand({ Bucket: bucket, Key: 'raw/shrank.bin' }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  const skewName = 'signs again with the server clock after RequestTimeTooSkewed, and shares the correction with the SDK';
+  const skew = async () => {
+    const c = createS3Client(staticOptions(bucket, { maxAttempts: 2 }));
+    clients.push(c);
+    const config = c.config as unknown as { systemClockOffset?: number };
+    config.systemClockOffset = -30 * 60_000; // this machine's clock as if 30 minutes slow
+    const body = Buffer.from('signed in time');
+    await (await putter(c)).put({ key: 'raw/skew.txt', contentType: 'text/plain', contentMd5: md5(body) }, body);
+    expect(Math.abs(config.systemClockOffset)).toBeLessThan(60_000);
+    const out = await raw.send(new GetObjectCommand({ Bucket: bucket, Key: 'raw/skew.txt' }));
+    expect(await out.Body!.transformToString()).toBe('signed in time');
+    // With one attempt there is no second signing: the server's refusal is what the caller sees.
+    const once = createS3Client(staticOptions(bucket, { maxAttempts: 1 }));
+    clients.push(once);
+    (once.config as unknown as { systemClockOffset?: number }).systemClockOffset = -30 * 60_000;
+    await expect((await putter(once)).put({ key: 'raw/skew2.txt', contentType: 'text/plain' }, body)).rejects.toMatchObject({ name: 'RequestTimeTooSkewed', $metadata: { httpStatusCode: 403 } });
+  };
+  if (!s3.capabilities.has('signatures')) skipWithReason(skewName, `the ${s3.kind} server at ${s3.endpoint} does not verify signatures, so it accepts any request time`, skew);
+  else it(skewName, skew);
 
   it('keeps the SDK for clients with middleware added, or a custom request handler', async () => {
     const counted = client();
