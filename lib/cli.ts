@@ -9,7 +9,8 @@
  * only, and before any module is loaded (the young generation grows while modules load),
  * the young generation is kept at its initial size and a full collection runs once the old
  * generation has grown by 20%: the same run peaks under 150 MiB, for about a tenth more
- * CPU time. A flag the user sets in `NODE_OPTIONS` or on the command line wins.
+ * CPU time. A flag the user gives `node` wins (and a young-generation size, which `NODE_OPTIONS`
+ * allows, over the growth factor).
  *
  * Compiled to both CommonJS (the `bin`) and ESM, so: no top-level await, no `import.meta`.
  */
@@ -20,11 +21,20 @@ import { setFlagsFromString } from 'node:v8';
 /** The V8 flags `collectstatic` runs with (each read by V8 at every collection, so they can be set at start-up). */
 export const BATCH_HEAP_FLAGS: readonly string[] = ['--semi-space-growth-factor=1', '--heap-growing-percent=20'];
 
-/** The flags of {@link BATCH_HEAP_FLAGS} that neither `execArgv` nor `NODE_OPTIONS` already sets, for `command`. */
+/**
+ * A user's flag that decides what one of {@link BATCH_HEAP_FLAGS} would: a young-generation
+ * size (`--max-semi-space-size`, allowed in `NODE_OPTIONS`) is a choice about its growth too.
+ */
+const DECIDED_BY: Readonly<Record<string, readonly string[]>> = {
+  '--semi-space-growth-factor': ['--semi-space-growth-factor', '--max-semi-space-size', '--min-semi-space-size'],
+  '--heap-growing-percent': ['--heap-growing-percent'],
+};
+
+/** The flags of {@link BATCH_HEAP_FLAGS} for `command` that the user's `execArgv` and `NODE_OPTIONS` leave open. */
 export function batchHeapFlags(command: string | undefined, execArgv: readonly string[], nodeOptions: string | undefined): string[] {
   if (command !== 'collectstatic') return [];
-  const given = [...execArgv, ...(nodeOptions ?? '').split(/\s+/)].map((arg) => arg.split('=')[0]!.replace(/_/g, '-'));
-  return BATCH_HEAP_FLAGS.filter((flag) => !given.includes(flag.split('=')[0]!));
+  const given = new Set([...execArgv, ...(nodeOptions ?? '').split(/\s+/)].map((arg) => arg.split('=')[0]!.replace(/_/g, '-')));
+  return BATCH_HEAP_FLAGS.filter((flag) => !DECIDED_BY[flag.split('=')[0]!]!.some((name) => given.has(name)));
 }
 
 /**
@@ -50,7 +60,14 @@ if (isEntryPoint()) {
   process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   void import('./cli-commands.js')
     .then(({ main }) => main(argv))
-    .then((code) => {
-      process.exitCode = code;
-    });
+    .then(
+      (code) => {
+        process.exitCode = code;
+      },
+      (error: unknown) => {
+        // main() answers every failure itself; this is a broken install (a module that cannot load).
+        process.stderr.write(`nestjs-s3-storage: cannot start: ${error instanceof Error ? error.message : String(error)}; reinstall the package\n`);
+        process.exitCode = 1;
+      },
+    );
 }

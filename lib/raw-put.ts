@@ -74,6 +74,7 @@ interface ClientConfig {
   requestHandler?: { constructor: { name: string }; configProvider?: Promise<HandlerConfig> };
   /** The SDK's correction of this machine's clock (ms), shared with every request of the client. */
   systemClockOffset?: number;
+  disableClockSkewCorrection?: boolean | (() => Promise<boolean>);
 }
 
 const RETRYABLE_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED', 'ECONNABORTED', 'EAI_AGAIN']);
@@ -88,6 +89,8 @@ export class RawPutter {
     private readonly timeout: number | undefined,
     private readonly attempts: number,
     private readonly signer: HeaderSigner,
+    /** False when the client was built with `disableClockSkewCorrection`. */
+    private readonly skewCorrection: boolean,
   ) {
     const url = new URL(base.origin);
     this.target = { protocol: url.protocol, hostname: url.hostname.replace(/^\[|\]$/g, ''), port: url.port || undefined };
@@ -121,18 +124,21 @@ export class RawPutter {
       (https ? new HttpsAgent({ keepAlive: true, maxSockets: concurrency }) : new HttpAgent({ keepAlive: true, maxSockets: concurrency }));
     const maxAttempts = typeof config.maxAttempts === 'function' ? await config.maxAttempts() : (config.maxAttempts ?? 3);
     const timeout = handlerConfig.socketTimeout ?? handlerConfig.requestTimeout;
-    return new RawPutter(config, base, agent, timeout, Math.max(1, maxAttempts), new HeaderSigner(base.region));
+    const disable = config.disableClockSkewCorrection;
+    const skewCorrection = (typeof disable === 'function' ? await disable() : disable) !== true;
+    return new RawPutter(config, base, agent, timeout, Math.max(1, maxAttempts), new HeaderSigner(base.region), skewCorrection);
   }
 
   /** PUTs `body` to `key`, retrying 5xx, throttling and connection resets. */
   async put(params: RawPutParams, body: Buffer | RawFileBody): Promise<void> {
     for (let attempt = 1; ; attempt++) {
+      const offset = this.skewCorrection ? (this.config.systemClockOffset ?? 0) : 0;
       try {
-        await this.once(params, body);
+        await this.once(params, body, offset);
         return;
       } catch (error) {
         // A clock off by minutes: sign again with the server's time, as the SDK does (and tell the SDK).
-        if (attempt < this.attempts && this.correctClock(error)) continue;
+        if (attempt < this.attempts && this.correctClock(error, offset)) continue;
         if (attempt >= this.attempts || !retryable(error)) throw error;
         // The SDK's standard strategy: full-jitter exponential backoff from 100 ms, at most 20 s.
         await new Promise((ok) => setTimeout(ok, Math.random() * Math.min(20_000, 100 * 2 ** attempt)));
@@ -140,30 +146,53 @@ export class RawPutter {
     }
   }
 
-  /** Whether `error` says the request was signed with a skewed clock, and the client's offset was corrected. */
-  private correctClock(error: unknown): boolean {
-    if (!(error instanceof RawS3Error) || error.name !== 'RequestTimeTooSkewed' || error.serverTime === undefined) return false;
+  /**
+   * Whether `error` says the request, signed with clock offset `used`, had a skewed time that
+   * the server's `Date` corrects. Requests in flight together all fail so; the first one sets
+   * the client's offset, and every one of them signs again.
+   */
+  private correctClock(error: unknown, used: number): boolean {
+    if (!this.skewCorrection || !(error instanceof RawS3Error) || error.name !== 'RequestTimeTooSkewed' || error.serverTime === undefined) return false;
     const offset = error.serverTime - Date.now();
-    if (Math.abs(offset - (this.config.systemClockOffset ?? 0)) < 60_000) return false;
-    this.config.systemClockOffset = offset;
+    if (Math.abs(offset - used) < 60_000) return false;
+    if (Math.abs(offset - (this.config.systemClockOffset ?? 0)) >= 60_000) this.config.systemClockOffset = offset;
     return true;
   }
 
-  private async once(params: RawPutParams, body: Buffer | RawFileBody): Promise<void> {
+  private async once(params: RawPutParams, body: Buffer | RawFileBody, clockOffset: number): Promise<void> {
     const credentials = await this.config.credentials!();
     const path = this.base.pathPrefix + encodeKeyPath(params.key);
     const length = Buffer.isBuffer(body) ? body.length : body.size;
     const own: Record<string, string> = { 'content-length': String(length), 'content-type': params.contentType };
     if (params.cacheControl !== undefined) own['cache-control'] = params.cacheControl;
     if (params.contentMd5 !== undefined) own['content-md5'] = params.contentMd5;
-    const headers = this.signer.sign({ method: 'PUT', host: this.base.host, path, headers: own }, credentials, Date.now() + (this.config.systemClockOffset ?? 0));
+    const headers = this.signer.sign({ method: 'PUT', host: this.base.host, path, headers: own }, credentials, Date.now() + clockOffset);
+    // A file body waits for the server's go-ahead: a refusal (signature, time, permission) then
+    // comes before any byte is sent, as with the SDK's expect-continue, rather than as a reset.
+    const file = Buffer.isBuffer(body) || body.size === 0 ? undefined : body;
+    if (file) headers.expect = '100-continue';
     const { protocol, hostname, port } = this.target;
     const send = protocol === 'https:' ? httpsRequest : httpRequest;
     await new Promise<void>((resolve, reject) => {
+      let started = false;
+      let fallback: NodeJS.Timeout | undefined;
+      const start = () => {
+        clearTimeout(fallback);
+        if (started || !file) return;
+        started = true;
+        sendFile(req, file);
+      };
       const req = send(
         { agent: this.agent, method: 'PUT', protocol, hostname, port, path, headers },
         (res) => {
-          void readAnswer(res).then(resolve, reject);
+          started = true; // an answer before the body: nothing more is sent
+          clearTimeout(fallback);
+          void readAnswer(res)
+            .then(resolve, reject)
+            .finally(() => {
+              // Answered before the whole body went out: the socket cannot carry another request.
+              if (!req.writableFinished) req.destroy();
+            });
         },
       );
       if (this.timeout) {
@@ -172,9 +201,18 @@ export class RawPutter {
           req.destroy(error);
         });
       }
-      req.on('error', reject);
+      req.on('error', (error) => {
+        clearTimeout(fallback);
+        reject(error);
+      });
       if (Buffer.isBuffer(body)) req.end(body);
-      else sendFile(req, body);
+      else if (!file) req.end();
+      else {
+        req.on('continue', start);
+        req.flushHeaders();
+        // A server that ignores Expect gets the body after a second, as curl does.
+        fallback = setTimeout(start, 1000);
+      }
     });
   }
 }
@@ -185,10 +223,6 @@ export class RawPutter {
  * changed is refused by the server through Content-MD5.
  */
 function sendFile(req: ClientRequest, { path, size }: RawFileBody): void {
-  if (size === 0) {
-    req.end();
-    return;
-  }
   const stream = createReadStream(path, { start: 0, end: size - 1, highWaterMark: 64 * 1024 });
   let sent = 0;
   stream.on('data', (chunk) => {
@@ -200,7 +234,7 @@ function sendFile(req: ClientRequest, { path, size }: RawFileBody): void {
   });
   stream.on('end', () => {
     if (sent === size) req.end();
-    else req.destroy(Object.assign(new Error(`"${path}" has ${sent} bytes, not the ${size} it had when it was hashed; run again`), { name: 'FileChanged' }));
+    else req.destroy(Object.assign(new Error(`"${path}" has ${sent} bytes, not the ${size} it had when it was hashed`), { name: 'FileChanged' }));
   });
   stream.on('error', (error) => req.destroy(error));
   req.on('close', () => stream.destroy());

@@ -687,7 +687,15 @@ class BucketIo {
       }
     } catch (error) {
       if (error instanceof StorageError) throw error;
-      if ((error as { name?: string }).name === 'BadDigest' || (error as { name?: string }).name === 'FileChanged') {
+      if ((error as { name?: string }).name === 'FileChanged') {
+        throw new CollectStaticError(
+          'file-changed',
+          `collectstatic: "${key}" changed on disk while collectstatic ran: ${(error as Error).message}; nothing was stored under that key and the manifest was not written. Run collectstatic again once the build has finished`,
+          [{ file: key }],
+          this.context(key),
+        );
+      }
+      if ((error as { name?: string }).name === 'BadDigest') {
         throw new CollectStaticError(
           'file-changed',
           `collectstatic: "${key}" changed on disk while collectstatic ran (its bytes no longer match the md5 it was hashed with), so bucket "${this.bucket}" refused it; the manifest was not written. Run collectstatic again once the build has finished`,

@@ -16,6 +16,9 @@ describe('batchHeapFlags', () => {
     expect(batchHeapFlags('collectstatic', ['--heap-growing-percent=50'], undefined)).toEqual(['--semi-space-growth-factor=1']);
     expect(batchHeapFlags('collectstatic', [], '--max-old-space-size=512 --semi_space_growth_factor=2')).toEqual(['--heap-growing-percent=20']);
     expect(batchHeapFlags('collectstatic', ['--semi-space-growth-factor=2'], '--heap_growing_percent=30')).toEqual([]);
+    // A young-generation size is the user's choice about its growth too (NODE_OPTIONS allows it).
+    expect(batchHeapFlags('collectstatic', [], '--max-semi-space-size=64')).toEqual(['--heap-growing-percent=20']);
+    expect(batchHeapFlags('collectstatic', ['--min-semi-space-size=16'], undefined)).toEqual(['--heap-growing-percent=20']);
   });
 
   it('names flags this Node accepts (an unknown one would make V8 print an error on every run)', () => {

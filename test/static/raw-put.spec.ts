@@ -8,6 +8,7 @@ import { GetSessionTokenCommand, STSClient } from '@aws-sdk/client-sts';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import type { Agent } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { RawPutter, RawS3Error } from '../../lib/raw-put.js';
@@ -129,7 +130,7 @@ describe('raw PutObject', () => {
       writeFileSync(join(dir, 'shrank.bin'), randomBytes(1000));
       const error = await p.put({ key: 'raw/shrank.bin', contentType: 'application/octet-stream' }, { path: join(dir, 'shrank.bin'), size: 300_000 }).catch((e: unknown) => e);
       expect(error).toMatchObject({ name: 'FileChanged' });
-      expect(String((error as Error).message)).toContain('1000 bytes, not the 300000');
+      expect(String((error as Error).message)).toContain('has 1000 bytes, not the 300000');
       await expect(raw.send(new HeadObjectCommand({ Bucket: bucket, Key: 'raw/shrank.bin' }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -147,6 +148,12 @@ describe('raw PutObject', () => {
     expect(Math.abs(config.systemClockOffset)).toBeLessThan(60_000);
     const out = await raw.send(new GetObjectCommand({ Bucket: bucket, Key: 'raw/skew.txt' }));
     expect(await out.Body!.transformToString()).toBe('signed in time');
+    // Uploads in flight together all fail so; each signs again, not only the one that corrected the clock.
+    const together = createS3Client(staticOptions(bucket, { maxAttempts: 2 }));
+    clients.push(together);
+    (together.config as unknown as { systemClockOffset?: number }).systemClockOffset = -30 * 60_000;
+    const p = await putter(together);
+    await Promise.all([0, 1, 2, 3].map((i) => p.put({ key: `raw/skew-${i}.txt`, contentType: 'text/plain', contentMd5: md5(body) }, body)));
     // With one attempt there is no second signing: the server's refusal is what the caller sees.
     const once = createS3Client(staticOptions(bucket, { maxAttempts: 1 }));
     clients.push(once);
@@ -155,6 +162,27 @@ describe('raw PutObject', () => {
   };
   if (!s3.capabilities.has('signatures')) skipWithReason(skewName, `the ${s3.kind} server at ${s3.endpoint} does not verify signatures, so it accepts any request time`, skew);
   else it(skewName, skew);
+
+  itRequires('signatures', 'a refused file body ends with the server answer, not a reset or a hung socket', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'nss3-rawput-'));
+    try {
+      const big = randomBytes(8 * 1024 * 1024);
+      writeFileSync(join(dir, 'refused.bin'), big);
+      const refused = client({ accessKeyId: s3.accessKeyId, secretAccessKey: `${s3.secretAccessKey}-wrong` });
+      const p = await putter(refused);
+      const error = await p.put({ key: 'raw/refused.bin', contentType: 'application/octet-stream', contentMd5: md5(big) }, { path: join(dir, 'refused.bin'), size: big.length }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(RawS3Error);
+      expect((error as RawS3Error).$metadata.httpStatusCode).toBe(403);
+      // No socket is left in use (one stuck mid-body would hold an agent slot and keep the process alive).
+      // (The putter's agent: the handler's own, or the keep-alive one the putter made where the handler creates its lazily.)
+      const { agent } = p as unknown as { agent: Agent };
+      await new Promise((ok) => setTimeout(ok, 200));
+      expect(Object.values(agent.sockets).flat()).toHaveLength(0);
+      await expect(raw.send(new HeadObjectCommand({ Bucket: bucket, Key: 'raw/refused.bin' }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
   it('keeps the SDK for clients with middleware added, or a custom request handler', async () => {
     const counted = client();
