@@ -75,6 +75,8 @@ interface ClientConfig {
   /** The SDK's correction of this machine's clock (ms), shared with every request of the client. */
   systemClockOffset?: number;
   disableClockSkewCorrection?: boolean | (() => Promise<boolean>);
+  /** When the SDK sends `Expect: 100-continue`: `false` never, `true` always, a number from that body size (default 2 MiB). */
+  expectContinueHeader?: boolean | number;
 }
 
 const RETRYABLE_CODES = new Set(['ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'ECONNREFUSED', 'ECONNABORTED', 'EAI_AGAIN']);
@@ -167,10 +169,13 @@ export class RawPutter {
     if (params.cacheControl !== undefined) own['cache-control'] = params.cacheControl;
     if (params.contentMd5 !== undefined) own['content-md5'] = params.contentMd5;
     const headers = this.signer.sign({ method: 'PUT', host: this.base.host, path, headers: own }, credentials, Date.now() + clockOffset);
-    // A file body waits for the server's go-ahead: a refusal (signature, time, permission) then
-    // comes before any byte is sent, as with the SDK's expect-continue, rather than as a reset.
+    // A file body from the client's `expectContinueHeader` size on (2 MiB by default, as the SDK)
+    // waits for the server's go-ahead: a refusal (signature, time, permission) then comes before
+    // any byte is sent rather than as a reset halfway.
     const file = Buffer.isBuffer(body) || body.size === 0 ? undefined : body;
-    if (file) headers.expect = '100-continue';
+    const expect = this.config.expectContinueHeader ?? 2 * 1024 * 1024;
+    const waits = file !== undefined && (typeof expect === 'number' ? file.size >= expect : expect);
+    if (waits) headers.expect = '100-continue';
     const { protocol, hostname, port } = this.target;
     const send = protocol === 'https:' ? httpsRequest : httpRequest;
     await new Promise<void>((resolve, reject) => {
@@ -207,11 +212,20 @@ export class RawPutter {
       });
       if (Buffer.isBuffer(body)) req.end(body);
       else if (!file) req.end();
+      else if (!waits) start();
       else {
         req.on('continue', start);
+        // A server that ignores Expect gets the body after a second (as curl does) of the
+        // request's own connection: not counted while it waits for a socket or connects.
+        const wait = Math.min(1000, this.timeout ? this.timeout / 2 : 1000);
+        req.on('socket', (socket) => {
+          const arm = () => {
+            if (!started) fallback = setTimeout(start, wait);
+          };
+          if (socket.connecting) socket.once('connect', arm);
+          else arm();
+        });
         req.flushHeaders();
-        // A server that ignores Expect gets the body after a second, as curl does.
-        fallback = setTimeout(start, 1000);
       }
     });
   }

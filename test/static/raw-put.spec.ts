@@ -179,6 +179,25 @@ describe('raw PutObject', () => {
       await new Promise((ok) => setTimeout(ok, 200));
       expect(Object.values(agent.sockets).flat()).toHaveLength(0);
       await expect(raw.send(new HeadObjectCommand({ Bucket: bucket, Key: 'raw/refused.bin' }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+
+      // Below the client's expectContinueHeader size (2 MiB), or with it off, the body goes at once;
+      // a refusal still settles the upload and frees its socket.
+      const small = randomBytes(1024 * 1024);
+      writeFileSync(join(dir, 'small.bin'), small);
+      for (const expectContinueHeader of [undefined, false]) {
+        const c = client({ accessKeyId: s3.accessKeyId, secretAccessKey: `${s3.secretAccessKey}-wrong` });
+        if (expectContinueHeader !== undefined) (c.config as unknown as { expectContinueHeader: boolean }).expectContinueHeader = expectContinueHeader;
+        const q = await putter(c);
+        const body = expectContinueHeader === false ? { path: join(dir, 'refused.bin'), size: big.length } : { path: join(dir, 'small.bin'), size: small.length };
+        await expect(q.put({ key: 'raw/refused-now.bin', contentType: 'application/octet-stream' }, body)).rejects.toBeInstanceOf(Error);
+        await new Promise((ok) => setTimeout(ok, 200));
+        expect(Object.values((q as unknown as { agent: Agent }).agent.sockets).flat()).toHaveLength(0);
+      }
+      // And a good upload with expect-continue off stores every byte.
+      const off = client();
+      (off.config as unknown as { expectContinueHeader: boolean }).expectContinueHeader = false;
+      await (await putter(off)).put({ key: 'raw/no-expect.bin', contentType: 'application/octet-stream', contentMd5: md5(big) }, { path: join(dir, 'refused.bin'), size: big.length });
+      expect((await raw.send(new HeadObjectCommand({ Bucket: bucket, Key: 'raw/no-expect.bin' }))).ContentLength).toBe(big.length);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
