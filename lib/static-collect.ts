@@ -18,10 +18,11 @@ import { readFile } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { unquote } from './abortable.js';
 import { guessContentType } from './content-type.js';
+import { md5Hex } from './hmac.js';
 import { toKey } from './key-normalizer.js';
 import { RawPutter, type RawFileBody } from './raw-put.js';
 import { isNotFound, toStorageError } from './s3-errors.js';
-import { buildManifest, forEachLimit, hashedName, hashTree, md5Hex, type HashedFile, type HashReader, type MissingReference } from './static-hashing.js';
+import { buildManifest, forEachLimit, hashedName, hashTree, type HashedFile, type HashReader, type MissingReference } from './static-hashing.js';
 import { BufferPool, bundlerNames, globToRegExp, md5File, readHashCache, readPooled, walk, writeHashCache, type HashCache, type LocalFile } from './static-local-files.js';
 import { CollectStaticError, ManifestError, StorageConfigurationError, StorageError } from './storage.errors.js';
 import type { ResolvedStaticOptions } from './storage-options.validation.js';
@@ -678,27 +679,23 @@ class BucketIo {
     try {
       const ContentMD5 = md5 === undefined ? undefined : Buffer.from(md5, 'hex').toString('base64');
       if (typeof source !== 'string' && this.raw) await this.raw.put({ key, contentType: params.ContentType, cacheControl, contentMd5: ContentMD5 }, source);
-      else if (typeof source !== 'string' && !Buffer.isBuffer(source)) throw new StorageError(`collectstatic: no raw uploader for "${key}"`, this.context(key));
-      else if (Buffer.isBuffer(source)) await this.client.send(new PutObjectCommand({ ...params, Body: source, ContentMD5 }));
-      else {
+      else if (typeof source !== 'string') {
+        const Body = Buffer.isBuffer(source) ? source : await readFile(source.path);
+        await this.client.send(new PutObjectCommand({ ...params, Body, ContentMD5 }));
+      } else {
         // Loaded only for files over 16 MiB: it brings @nestjs/common, a tenth of a second of every CLI start.
         const { multipartUpload } = await import('./multipart-upload.js');
         await multipartUpload(this.client, params, createReadStream(source), { partSize: 8 * 1024 * 1024, queueSize: 4 });
       }
     } catch (error) {
       if (error instanceof StorageError) throw error;
-      if ((error as { name?: string }).name === 'FileChanged') {
+      const name = (error as { name?: string }).name;
+      if (name === 'FileChanged' || name === 'BadDigest') {
+        // FileChanged: a streamed file shrank (raw-put.ts); BadDigest: the server found other bytes than the md5 hashed.
+        const why = name === 'FileChanged' ? (error as Error).message : 'its bytes no longer match the md5 it was hashed with, so the bucket refused them';
         throw new CollectStaticError(
           'file-changed',
-          `collectstatic: "${key}" changed on disk while collectstatic ran: ${(error as Error).message}; nothing was stored under that key and the manifest was not written. Run collectstatic again once the build has finished`,
-          [{ file: key }],
-          this.context(key),
-        );
-      }
-      if ((error as { name?: string }).name === 'BadDigest') {
-        throw new CollectStaticError(
-          'file-changed',
-          `collectstatic: "${key}" changed on disk while collectstatic ran (its bytes no longer match the md5 it was hashed with), so bucket "${this.bucket}" refused it; the manifest was not written. Run collectstatic again once the build has finished`,
+          `collectstatic: "${key}" changed on disk while collectstatic ran (${why}); nothing was stored under that key in bucket "${this.bucket}" and the manifest was not written. Run collectstatic again once the build has finished`,
           [{ file: key }],
           this.context(key),
         );

@@ -72,9 +72,6 @@ export interface HashReader {
   md5(name: string): Promise<string>;
 }
 
-/** The full md5 of `data` in hex (hmac.ts: a one-shot digest). */
-export { md5Hex };
-
 /**
  * `dir/name.ext` → `dir/name.<hash>.ext`, splitting the extension like Python's
  * `os.path.splitext` (last dot of the base name; a leading dot is not an extension).
